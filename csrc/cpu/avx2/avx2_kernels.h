@@ -1,0 +1,26 @@
+// x86-64 AVX2 + FMA kernels (float32). Compiled with -mavx2 -mfma in their
+// own translation units; only called after dispatch.cpp has checked CPUID.
+// Each entry point handles its specialised cases (kernel size, stride,
+// layout) and falls back to the scalar kernels for everything else.
+#pragma once
+
+#include "../cpu_kernels.h"
+
+namespace mnx {
+namespace cpu {
+
+void depthwise_forward_avx2_f32(const DepthwiseShape& s, const float* x,
+                                const float* w, const float* bias, float* y,
+                                Activation act, int64_t begin, int64_t end);
+void depthwise_grad_input_avx2_f32(const DepthwiseShape& s, const float* gy,
+                                   const float* w, float* gx, int64_t begin,
+                                   int64_t end);
+void depthwise_grad_weight_avx2_f32(const DepthwiseShape& s, const float* gy,
+                                    const float* x, float* gw, int64_t begin,
+                                    int64_t end);
+void gemm_avx2_f32(const GemmArgs& g, const float* A, const float* B, float* C,
+                   const float* bias, const float* residual, int64_t begin,
+                   int64_t end);
+
+}  // namespace cpu
+}  // namespace mnx

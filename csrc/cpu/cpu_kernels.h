@@ -1,0 +1,91 @@
+// Entry points of the CPU kernels (torch-free). Each instruction set lives in
+// its own translation unit(s) under csrc/cpu/<isa>/ compiled with its own
+// flags; dispatch.cpp picks one at run time from CPUID.
+#pragma once
+
+#include "../kernels/params.h"
+
+namespace mnx {
+namespace cpu {
+
+// One family of kernels for one scalar type. Every function processes the
+// work units [begin, end) described in params.h; the caller splits units over
+// threads.
+template <typename T>
+struct DepthwiseKernels {
+  // y = act(conv(x, w) + bias); bias may be null.
+  void (*forward)(const DepthwiseShape& s, const T* x, const T* w,
+                  const T* bias, T* y, Activation act, int64_t begin,
+                  int64_t end);
+  // gx = conv_transpose(gy, w)
+  void (*grad_input)(const DepthwiseShape& s, const T* gy, const T* w, T* gx,
+                     int64_t begin, int64_t end);
+  // gw[C_out, KH, KW] = sum over n, oh, ow of gy * x (overwrites gw)
+  void (*grad_weight)(const DepthwiseShape& s, const T* gy, const T* x, T* gw,
+                      int64_t begin, int64_t end);
+  const char* isa;
+};
+
+template <typename T>
+struct GemmKernels {
+  // See GemmArgs. bias / residual may be null. With sum_batch C is
+  // overwritten by the sum over batches; otherwise each C_b is overwritten.
+  void (*run)(const GemmArgs& g, const T* A, const T* B, T* C, const T* bias,
+              const T* residual, int64_t begin, int64_t end);
+  const char* isa;
+};
+
+// --- scalar (portable C++, any T) -------------------------------------------
+template <typename T>
+void depthwise_forward_scalar(const DepthwiseShape& s, const T* x, const T* w,
+                              const T* bias, T* y, Activation act,
+                              int64_t begin, int64_t end);
+template <typename T>
+void depthwise_grad_input_scalar(const DepthwiseShape& s, const T* gy,
+                                 const T* w, T* gx, int64_t begin,
+                                 int64_t end);
+template <typename T>
+void depthwise_grad_weight_scalar(const DepthwiseShape& s, const T* gy,
+                                  const T* x, T* gw, int64_t begin,
+                                  int64_t end);
+template <typename T>
+void gemm_scalar(const GemmArgs& g, const T* A, const T* B, T* C,
+                 const T* bias, const T* residual, int64_t begin, int64_t end);
+
+// --- selection ----------------------------------------------------------------
+// Best available kernels for this CPU. MOBILENET_EXT_ISA=scalar|avx2|neon
+// (read once) forces a family, for testing and benchmarking.
+const DepthwiseKernels<float>& depthwise_kernels_f32();
+const DepthwiseKernels<double>& depthwise_kernels_f64();
+const GemmKernels<float>& gemm_kernels_f32();
+const GemmKernels<double>& gemm_kernels_f64();
+
+// Name of the ISA the float32 kernels use ("avx2", "neon" or "scalar").
+const char* selected_isa();
+bool cpu_has_avx2_fma();
+
+template <typename T>
+inline T apply_activation(T v, Activation act) {
+  switch (act) {
+    case Activation::None:
+      return v;
+    case Activation::ReLU:
+      return v > T(0) ? v : (v != v ? v : T(0));
+    case Activation::ReLU6: {
+      if (v != v) return v;
+      T r = v > T(0) ? v : T(0);
+      return r < T(6) ? r : T(6);
+    }
+    case Activation::Hardswish: {
+      if (v != v) return v;
+      T t = v + T(3);
+      t = t > T(0) ? t : T(0);
+      t = t < T(6) ? t : T(6);
+      return v * t / T(6);
+    }
+  }
+  return v;
+}
+
+}  // namespace cpu
+}  // namespace mnx

@@ -1,0 +1,116 @@
+// Run-time selection of the CPU kernel family (CPUID on x86-64; NEON is
+// always present on AArch64). Never compiled with -march=native.
+#include "cpu_kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define MNX_X86 1
+#include "avx2/avx2_kernels.h"
+#endif
+#if defined(__aarch64__)
+#define MNX_ARM 1
+#include "neon/neon_kernels.h"
+#endif
+
+namespace mnx {
+namespace cpu {
+
+bool cpu_has_avx2_fma() {
+#if MNX_X86 && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+enum class Isa { Scalar, Avx2, Neon };
+
+Isa pick_isa() {
+  const char* env = std::getenv("MOBILENET_EXT_ISA");
+  const bool force_scalar = env && std::strcmp(env, "scalar") == 0;
+  if (force_scalar) return Isa::Scalar;
+#if MNX_X86
+  if (cpu_has_avx2_fma()) return Isa::Avx2;
+#endif
+#if MNX_ARM
+  return Isa::Neon;
+#endif
+  return Isa::Scalar;
+}
+
+Isa selected() {
+  static const Isa isa = pick_isa();
+  return isa;
+}
+
+const DepthwiseKernels<float> kDepthwiseScalarF32 = {
+    depthwise_forward_scalar<float>, depthwise_grad_input_scalar<float>,
+    depthwise_grad_weight_scalar<float>, "scalar"};
+const DepthwiseKernels<double> kDepthwiseScalarF64 = {
+    depthwise_forward_scalar<double>, depthwise_grad_input_scalar<double>,
+    depthwise_grad_weight_scalar<double>, "scalar"};
+const GemmKernels<float> kGemmScalarF32 = {gemm_scalar<float>, "scalar"};
+const GemmKernels<double> kGemmScalarF64 = {gemm_scalar<double>, "scalar"};
+
+#if MNX_X86
+const DepthwiseKernels<float> kDepthwiseAvx2F32 = {
+    depthwise_forward_avx2_f32, depthwise_grad_input_avx2_f32,
+    depthwise_grad_weight_avx2_f32, "avx2"};
+const GemmKernels<float> kGemmAvx2F32 = {gemm_avx2_f32, "avx2"};
+#endif
+#if MNX_ARM
+const DepthwiseKernels<float> kDepthwiseNeonF32 = {
+    depthwise_forward_neon_f32, depthwise_grad_input_neon_f32,
+    depthwise_grad_weight_neon_f32, "neon"};
+const GemmKernels<float> kGemmNeonF32 = {gemm_neon_f32, "neon"};
+#endif
+
+}  // namespace
+
+const DepthwiseKernels<float>& depthwise_kernels_f32() {
+  switch (selected()) {
+#if MNX_X86
+    case Isa::Avx2:
+      return kDepthwiseAvx2F32;
+#endif
+#if MNX_ARM
+    case Isa::Neon:
+      return kDepthwiseNeonF32;
+#endif
+    default:
+      return kDepthwiseScalarF32;
+  }
+}
+
+const GemmKernels<float>& gemm_kernels_f32() {
+  switch (selected()) {
+#if MNX_X86
+    case Isa::Avx2:
+      return kGemmAvx2F32;
+#endif
+#if MNX_ARM
+    case Isa::Neon:
+      return kGemmNeonF32;
+#endif
+    default:
+      return kGemmScalarF32;
+  }
+}
+
+const DepthwiseKernels<double>& depthwise_kernels_f64() {
+  return kDepthwiseScalarF64;
+}
+const GemmKernels<double>& gemm_kernels_f64() { return kGemmScalarF64; }
+
+const char* selected_isa() { return depthwise_kernels_f32().isa; }
+
+}  // namespace cpu
+}  // namespace mnx

@@ -1,0 +1,51 @@
+// Torch glue shared by the CPU and CUDA backends: argument checks, layout
+// choice and conversion between tensors and the plain kernel structs.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "../kernels/params.h"
+
+namespace mnx {
+namespace glue {
+
+// Layout the kernels run in for this activation: channels_last when the
+// tensor is channels_last-contiguous and not NCHW-contiguous, otherwise NCHW
+// (any other strided tensor is copied to NCHW). mobilenet_ext/ops.py mirrors
+// this rule in the fake kernels.
+Layout layout_of(const at::Tensor& t);
+at::MemoryFormat memory_format_of(Layout l);
+// `t` contiguous in layout `l` (no copy if it already is).
+at::Tensor contiguous_in(const at::Tensor& t, Layout l);
+
+// Validates the arguments of a depthwise op and returns its shape. `op`
+// prefixes every message. `grad_output`, when given, must have the output's
+// shape.
+DepthwiseShape check_depthwise(const char* op, const at::Tensor& input,
+                               const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation,
+                               const at::Tensor* grad_output = nullptr);
+
+struct PointwiseShape {
+  int64_t N, Cin, Cout, H, W;
+  Layout layout;
+};
+PointwiseShape check_pointwise(const char* op, const at::Tensor& input,
+                               const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias,
+                               const at::Tensor* grad_output = nullptr,
+                               const c10::optional<at::Tensor>& residual = {});
+
+Activation check_activation(const char* op, int64_t activation);
+void check_dtype_supported(const char* op, const at::Tensor& input);
+
+// GEMM arguments for the pointwise forward / grad_input / grad_weight on a
+// tensor as it lies in memory (see params.h).
+GemmArgs pointwise_forward_gemm(const PointwiseShape& s);
+GemmArgs pointwise_grad_input_gemm(const PointwiseShape& s);
+GemmArgs pointwise_grad_weight_gemm(const PointwiseShape& s);
+
+}  // namespace glue
+}  // namespace mnx

@@ -1,0 +1,281 @@
+// CPU implementations of the mobilenet_ext ops: checks, allocation, threads
+// (at::parallel_for, governed by torch.set_num_threads) and dispatch to the
+// torch-free kernels picked at run time (csrc/cpu/dispatch.cpp).
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../cpu/cpu_kernels.h"
+#include "common.h"
+
+namespace mnx {
+namespace glue {
+namespace {
+
+// Units of roughly this many multiply-adds go to one thread at least.
+constexpr int64_t kMinWorkPerTask = 1 << 15;
+
+int64_t grain_for(int64_t units, int64_t work_per_unit) {
+  (void)units;
+  const int64_t w = work_per_unit > 0 ? work_per_unit : 1;
+  return std::max<int64_t>(1, kMinWorkPerTask / w);
+}
+
+template <typename T>
+const cpu::DepthwiseKernels<T>& dw_kernels();
+template <>
+const cpu::DepthwiseKernels<float>& dw_kernels<float>() {
+  return cpu::depthwise_kernels_f32();
+}
+template <>
+const cpu::DepthwiseKernels<double>& dw_kernels<double>() {
+  return cpu::depthwise_kernels_f64();
+}
+template <typename T>
+const cpu::GemmKernels<T>& gemm_kernels();
+template <>
+const cpu::GemmKernels<float>& gemm_kernels<float>() {
+  return cpu::gemm_kernels_f32();
+}
+template <>
+const cpu::GemmKernels<double>& gemm_kernels<double>() {
+  return cpu::gemm_kernels_f64();
+}
+
+#define MNX_DISPATCH_CPU(dtype, op, ...)                                  \
+  [&] {                                                                   \
+    if ((dtype) == at::kFloat) {                                          \
+      using scalar_t = float;                                             \
+      return __VA_ARGS__();                                               \
+    } else {                                                              \
+      TORCH_CHECK((dtype) == at::kDouble, op, ": unsupported dtype ",     \
+                  (dtype));                                               \
+      using scalar_t = double;                                            \
+      return __VA_ARGS__();                                               \
+    }                                                                     \
+  }()
+
+at::Tensor dw_forward_impl(const char* op, const at::Tensor& input,
+                           const at::Tensor& weight,
+                           const c10::optional<at::Tensor>& bias,
+                           at::IntArrayRef stride, at::IntArrayRef padding,
+                           at::IntArrayRef dilation, int64_t activation) {
+  const Activation act = check_activation(op, activation);
+  const DepthwiseShape s =
+      check_depthwise(op, input, weight, bias, stride, padding, dilation);
+  auto y = at::empty({s.N, s.C_out(), s.OH, s.OW},
+                     input.options().memory_format(memory_format_of(s.layout)));
+  if (y.numel() == 0) return y;
+  const auto x = contiguous_in(input, s.layout);
+  const auto w = weight.contiguous();
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) b = bias->contiguous();
+  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+    const auto& k = dw_kernels<scalar_t>();
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    const int64_t units = depthwise_forward_units(s);
+    const int64_t per_unit = y.numel() / units * s.KH * s.KW;
+    at::parallel_for(0, units, grain_for(units, per_unit),
+                     [&](int64_t b0, int64_t b1) {
+                       k.forward(s, xp, wp, bp, yp, act, b0, b1);
+                     });
+  });
+  return y;
+}
+
+at::Tensor depthwise_conv2d_cpu(const at::Tensor& input,
+                                const at::Tensor& weight,
+                                const c10::optional<at::Tensor>& bias,
+                                at::IntArrayRef stride,
+                                at::IntArrayRef padding,
+                                at::IntArrayRef dilation) {
+  return dw_forward_impl("depthwise_conv2d", input, weight, bias, stride,
+                         padding, dilation, 0);
+}
+
+at::Tensor depthwise_conv2d_fused_cpu(const at::Tensor& input,
+                                      const at::Tensor& weight,
+                                      const c10::optional<at::Tensor>& bias,
+                                      at::IntArrayRef stride,
+                                      at::IntArrayRef padding,
+                                      at::IntArrayRef dilation,
+                                      int64_t activation) {
+  return dw_forward_impl("depthwise_conv2d_fused", input, weight, bias,
+                         stride, padding, dilation, activation);
+}
+
+at::Tensor depthwise_conv2d_backward_input_cpu(const at::Tensor& grad_output,
+                                               const at::Tensor& input,
+                                               const at::Tensor& weight,
+                                               at::IntArrayRef stride,
+                                               at::IntArrayRef padding,
+                                               at::IntArrayRef dilation) {
+  const char* op = "depthwise_conv2d_backward_input";
+  const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride,
+                                           padding, dilation, &grad_output);
+  auto gx = at::empty(input.sizes(), input.options().memory_format(
+                                         memory_format_of(s.layout)));
+  if (gx.numel() == 0) return gx;
+  const auto gy = contiguous_in(grad_output, s.layout);
+  const auto w = weight.contiguous();
+  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+    const auto& k = dw_kernels<scalar_t>();
+    const scalar_t* gyp = gy.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    scalar_t* gxp = gx.data_ptr<scalar_t>();
+    const int64_t units = depthwise_grad_input_units(s);
+    const int64_t per_unit = gx.numel() / units * s.KH * s.KW * s.mult;
+    at::parallel_for(0, units, grain_for(units, per_unit),
+                     [&](int64_t b0, int64_t b1) {
+                       k.grad_input(s, gyp, wp, gxp, b0, b1);
+                     });
+  });
+  return gx;
+}
+
+at::Tensor depthwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
+                                                const at::Tensor& input,
+                                                const at::Tensor& weight,
+                                                at::IntArrayRef stride,
+                                                at::IntArrayRef padding,
+                                                at::IntArrayRef dilation) {
+  const char* op = "depthwise_conv2d_backward_weight";
+  const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride,
+                                           padding, dilation, &grad_output);
+  auto gw = at::zeros(weight.sizes(), weight.options());
+  if (s.N == 0) return gw;
+  const auto x = contiguous_in(input, s.layout);
+  const auto gy = contiguous_in(grad_output, s.layout);
+  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+    const auto& k = dw_kernels<scalar_t>();
+    const scalar_t* gyp = gy.data_ptr<scalar_t>();
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    scalar_t* gwp = gw.data_ptr<scalar_t>();
+    const int64_t units = depthwise_grad_weight_units(s);
+    at::parallel_for(0, units, 1, [&](int64_t b0, int64_t b1) {
+      k.grad_weight(s, gyp, xp, gwp, b0, b1);
+    });
+  });
+  return gw;
+}
+
+template <typename scalar_t>
+void run_gemm(const GemmArgs& g, const scalar_t* A, const scalar_t* B,
+              scalar_t* C, const scalar_t* bias, const scalar_t* residual) {
+  const auto& k = gemm_kernels<scalar_t>();
+  const int64_t units = gemm_units(g);
+  const int64_t per_unit = kGemmTileM * kGemmTileN * g.K *
+                           (g.sum_batch ? g.batch : 1);
+  at::parallel_for(0, units, grain_for(units, per_unit),
+                   [&](int64_t b0, int64_t b1) {
+                     k.run(g, A, B, C, bias, residual, b0, b1);
+                   });
+}
+
+at::Tensor pw_forward_impl(const char* op, const at::Tensor& input,
+                           const at::Tensor& weight,
+                           const c10::optional<at::Tensor>& bias,
+                           int64_t activation,
+                           const c10::optional<at::Tensor>& residual) {
+  const Activation act = check_activation(op, activation);
+  const PointwiseShape s =
+      check_pointwise(op, input, weight, bias, nullptr, residual);
+  auto y = at::empty({s.N, s.Cout, s.H, s.W},
+                     input.options().memory_format(memory_format_of(s.layout)));
+  if (y.numel() == 0) return y;
+  const auto x = contiguous_in(input, s.layout);
+  const auto w = weight.contiguous();
+  at::Tensor b, r;
+  if (bias.has_value() && bias->defined()) b = bias->contiguous();
+  if (residual.has_value() && residual->defined())
+    r = contiguous_in(*residual, s.layout);
+  GemmArgs g = pointwise_forward_gemm(s);
+  g.act = act;
+  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* A = s.layout == Layout::NCHW ? wp : xp;
+    const scalar_t* B = s.layout == Layout::NCHW ? xp : wp;
+    run_gemm<scalar_t>(g, A, B, y.data_ptr<scalar_t>(),
+                       b.defined() ? b.data_ptr<scalar_t>() : nullptr,
+                       r.defined() ? r.data_ptr<scalar_t>() : nullptr);
+  });
+  return y;
+}
+
+at::Tensor pointwise_conv2d_cpu(const at::Tensor& input,
+                                const at::Tensor& weight,
+                                const c10::optional<at::Tensor>& bias) {
+  return pw_forward_impl("pointwise_conv2d", input, weight, bias, 0, {});
+}
+
+at::Tensor pointwise_conv2d_fused_cpu(const at::Tensor& input,
+                                      const at::Tensor& weight,
+                                      const c10::optional<at::Tensor>& bias,
+                                      int64_t activation,
+                                      const c10::optional<at::Tensor>& residual) {
+  return pw_forward_impl("pointwise_conv2d_fused", input, weight, bias,
+                         activation, residual);
+}
+
+at::Tensor pointwise_conv2d_backward_input_cpu(const at::Tensor& grad_output,
+                                               const at::Tensor& input,
+                                               const at::Tensor& weight) {
+  const char* op = "pointwise_conv2d_backward_input";
+  const PointwiseShape s =
+      check_pointwise(op, input, weight, {}, &grad_output);
+  auto gx = at::empty(input.sizes(), input.options().memory_format(
+                                         memory_format_of(s.layout)));
+  if (gx.numel() == 0) return gx;
+  const auto gy = contiguous_in(grad_output, s.layout);
+  const auto w = weight.contiguous();
+  const GemmArgs g = pointwise_grad_input_gemm(s);
+  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+    const scalar_t* gyp = gy.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* A = s.layout == Layout::NCHW ? wp : gyp;
+    const scalar_t* B = s.layout == Layout::NCHW ? gyp : wp;
+    run_gemm<scalar_t>(g, A, B, gx.data_ptr<scalar_t>(), nullptr, nullptr);
+  });
+  return gx;
+}
+
+at::Tensor pointwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
+                                                const at::Tensor& input,
+                                                const at::Tensor& weight) {
+  const char* op = "pointwise_conv2d_backward_weight";
+  const PointwiseShape s =
+      check_pointwise(op, input, weight, {}, &grad_output);
+  auto gw = at::zeros(weight.sizes(), weight.options());
+  if (s.N == 0) return gw;
+  const auto x = contiguous_in(input, s.layout);
+  const auto gy = contiguous_in(grad_output, s.layout);
+  const GemmArgs g = pointwise_grad_weight_gemm(s);
+  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+    run_gemm<scalar_t>(g, gy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                       gw.data_ptr<scalar_t>(), nullptr, nullptr);
+  });
+  return gw;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
+  m.impl("depthwise_conv2d", &depthwise_conv2d_cpu);
+  m.impl("depthwise_conv2d_fused", &depthwise_conv2d_fused_cpu);
+  m.impl("depthwise_conv2d_backward_input",
+         &depthwise_conv2d_backward_input_cpu);
+  m.impl("depthwise_conv2d_backward_weight",
+         &depthwise_conv2d_backward_weight_cpu);
+  m.impl("pointwise_conv2d", &pointwise_conv2d_cpu);
+  m.impl("pointwise_conv2d_fused", &pointwise_conv2d_fused_cpu);
+  m.impl("pointwise_conv2d_backward_input",
+         &pointwise_conv2d_backward_input_cpu);
+  m.impl("pointwise_conv2d_backward_weight",
+         &pointwise_conv2d_backward_weight_cpu);
+}
+
+}  // namespace glue
+}  // namespace mnx

@@ -1,0 +1,108 @@
+// Plain parameter structs shared by the torch glue and the kernels.
+//
+// Everything under csrc/kernels, csrc/cpu and csrc/cuda includes this header
+// and nothing from torch, so the kernels can be compiled and unit-tested on
+// their own with CMake (sanitizers, cross-compiles) and CUDA files compile fast.
+#pragma once
+
+#include <cstdint>
+
+namespace mnx {
+
+// Memory layout of a 4-D activation tensor (input, output and their grads
+// always share one layout inside a call).
+enum class Layout : int32_t {
+  NCHW = 0,  // torch.contiguous_format
+  NHWC = 1,  // torch.channels_last
+};
+
+// Activation applied in the epilogue (inference fusion). Values are part of
+// the op schema (the `activation` int argument), keep them stable.
+enum class Activation : int32_t {
+  None = 0,
+  ReLU = 1,
+  ReLU6 = 2,
+  Hardswish = 3,
+};
+
+// Depthwise convolution: weight [C_in * mult, 1, KH, KW], out channel oc reads
+// input channel oc / mult.
+struct DepthwiseShape {
+  int64_t N = 0, C = 0, H = 0, W = 0;  // input
+  int64_t mult = 1;                    // channel multiplier, C_out = C * mult
+  int64_t KH = 0, KW = 0;
+  int64_t SH = 1, SW = 1;
+  int64_t PH = 0, PW = 0;
+  int64_t DH = 1, DW = 1;
+  int64_t OH = 0, OW = 0;  // output
+  Layout layout = Layout::NCHW;
+
+  int64_t C_out() const { return C * mult; }
+};
+
+inline int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p,
+                             int64_t d) {
+  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+// Work decomposition of the depthwise kernels. The glue splits [0, units)
+// over threads; a unit is independent of all others, so any split gives the
+// same bits.
+//  forward / grad_input:
+//    NCHW: one unit = one (n, channel) output plane
+//    NHWC: one unit = one (n, row) of the output
+//  grad_weight: one unit = one block of kDepthwiseWeightChannelBlock output
+//    channels, reduced over N, OH, OW in a fixed order (bitwise identical for
+//    every thread count).
+constexpr int64_t kDepthwiseWeightChannelBlock = 8;
+
+inline int64_t depthwise_forward_units(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW ? s.N * s.C_out() : s.N * s.OH;
+}
+inline int64_t depthwise_grad_input_units(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW ? s.N * s.C : s.N * s.H;
+}
+inline int64_t depthwise_grad_weight_units(const DepthwiseShape& s) {
+  return (s.C_out() + kDepthwiseWeightChannelBlock - 1) /
+         kDepthwiseWeightChannelBlock;
+}
+
+// Generic strided, batched GEMM used by the pointwise (1x1) convolution:
+//   C_b[M, N] (+)= A_b[M, K] * B_b[K, N]      for b in [0, batch)
+// A(m, k) = A[b * a_bs + m * a_rs + k * a_cs], likewise B; C is row-major
+// with leading dimension ldc. The tensor is used as it lies in memory: the
+// strides express NCHW or NHWC, plain or transposed, without any copy.
+//
+// If sum_batch, all batches accumulate into the same C (no c_bs), in batch
+// order: used for weight gradients (deterministic).
+// Epilogue (applied once, after the full K / batch reduction):
+//   v = acc + bias[m or n]; v = act(v); v += residual(m, n)
+struct GemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  int64_t batch = 1;
+  int64_t a_rs = 0, a_cs = 0, a_bs = 0;
+  int64_t b_rs = 0, b_cs = 0, b_bs = 0;
+  int64_t ldc = 0, c_bs = 0;
+  bool sum_batch = false;
+  bool bias_per_row = true;  // bias indexed by m (true) or by n (false)
+  Activation act = Activation::None;
+  // residual uses C's indexing (ldc, c_bs)
+};
+
+// A GEMM is split into tiles of C (kGemmTileM x kGemmTileN) per batch entry
+// (or per C when sum_batch). Each tile reduces its full K (and batch), so
+// tiles are independent and results do not depend on the thread count.
+constexpr int64_t kGemmTileM = 72;   // multiple of 6 and 8 (micro-kernel rows)
+constexpr int64_t kGemmTileN = 256;  // multiple of 16 (micro-kernel cols)
+
+inline int64_t gemm_tiles_m(const GemmArgs& g) {
+  return (g.M + kGemmTileM - 1) / kGemmTileM;
+}
+inline int64_t gemm_tiles_n(const GemmArgs& g) {
+  return (g.N + kGemmTileN - 1) / kGemmTileN;
+}
+inline int64_t gemm_units(const GemmArgs& g) {
+  return (g.sum_batch ? 1 : g.batch) * gemm_tiles_m(g) * gemm_tiles_n(g);
+}
+
+}  // namespace mnx

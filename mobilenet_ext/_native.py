@@ -1,0 +1,53 @@
+"""Loads the compiled extension ``mobilenet_ext._C`` and checks that it was
+built against the torch that is imported now."""
+from __future__ import annotations
+
+import torch
+
+
+def _built_torch_version() -> str:
+    try:
+        from . import _build_info
+
+        return _build_info.TORCH_VERSION
+    except ImportError:
+        return "unknown"
+
+
+def load():
+    built = _built_torch_version()
+    try:
+        from . import _C  # noqa: F401  (registers the ops with the dispatcher)
+    except ImportError as e:
+        if built != "unknown" and built != torch.__version__:
+            raise ImportError(
+                f"mobilenet_ext._C was built against torch {built} but torch "
+                f"{torch.__version__} is installed: rebuild it with "
+                "`pip install --no-build-isolation -e .`"
+            ) from e
+        raise ImportError(
+            "mobilenet_ext._C is not built or failed to load "
+            f"({e}). Build it with `pip install --no-build-isolation -e .`"
+        ) from e
+    compiled = _C.torch_version()
+    if compiled != torch.__version__:
+        raise ImportError(
+            f"mobilenet_ext._C was built against torch {compiled} but torch "
+            f"{torch.__version__} is installed: rebuild it with "
+            "`pip install --no-build-isolation -e .`"
+        )
+    return _C
+
+
+_C = load()
+
+
+def cpu_isa() -> str:
+    """Instruction set of the float32 CPU kernels in use: 'avx2', 'neon' or
+    'scalar' (MOBILENET_EXT_ISA=scalar forces the portable kernels)."""
+    return _C.cpu_isa()
+
+
+def cuda_built() -> bool:
+    """Whether the CUDA kernels were compiled into this build."""
+    return bool(_C.cuda_built())

@@ -1,0 +1,61 @@
+"""Replace the depthwise and pointwise nn.Conv2d layers of any model by
+mobilenet_ext layers."""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Dict, Tuple, Union
+
+from torch import nn
+
+from .nn import DepthwiseConv2d, PointwiseConv2d, is_depthwise_conv, is_pointwise_conv
+
+__all__ = ["convert"]
+
+log = logging.getLogger("mobilenet_ext")
+
+
+def convert(
+    model: nn.Module, inplace: bool = False, verbose: bool = False, return_counts: bool = False
+) -> Union[nn.Module, Tuple[nn.Module, Dict[str, int]]]:
+    """Return ``model`` with every depthwise nn.Conv2d (groups == in_channels,
+    out_channels a multiple of it, zero padding) replaced by
+    :class:`~mobilenet_ext.nn.DepthwiseConv2d` and every pointwise one (1x1,
+    stride 1, groups 1, no padding) by :class:`~mobilenet_ext.nn.PointwiseConv2d`.
+
+    Weights are kept (the new layers hold the same parameters, so
+    ``state_dict`` keys are unchanged); every other module is untouched.
+
+    Args:
+        model: any nn.Module.
+        inplace: modify ``model`` itself instead of a deep copy.
+        verbose: print how many layers of each kind were replaced (always
+            logged at INFO level on the ``mobilenet_ext`` logger).
+        return_counts: also return ``{"depthwise": n, "pointwise": m}``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not inplace:
+        model = copy.deepcopy(model)
+    counts = {"depthwise": 0, "pointwise": 0}
+
+    def visit(parent: nn.Module) -> None:
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Conv2d and is_pointwise_conv(child):
+                setattr(parent, name, PointwiseConv2d.from_conv(child))
+                counts["pointwise"] += 1
+            elif type(child) is nn.Conv2d and is_depthwise_conv(child):
+                setattr(parent, name, DepthwiseConv2d.from_conv(child))
+                counts["depthwise"] += 1
+            else:
+                visit(child)
+
+    if type(model) is nn.Conv2d:
+        raise TypeError("convert: pass a model containing convolutions; to convert a single "
+                        "nn.Conv2d use DepthwiseConv2d.from_conv or PointwiseConv2d.from_conv")
+    visit(model)
+    msg = f"mobilenet_ext.convert: replaced {counts['depthwise']} depthwise and {counts['pointwise']} pointwise nn.Conv2d"
+    log.info(msg)
+    if verbose:
+        print(msg)
+    return (model, counts) if return_counts else model

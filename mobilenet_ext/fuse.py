@@ -1,0 +1,82 @@
+"""Inference fusion: fold BatchNorm into the preceding mobilenet_ext conv and
+move the following activation into the kernel's epilogue."""
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .nn import DepthwiseConv2d, PointwiseConv2d
+
+__all__ = ["fuse", "fold_batchnorm"]
+
+_ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish"}
+
+
+def _act_name(m: nn.Module) -> Optional[str]:
+    return _ACT_MODULES.get(type(m))
+
+
+@torch.no_grad()
+def fold_batchnorm(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
+    """Fold an eval-mode BatchNorm2d into ``conv`` (DepthwiseConv2d or
+    PointwiseConv2d) in place: ``w' = w * g / sqrt(v + eps)``,
+    ``b' = (b - mean) * g / sqrt(v + eps) + beta``."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("fold_batchnorm: bn must track running statistics")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"fold_batchnorm: bn has {bn.num_features} features, conv has {conv.out_channels} outputs")
+    w = conv.weight
+    scale = torch.rsqrt(bn.running_var.to(torch.float64) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(torch.float64)
+    bias = conv.bias.to(torch.float64) if conv.bias is not None else torch.zeros_like(scale)
+    new_bias = (bias - bn.running_mean.to(torch.float64)) * scale
+    if bn.bias is not None:
+        new_bias = new_bias + bn.bias.to(torch.float64)
+    conv.weight = nn.Parameter((w.to(torch.float64) * scale.view(-1, 1, 1, 1)).to(w.dtype))
+    conv.bias = nn.Parameter(new_bias.to(w.dtype))
+
+
+def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Return an inference copy of ``model`` (which must be in eval mode)
+    where, inside every nn.Sequential, each mobilenet_ext conv followed by a
+    BatchNorm2d has the BatchNorm folded into its weight and bias, and a
+    ReLU / ReLU6 / Hardswish right after it moved into the conv's kernel.
+    The folded BatchNorm and the moved activation become nn.Identity.
+
+    Run :func:`mobilenet_ext.convert` first so the convolutions are ours.
+    The fused model gives the same outputs (to float32 rounding).
+    """
+    if model.training:
+        raise ValueError("fuse: model must be in eval mode (call model.eval() first); "
+                         "folding BatchNorm into a conv is only valid for inference")
+    if not inplace:
+        model = copy.deepcopy(model)
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = [n for n, _ in seq.named_children()]
+        i = 0
+        while i < len(names):
+            conv = seq._modules[names[i]]
+            if (
+                isinstance(conv, (DepthwiseConv2d, PointwiseConv2d))
+                and conv.activation is None
+                and i + 1 < len(names)
+                and type(seq._modules[names[i + 1]]) is nn.BatchNorm2d
+            ):
+                fold_batchnorm(conv, seq._modules[names[i + 1]])
+                seq._modules[names[i + 1]] = nn.Identity()
+                if i + 2 < len(names):
+                    act = _act_name(seq._modules[names[i + 2]])
+                    if act is not None:
+                        conv.activation = act
+                        seq._modules[names[i + 2]] = nn.Identity()
+                        i += 1
+                i += 2
+            else:
+                i += 1
+    return model

@@ -1,0 +1,293 @@
+"""Drop-in layers for depthwise and pointwise nn.Conv2d.
+
+Parameter names, shapes, initialisation and state_dict keys are those of the
+nn.Conv2d each replaces, so weights move between the two unchanged.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import ops
+
+__all__ = ["DepthwiseConv2d", "PointwiseConv2d"]
+
+_ACTS = {
+    None: None,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "hardswish": F.hardswish,
+}
+
+
+def _pair(name: str, v) -> Tuple[int, int]:
+    p = ops._pair(name, v)
+    return (int(p[0]), int(p[1]))
+
+
+def _check_activation(activation: Optional[str]) -> Optional[str]:
+    if activation not in _ACTS:
+        raise ValueError(f"activation must be one of None, 'relu', 'relu6', 'hardswish', got {activation!r}")
+    return activation
+
+
+def _use_fused(x: Tensor, *params: Optional[Tensor]) -> bool:
+    if not torch.is_grad_enabled():
+        return True
+    return not (x.requires_grad or any(p is not None and p.requires_grad for p in params))
+
+
+class DepthwiseConv2d(nn.Module):
+    r"""Depthwise convolution, a drop-in for
+    ``nn.Conv2d(channels, channels * channel_multiplier, kernel_size, stride,
+    padding, dilation, groups=channels, bias=bias)``.
+
+    Shapes:
+        input ``[N, channels, H, W]`` (NCHW or channels_last) →
+        output ``[N, channels * channel_multiplier, H_out, W_out]`` in the
+        input's memory format.
+
+    Attributes:
+        weight: ``[channels * channel_multiplier, 1, kH, kW]``
+        bias: ``[channels * channel_multiplier]`` or None
+        activation: None, 'relu', 'relu6' or 'hardswish', applied after the
+            bias (set by :func:`mobilenet_ext.fuse`; fused into the kernel when
+            no gradient is needed).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: Union[int, Tuple[int, int]],
+        stride: Union[int, Tuple[int, int]] = 1,
+        padding: Union[int, Tuple[int, int]] = 0,
+        dilation: Union[int, Tuple[int, int]] = 1,
+        bias: bool = True,
+        channel_multiplier: int = 1,
+        activation: Optional[str] = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        if not isinstance(channel_multiplier, int) or channel_multiplier < 1:
+            raise ValueError(f"channel_multiplier must be a positive int, got {channel_multiplier!r}")
+        self.in_channels = channels
+        self.out_channels = channels * channel_multiplier
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = _pair("stride", stride)
+        self.padding = _pair("padding", padding)
+        self.dilation = _pair("dilation", dilation)
+        if min(self.kernel_size) < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {kernel_size!r}")
+        if min(self.stride) < 1:
+            raise ValueError(f"stride must be >= 1, got {stride!r}")
+        if min(self.padding) < 0:
+            raise ValueError(f"padding must be >= 0, got {padding!r}")
+        if min(self.dilation) < 1:
+            raise ValueError(f"dilation must be >= 1, got {dilation!r}")
+        self.groups = channels
+        self.activation = _check_activation(activation)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty((self.out_channels, 1, *self.kernel_size), **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    @property
+    def channel_multiplier(self) -> int:
+        return self.out_channels // self.in_channels
+
+    def reset_parameters(self) -> None:
+        # Same as nn.Conv2d.reset_parameters.
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.kernel_size[0] * self.kernel_size[1]
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "DepthwiseConv2d":
+        """A DepthwiseConv2d with ``conv``'s configuration sharing its
+        parameters (depthwise: groups == in_channels, zero padding)."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        padding = _resolve_padding(conv)
+        if not is_depthwise_conv(conv) or padding is None:
+            raise ValueError(f"conv is not a depthwise convolution this layer can replace: {conv}")
+        m = cls.__new__(cls)
+        nn.Module.__init__(m)
+        m.in_channels = conv.in_channels
+        m.out_channels = conv.out_channels
+        m.kernel_size = tuple(conv.kernel_size)
+        m.stride = tuple(conv.stride)
+        m.padding = padding
+        m.dilation = tuple(conv.dilation)
+        m.groups = conv.in_channels
+        m.activation = None
+        m.weight = conv.weight
+        m.bias = conv.bias
+        return m
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.activation is not None and _use_fused(input, self.weight, self.bias):
+            return ops.depthwise_conv2d_fused(
+                input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.activation
+            )
+        y = ops.depthwise_conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        if self.activation is not None:
+            y = _ACTS[self.activation](y)
+        return y
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+
+class PointwiseConv2d(nn.Module):
+    r"""Pointwise (1x1) convolution computed as a GEMM, a drop-in for
+    ``nn.Conv2d(in_channels, out_channels, 1, bias=bias)``.
+
+    Shapes:
+        input ``[N, in_channels, H, W]`` (NCHW or channels_last) →
+        output ``[N, out_channels, H, W]`` in the input's memory format.
+        ``forward(input, residual=None)``: an optional residual
+        ``[N, out_channels, H, W]`` is added after the activation.
+
+    Attributes:
+        weight: ``[out_channels, in_channels, 1, 1]``
+        bias: ``[out_channels]`` or None
+        activation: None, 'relu', 'relu6' or 'hardswish' (see DepthwiseConv2d)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        bias: bool = True,
+        activation: Optional[str] = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = (1, 1)
+        self.stride = (1, 1)
+        self.padding = (0, 0)
+        self.groups = 1
+        self.activation = _check_activation(activation)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty((out_channels, in_channels, 1, 1), **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_channels)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "PointwiseConv2d":
+        """A PointwiseConv2d sharing ``conv``'s parameters (1x1, stride 1,
+        groups 1, no padding)."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        if not is_pointwise_conv(conv):
+            raise ValueError(f"conv is not a pointwise convolution this layer can replace: {conv}")
+        m = cls.__new__(cls)
+        nn.Module.__init__(m)
+        m.in_channels = conv.in_channels
+        m.out_channels = conv.out_channels
+        m.kernel_size = (1, 1)
+        m.stride = (1, 1)
+        m.padding = (0, 0)
+        m.groups = 1
+        m.activation = None
+        m.weight = conv.weight
+        m.bias = conv.bias
+        return m
+
+    def forward(self, input: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        if (self.activation is not None or residual is not None) and _use_fused(
+            input, self.weight, self.bias, residual
+        ):
+            return ops.pointwise_conv2d_fused(input, self.weight, self.bias, self.activation, residual)
+        y = ops.pointwise_conv2d(input, self.weight, self.bias)
+        if self.activation is not None:
+            y = _ACTS[self.activation](y)
+        if residual is not None:
+            y = y + residual
+        return y
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size=(1, 1), stride=(1, 1)"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+
+def _resolve_padding(conv: nn.Conv2d) -> Optional[Tuple[int, int]]:
+    """conv's padding as an (h, w) pair of ints, or None when it cannot be
+    expressed as symmetric zero padding."""
+    if conv.padding_mode != "zeros":
+        return None
+    p = conv.padding
+    if isinstance(p, str):
+        if p == "valid":
+            return (0, 0)
+        out = []
+        for k, d in zip(conv.kernel_size, conv.dilation):
+            total = d * (k - 1)
+            if total % 2:
+                return None  # 'same' with asymmetric padding
+            out.append(total // 2)
+        return (out[0], out[1])
+    return (int(p[0]), int(p[1]))
+
+
+def is_depthwise_conv(conv: nn.Module) -> bool:
+    """True for an nn.Conv2d with groups == in_channels, out_channels a
+    multiple of in_channels and zero (symmetric) padding."""
+    return (
+        isinstance(conv, nn.Conv2d)
+        and conv.groups == conv.in_channels
+        and conv.out_channels % conv.in_channels == 0
+        and _resolve_padding(conv) is not None
+    )
+
+
+def is_pointwise_conv(conv: nn.Module) -> bool:
+    """True for an nn.Conv2d that is 1x1, stride 1, groups 1, no padding."""
+    return (
+        isinstance(conv, nn.Conv2d)
+        and tuple(conv.kernel_size) == (1, 1)
+        and tuple(conv.stride) == (1, 1)
+        and conv.groups == 1
+        and _resolve_padding(conv) == (0, 0)
+    )

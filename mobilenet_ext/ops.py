@@ -1,0 +1,327 @@
+"""Functional API of mobilenet_ext, fake kernels, autograd and FLOP formulas.
+
+The ops live in the ``torch.ops.mobilenet_ext`` namespace (declared in
+``csrc/ops.cpp``); this module registers their fake (meta) kernels so that
+``torch.compile(fullgraph=True)`` and ``torch.export`` trace them, their
+autograd formulas (whose backward runs our own backward ops) and their FLOP
+counts for ``torch.utils.flop_counter``.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from . import _native  # noqa: F401  (loads the library)
+
+__all__ = [
+    "depthwise_conv2d",
+    "pointwise_conv2d",
+    "depthwise_conv2d_fused",
+    "pointwise_conv2d_fused",
+    "ACTIVATIONS",
+]
+
+_ops = torch.ops.mobilenet_ext
+
+IntOrPair = Union[int, Sequence[int]]
+
+#: Activation codes understood by the fused inference ops.
+ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "relu6": 2, "hardswish": 3}
+
+
+def _pair(name: str, v: IntOrPair) -> List[int]:
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if isinstance(v, int):
+        return [v, v]
+    if isinstance(v, torch.SymInt):
+        return [v, v]
+    try:
+        vals = list(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or not all(isinstance(x, (int, torch.SymInt)) and not isinstance(x, bool) for x in vals):
+        raise ValueError(f"{name} must be an int or a pair (h, w) of ints, got {v!r}")
+    return vals
+
+
+def _activation_code(activation: Optional[str]) -> int:
+    if isinstance(activation, int) and not isinstance(activation, bool):
+        if activation in (0, 1, 2, 3):
+            return activation
+    elif activation in ACTIVATIONS:
+        return ACTIVATIONS[activation]
+    raise ValueError(
+        f"activation must be one of None, 'relu', 'relu6', 'hardswish', got {activation!r}"
+    )
+
+
+# --------------------------------------------------------------------------
+# Functional API
+# --------------------------------------------------------------------------
+def depthwise_conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+) -> Tensor:
+    r"""Depthwise 2-D convolution, equal to ``F.conv2d(input, weight, bias,
+    stride, padding, dilation, groups=C)``.
+
+    Args:
+        input: ``[N, C, H, W]``, NCHW-contiguous or channels_last (any other
+            strides are accepted and copied).
+        weight: ``[C * m, 1, kH, kW]``; ``m`` is the channel multiplier
+            (output channel ``o`` reads input channel ``o // m``).
+        bias: ``[C * m]`` or None.
+        stride, padding, dilation: an int or an ``(h, w)`` pair.
+
+    Returns:
+        ``[N, C * m, H_out, W_out]`` in the input's memory format, with
+        ``H_out = (H + 2 * padding_h - dilation_h * (kH - 1) - 1) // stride_h + 1``.
+    """
+    return _ops.depthwise_conv2d(
+        input, weight, bias, _pair("stride", stride), _pair("padding", padding),
+        _pair("dilation", dilation),
+    )
+
+
+def pointwise_conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    r"""Pointwise (1x1, stride 1) convolution computed as a GEMM on the tensor
+    as it lies in memory (no im2col, no layout copy); equal to
+    ``F.conv2d(input, weight, bias)``.
+
+    Args:
+        input: ``[N, C_in, H, W]``, NCHW-contiguous or channels_last.
+        weight: ``[C_out, C_in, 1, 1]``.
+        bias: ``[C_out]`` or None.
+
+    Returns:
+        ``[N, C_out, H, W]`` in the input's memory format.
+    """
+    return _ops.pointwise_conv2d(input, weight, bias)
+
+
+def depthwise_conv2d_fused(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    activation: Optional[str] = None,
+) -> Tensor:
+    """Inference form of :func:`depthwise_conv2d`: ``act(conv + bias)`` with
+    the activation (None, 'relu', 'relu6', 'hardswish') applied as the
+    output is written. Not differentiable."""
+    return _ops.depthwise_conv2d_fused(
+        input, weight, bias, _pair("stride", stride), _pair("padding", padding),
+        _pair("dilation", dilation), _activation_code(activation),
+    )
+
+
+def pointwise_conv2d_fused(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    activation: Optional[str] = None,
+    residual: Optional[Tensor] = None,
+) -> Tensor:
+    """Inference form of :func:`pointwise_conv2d`:
+    ``act(conv + bias) + residual`` (residual ``[N, C_out, H, W]`` or None),
+    computed in the GEMM's epilogue. Not differentiable."""
+    return _ops.pointwise_conv2d_fused(input, weight, bias, _activation_code(activation), residual)
+
+
+# --------------------------------------------------------------------------
+# Fake kernels: shapes and strides exactly as the real kernels produce them.
+# --------------------------------------------------------------------------
+def _memory_format(t: Tensor) -> torch.memory_format:
+    # Mirrors mnx::glue::layout_of in csrc/glue/common.cpp.
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _out_size(i, k, s, p, d):
+    return (i + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _check_fake(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def _dw_fake_out(input, weight, bias, stride, padding, dilation):
+    _check_fake(input.dim() == 4, f"depthwise_conv2d: input must be a 4-D tensor [N, C, H, W], got shape {tuple(input.shape)}")
+    _check_fake(weight.dim() == 4 and weight.shape[1] == 1, f"depthwise_conv2d: weight must be [C*m, 1, kh, kw], got shape {tuple(weight.shape)}")
+    n, c, h, w = input.shape
+    oh = _out_size(h, weight.shape[2], stride[0], padding[0], dilation[0])
+    ow = _out_size(w, weight.shape[3], stride[1], padding[1], dilation[1])
+    return input.new_empty((n, weight.shape[0], oh, ow)).contiguous(memory_format=_memory_format(input))
+
+
+@torch.library.register_fake("mobilenet_ext::depthwise_conv2d")
+def _(input, weight, bias, stride, padding, dilation):
+    return _dw_fake_out(input, weight, bias, stride, padding, dilation)
+
+
+@torch.library.register_fake("mobilenet_ext::depthwise_conv2d_fused")
+def _(input, weight, bias, stride, padding, dilation, activation):
+    return _dw_fake_out(input, weight, bias, stride, padding, dilation)
+
+
+@torch.library.register_fake("mobilenet_ext::depthwise_conv2d_backward_input")
+def _(grad_output, input, weight, stride, padding, dilation):
+    return torch.empty_like(input, memory_format=_memory_format(input))
+
+
+@torch.library.register_fake("mobilenet_ext::depthwise_conv2d_backward_weight")
+def _(grad_output, input, weight, stride, padding, dilation):
+    return torch.empty_like(weight, memory_format=torch.contiguous_format)
+
+
+def _pw_fake_out(input, weight):
+    _check_fake(input.dim() == 4, f"pointwise_conv2d: input must be a 4-D tensor [N, C, H, W], got shape {tuple(input.shape)}")
+    n, _, h, w = input.shape
+    return input.new_empty((n, weight.shape[0], h, w)).contiguous(memory_format=_memory_format(input))
+
+
+@torch.library.register_fake("mobilenet_ext::pointwise_conv2d")
+def _(input, weight, bias):
+    return _pw_fake_out(input, weight)
+
+
+@torch.library.register_fake("mobilenet_ext::pointwise_conv2d_fused")
+def _(input, weight, bias, activation, residual):
+    return _pw_fake_out(input, weight)
+
+
+@torch.library.register_fake("mobilenet_ext::pointwise_conv2d_backward_input")
+def _(grad_output, input, weight):
+    return torch.empty_like(input, memory_format=_memory_format(input))
+
+
+@torch.library.register_fake("mobilenet_ext::pointwise_conv2d_backward_weight")
+def _(grad_output, input, weight):
+    return torch.empty_like(weight, memory_format=torch.contiguous_format)
+
+
+# --------------------------------------------------------------------------
+# Autograd: the backward runs our own backward ops.
+# --------------------------------------------------------------------------
+def _dw_setup_context(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.conv_args = (stride, padding, dilation)
+    ctx.has_bias = bias is not None
+
+
+def _dw_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    stride, padding, dilation = ctx.conv_args
+    gi = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gi = _ops.depthwise_conv2d_backward_input(grad, input, weight, stride, padding, dilation)
+    if ctx.needs_input_grad[1]:
+        gw = _ops.depthwise_conv2d_backward_weight(grad, input, weight, stride, padding, dilation)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        gb = grad.sum((0, 2, 3))
+    return gi, gw, gb, None, None, None
+
+
+torch.library.register_autograd(
+    "mobilenet_ext::depthwise_conv2d", _dw_backward, setup_context=_dw_setup_context
+)
+
+
+def _pw_setup_context(ctx, inputs, output):
+    input, weight, bias = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.has_bias = bias is not None
+
+
+def _pw_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    gi = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gi = _ops.pointwise_conv2d_backward_input(grad, input, weight)
+    if ctx.needs_input_grad[1]:
+        gw = _ops.pointwise_conv2d_backward_weight(grad, input, weight)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        gb = grad.sum((0, 2, 3))
+    return gi, gw, gb
+
+
+torch.library.register_autograd(
+    "mobilenet_ext::pointwise_conv2d", _pw_backward, setup_context=_pw_setup_context
+)
+
+
+def _no_grad_setup(ctx, inputs, output):
+    pass
+
+
+def _fused_backward(ctx, grad):
+    raise RuntimeError(
+        "mobilenet_ext: the fused ops are for inference only and have no "
+        "backward; use depthwise_conv2d / pointwise_conv2d (or an unfused "
+        "model) for training"
+    )
+
+
+for _name in ("depthwise_conv2d_fused", "pointwise_conv2d_fused"):
+    torch.library.register_autograd(f"mobilenet_ext::{_name}", _fused_backward, setup_context=_no_grad_setup)
+
+
+# --------------------------------------------------------------------------
+# FLOP formulas (2 FLOPs per multiply-add), for torch.utils.flop_counter.
+# --------------------------------------------------------------------------
+def depthwise_macs(input_shape: Sequence[int], weight_shape: Sequence[int], out_shape: Sequence[int]) -> int:
+    """Multiply-adds of a depthwise forward: N * C_out * OH * OW * kH * kW."""
+    n, _, _, _ = input_shape
+    co, _, kh, kw = weight_shape
+    return int(n * co * out_shape[2] * out_shape[3] * kh * kw)
+
+
+def pointwise_macs(input_shape: Sequence[int], weight_shape: Sequence[int]) -> int:
+    """Multiply-adds of a pointwise forward: N * H * W * C_in * C_out."""
+    n, ci, h, w = input_shape
+    return int(n * h * w * ci * weight_shape[0])
+
+
+def _register_flops():
+    from torch.utils.flop_counter import register_flop_formula
+
+    @register_flop_formula(_ops.depthwise_conv2d)
+    def _dw_flop(input_shape, weight_shape, bias_shape, stride, padding, dilation, *, out_shape, **kw):
+        return 2 * depthwise_macs(input_shape, weight_shape, out_shape)
+
+    @register_flop_formula(_ops.depthwise_conv2d_fused)
+    def _dwf_flop(input_shape, weight_shape, bias_shape, stride, padding, dilation, act, *, out_shape, **kw):
+        return 2 * depthwise_macs(input_shape, weight_shape, out_shape)
+
+    @register_flop_formula([_ops.depthwise_conv2d_backward_input, _ops.depthwise_conv2d_backward_weight])
+    def _dw_bwd_flop(grad_shape, input_shape, weight_shape, stride, padding, dilation, *, out_shape, **kw):
+        return 2 * depthwise_macs(input_shape, weight_shape, grad_shape)
+
+    @register_flop_formula(_ops.pointwise_conv2d)
+    def _pw_flop(input_shape, weight_shape, bias_shape, *, out_shape, **kw):
+        return 2 * pointwise_macs(input_shape, weight_shape)
+
+    @register_flop_formula(_ops.pointwise_conv2d_fused)
+    def _pwf_flop(input_shape, weight_shape, bias_shape, act, residual_shape, *, out_shape, **kw):
+        return 2 * pointwise_macs(input_shape, weight_shape)
+
+    @register_flop_formula([_ops.pointwise_conv2d_backward_input, _ops.pointwise_conv2d_backward_weight])
+    def _pw_bwd_flop(grad_shape, input_shape, weight_shape, *, out_shape, **kw):
+        return 2 * pointwise_macs(input_shape, weight_shape)
+
+
+_register_flops()

@@ -1,0 +1,134 @@
+"""Build script for mobilenet_ext._C.
+
+    pip install --no-build-isolation -e .
+
+Environment:
+    FORCE_CUDA=1              build the CUDA kernels even without a visible GPU
+    MOBILENET_EXT_NO_CUDA=1   never build them
+    TORCH_CUDA_ARCH_LIST      e.g. "8.0;9.0" (honoured by torch's cpp_extension)
+    MAX_JOBS                  parallel compile jobs (honoured by ninja)
+    CUDA_HOME                 defaults to /usr/local/cuda when nvcc is there
+
+The torch-free CPU kernels are compiled as static libraries, one per
+instruction set, each with its own flags (never -march=native); the glue that
+includes torch headers is compiled with plain flags and links them.
+"""
+import glob
+import os
+import platform
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+# torch's cpp_extension reads CUDA_HOME at import time; its guess on some
+# machines (/usr/local) has no lib64 and fails at link time.
+if "CUDA_HOME" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from setuptools import find_packages, setup  # noqa: E402
+from torch.utils.cpp_extension import (  # noqa: E402
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+)
+
+
+def want_cuda() -> bool:
+    if os.environ.get("MOBILENET_EXT_NO_CUDA", "0") == "1":
+        return False
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        return True
+    nvcc = CUDA_HOME and os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
+    return bool(torch.version.cuda) and bool(nvcc)
+
+
+def nvidia_wheel_includes():
+    """Headers (cuBLAS, cuSPARSE, ...) that torch's CUDA headers include and
+    that ship in the nvidia-* wheels rather than in the CUDA toolkit."""
+    out = []
+    for p in sys.path:
+        out += glob.glob(os.path.join(p, "nvidia", "cu*", "include"))
+        out += glob.glob(os.path.join(p, "nvidia", "*", "include"))
+    return sorted(set(d for d in out if os.path.isdir(d)))
+
+
+machine = platform.machine().lower()
+is_x86 = machine in ("x86_64", "amd64")
+is_arm64 = machine in ("aarch64", "arm64")
+
+common_cflags = ["-O3", "-std=c++17", "-DNDEBUG", "-fno-math-errno"]
+kernel_libs = [
+    (
+        "mnx_cpu_kernels",
+        {
+            "sources": ["csrc/cpu/dispatch.cpp"]
+            + sorted(glob.glob("csrc/cpu/scalar/*.cpp")),
+            "cflags": common_cflags,
+        },
+    )
+]
+if is_x86:
+    kernel_libs.append(
+        (
+            "mnx_cpu_avx2",
+            {
+                "sources": sorted(glob.glob("csrc/cpu/avx2/*.cpp")),
+                "cflags": common_cflags + ["-mavx2", "-mfma"],
+            },
+        )
+    )
+elif is_arm64:
+    kernel_libs.append(
+        (
+            "mnx_cpu_neon",
+            {"sources": sorted(glob.glob("csrc/cpu/neon/*.cpp")), "cflags": common_cflags},
+        )
+    )
+
+with_cuda = want_cuda()
+torch_version = torch.__version__
+define_macros = [("MNX_TORCH_VERSION", f'"{torch_version}"')]
+cxx_flags = ["-O3"]  # torch picks the C++ standard its headers need
+sources = ["csrc/ops.cpp", "csrc/glue/common.cpp", "csrc/glue/cpu_ops.cpp"]
+
+if with_cuda:
+    define_macros.append(("MNX_WITH_CUDA", None))
+    sources += ["csrc/glue/cuda_ops.cpp"] + sorted(glob.glob("csrc/cuda/*.cu"))
+    ext = CUDAExtension(
+        "mobilenet_ext._C",
+        sources,
+        define_macros=define_macros,
+        include_dirs=nvidia_wheel_includes(),
+        extra_compile_args={
+            "cxx": cxx_flags,
+            "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr"],
+        },
+    )
+else:
+    ext = CppExtension(
+        "mobilenet_ext._C",
+        sources,
+        define_macros=define_macros,
+        extra_compile_args={"cxx": cxx_flags},
+    )
+
+# Recorded so that importing against another torch gives a clear error.
+with open(os.path.join(ROOT, "mobilenet_ext", "_build_info.py"), "w") as f:
+    f.write(
+        "# Written by setup.py at build time.\n"
+        f"TORCH_VERSION = {torch_version!r}\n"
+        f"WITH_CUDA = {with_cuda!r}\n"
+    )
+
+setup(
+    name="mobilenet_ext",
+    version="0.1.0",
+    packages=find_packages(include=["mobilenet_ext", "mobilenet_ext.*"]),
+    libraries=kernel_libs,
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)},
+    zip_safe=False,
+)
