@@ -158,7 +158,16 @@ def _check_fake(cond: bool, msg: str) -> None:
         raise ValueError(msg)
 
 
+def _check_fake_same(op: str, input: Tensor, **others: Optional[Tensor]) -> None:
+    for name, t in others.items():
+        if t is None:
+            continue
+        _check_fake(t.device == input.device, f"{op}: {name} must be on the input's device {input.device}, got {t.device}")
+        _check_fake(t.dtype == input.dtype, f"{op}: {name} must have the input's dtype {input.dtype}, got {t.dtype}")
+
+
 def _dw_fake_out(input, weight, bias, stride, padding, dilation):
+    _check_fake_same("depthwise_conv2d", input, weight=weight, bias=bias)
     _check_fake(input.dim() == 4, f"depthwise_conv2d: input must be a 4-D tensor [N, C, H, W], got shape {tuple(input.shape)}")
     _check_fake(weight.dim() == 4 and weight.shape[1] == 1, f"depthwise_conv2d: weight must be [C*m, 1, kh, kw], got shape {tuple(weight.shape)}")
     n, c, h, w = input.shape
@@ -179,15 +188,18 @@ def _(input, weight, bias, stride, padding, dilation, activation):
 
 @torch.library.register_fake("mobilenet_ext::depthwise_conv2d_backward_input")
 def _(grad_output, input, weight, stride, padding, dilation):
+    _check_fake_same("depthwise_conv2d_backward_input", input, grad_output=grad_output, weight=weight)
     return torch.empty_like(input, memory_format=_memory_format(input))
 
 
 @torch.library.register_fake("mobilenet_ext::depthwise_conv2d_backward_weight")
 def _(grad_output, input, weight, stride, padding, dilation):
+    _check_fake_same("depthwise_conv2d_backward_weight", input, grad_output=grad_output, weight=weight)
     return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
 
-def _pw_fake_out(input, weight):
+def _pw_fake_out(input, weight, bias=None, residual=None):
+    _check_fake_same("pointwise_conv2d", input, weight=weight, bias=bias, residual=residual)
     _check_fake(input.dim() == 4, f"pointwise_conv2d: input must be a 4-D tensor [N, C, H, W], got shape {tuple(input.shape)}")
     n, _, h, w = input.shape
     return input.new_empty((n, weight.shape[0], h, w)).contiguous(memory_format=_memory_format(input))
@@ -195,21 +207,23 @@ def _pw_fake_out(input, weight):
 
 @torch.library.register_fake("mobilenet_ext::pointwise_conv2d")
 def _(input, weight, bias):
-    return _pw_fake_out(input, weight)
+    return _pw_fake_out(input, weight, bias)
 
 
 @torch.library.register_fake("mobilenet_ext::pointwise_conv2d_fused")
 def _(input, weight, bias, activation, residual):
-    return _pw_fake_out(input, weight)
+    return _pw_fake_out(input, weight, bias, residual)
 
 
 @torch.library.register_fake("mobilenet_ext::pointwise_conv2d_backward_input")
 def _(grad_output, input, weight):
+    _check_fake_same("pointwise_conv2d_backward_input", input, grad_output=grad_output, weight=weight)
     return torch.empty_like(input, memory_format=_memory_format(input))
 
 
 @torch.library.register_fake("mobilenet_ext::pointwise_conv2d_backward_weight")
 def _(grad_output, input, weight):
+    _check_fake_same("pointwise_conv2d_backward_weight", input, grad_output=grad_output, weight=weight)
     return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
 

@@ -1,0 +1,227 @@
+"""Forward and backward of our ops against F.conv2d (float64 reference)
+over a grid of kernel sizes, strides, paddings, dilations, map sizes,
+batches, channels, multipliers, bias and memory layouts."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import mobilenet_ext as mx
+from _helpers import assert_close, conv_reference, make_layout
+
+ops = mx.ops
+
+
+def _depthwise_grid():
+    sizes = [(7, 7), (8, 6), (1, 1), (9, 12), (5, 3), (13, 11)]
+    channels = [1, 3, 8, 17, 64]
+    layouts = ["nchw", "nhwc", "strided"]
+    cases = []
+    i = 0
+    for k, s, d in itertools.product([1, 3, 5, 7], [1, 2], [1, 2]):
+        for p in range(0, k + 1):
+            H, W = sizes[i % len(sizes)]
+            # grow the map until the output is at least 1x1
+            while H + 2 * p < d * (k - 1) + 1:
+                H += 3
+            while W + 2 * p < d * (k - 1) + 1:
+                W += 4
+            cases.append(
+                dict(k=k, s=s, p=p, d=d, H=H, W=W, N=[1, 3][i % 2], C=channels[i % len(channels)],
+                     m=1 if i % 7 else 2, bias=i % 3 != 0, layout=layouts[i % 3])
+            )
+            i += 1
+    # asymmetric kernels, strides and paddings
+    cases += [
+        dict(k=(3, 5), s=(1, 2), p=(1, 2), d=(1, 1), H=10, W=9, N=2, C=5, m=1, bias=True, layout="nchw"),
+        dict(k=(5, 3), s=(2, 1), p=(0, 1), d=(2, 1), H=12, W=7, N=1, C=8, m=3, bias=False, layout="nhwc"),
+        dict(k=(1, 7), s=(1, 1), p=(0, 3), d=(1, 1), H=6, W=11, N=2, C=16, m=1, bias=True, layout="nhwc"),
+    ]
+    return cases
+
+
+DW_CASES = _depthwise_grid()
+
+
+def _id(c):
+    return "k{k}-s{s}-p{p}-d{d}-{N}x{C}x{H}x{W}-m{m}-{b}-{layout}".format(b="bias" if c["bias"] else "nobias", **c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", DW_CASES, ids=_id)
+def test_depthwise_matches_conv2d(case, dtype):
+    g = torch.Generator().manual_seed(0)
+    k = case["k"] if isinstance(case["k"], tuple) else (case["k"], case["k"])
+    C, m = case["C"], case["m"]
+    x0 = torch.randn(case["N"], C, case["H"], case["W"], generator=g, dtype=dtype)
+    w = torch.randn(C * m, 1, *k, generator=g, dtype=dtype).requires_grad_(True)
+    b = torch.randn(C * m, generator=g, dtype=dtype).requires_grad_(True) if case["bias"] else None
+    x = make_layout(x0, case["layout"]).requires_grad_(True)
+    args = (case["s"], case["p"], case["d"])
+
+    y = ops.depthwise_conv2d(x, w, b, *args)
+    gy = torch.randn(y.shape, generator=g, dtype=dtype)
+    ref_y, ref_gx, ref_gw, ref_gb = conv_reference(x, w, b, *args, groups=C, grad_out=gy)
+    assert y.dtype == dtype
+    assert_close(y, ref_y, dtype, "forward")
+    if case["layout"] == "nhwc" and C > 1 and y.shape[2] * y.shape[3] > 1:
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    elif case["layout"] != "nhwc":
+        assert y.is_contiguous()
+
+    grads = torch.autograd.grad(y, [x, w] + ([b] if b is not None else []), gy)
+    assert_close(grads[0], ref_gx, dtype, "grad_input")
+    assert_close(grads[1], ref_gw, dtype, "grad_weight")
+    if b is not None:
+        assert_close(grads[2], ref_gb, dtype, "grad_bias")
+
+
+PW_CASES = [
+    dict(N=N, Cin=ci, Cout=co, H=H, W=W, bias=bias, layout=layout)
+    for (N, ci, co, H, W, bias, layout) in [
+        (1, 1, 1, 1, 1, True, "nchw"),
+        (3, 3, 8, 7, 7, False, "nhwc"),
+        (1, 17, 64, 8, 6, True, "nchw"),
+        (3, 64, 17, 5, 9, True, "nhwc"),
+        (2, 8, 3, 1, 1, False, "strided"),
+        (1, 32, 16, 14, 14, True, "nhwc"),
+        (2, 96, 24, 7, 7, False, "nchw"),
+        (1, 160, 320, 3, 5, True, "strided"),
+        (3, 13, 29, 11, 1, True, "nhwc"),
+        (1, 144, 24, 16, 16, False, "nchw"),
+        (2, 300, 77, 9, 10, True, "nchw"),
+        (2, 300, 77, 9, 10, True, "nhwc"),
+    ]
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", PW_CASES, ids=lambda c: "{N}x{Cin}->{Cout}x{H}x{W}-{layout}-{bias}".format(**c))
+def test_pointwise_matches_conv2d(case, dtype):
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(case["N"], case["Cin"], case["H"], case["W"], generator=g, dtype=dtype)
+    w = torch.randn(case["Cout"], case["Cin"], 1, 1, generator=g, dtype=dtype).requires_grad_(True)
+    b = torch.randn(case["Cout"], generator=g, dtype=dtype).requires_grad_(True) if case["bias"] else None
+    x = make_layout(x0, case["layout"]).requires_grad_(True)
+    y = ops.pointwise_conv2d(x, w, b)
+    gy = torch.randn(y.shape, generator=g, dtype=dtype)
+    ref_y, ref_gx, ref_gw, ref_gb = conv_reference(x, w, b, 1, 0, 1, 1, grad_out=gy)
+    assert_close(y, ref_y, dtype, "forward")
+    if case["layout"] == "nhwc" and case["Cin"] > 1 and case["H"] * case["W"] > 1:
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    grads = torch.autograd.grad(y, [x, w] + ([b] if b is not None else []), gy)
+    assert_close(grads[0], ref_gx, dtype, "grad_input")
+    assert_close(grads[1], ref_gw, dtype, "grad_weight")
+    if b is not None:
+        assert_close(grads[2], ref_gb, dtype, "grad_bias")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("act", [None, "relu", "relu6", "hardswish"])
+def test_fused_ops_match_reference(act, layout):
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(2)
+    acts = {None: lambda t: t, "relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish}
+    x = make_layout(torch.randn(2, 24, 11, 10, generator=g) * 4, layout)
+    w = torch.randn(24, 1, 3, 3, generator=g)
+    b = torch.randn(24, generator=g)
+    y = ops.depthwise_conv2d_fused(x, w, b, 2, 1, 1, activation=act)
+    ref = acts[act](conv_reference(x, w, b, 2, 1, 1, groups=24))
+    assert_close(y, ref, torch.float32, "depthwise fused")
+
+    wp = torch.randn(40, 24, 1, 1, generator=g)
+    bp = torch.randn(40, generator=g)
+    res = make_layout(torch.randn(2, 40, 11, 10, generator=g), layout)
+    y = ops.pointwise_conv2d_fused(x, wp, bp, activation=act, residual=res)
+    ref = acts[act](conv_reference(x, wp, bp, 1, 0, 1, groups=1)) + res.double()
+    assert_close(y, ref, torch.float32, "pointwise fused")
+    y = ops.pointwise_conv2d_fused(x, wp, None, activation=act)
+    ref = acts[act](conv_reference(x, wp, None, 1, 0, 1, groups=1))
+    assert_close(y, ref, torch.float32, "pointwise fused, no bias/residual")
+
+
+def test_fused_ops_have_no_backward():
+    x = torch.randn(1, 4, 5, 5, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3)
+    y = ops.depthwise_conv2d_fused(x, w, None, 1, 1, 1, "relu")
+    with pytest.raises(RuntimeError, match="inference only"):
+        y.sum().backward()
+
+
+def test_gradcheck_float64():
+    g = torch.Generator().manual_seed(3)
+    for (k, s, p, d, m, layout) in [(3, 1, 1, 1, 1, "nchw"), (5, 2, 2, 1, 2, "nhwc"), (3, 2, 0, 2, 1, "strided"), (7, 1, 3, 1, 1, "nhwc")]:
+        x = make_layout(torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=g), layout).requires_grad_(True)
+        w = torch.randn(3 * m, 1, k, k, dtype=torch.float64, generator=g, requires_grad=True)
+        b = torch.randn(3 * m, dtype=torch.float64, generator=g, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda x, w, b: ops.depthwise_conv2d(x, w, b, s, p, d), (x, w, b))
+    for layout in ["nchw", "nhwc"]:
+        x = make_layout(torch.randn(2, 5, 4, 3, dtype=torch.float64, generator=g), layout).requires_grad_(True)
+        w = torch.randn(6, 5, 1, 1, dtype=torch.float64, generator=g, requires_grad=True)
+        b = torch.randn(6, dtype=torch.float64, generator=g, requires_grad=True)
+        assert torch.autograd.gradcheck(ops.pointwise_conv2d, (x, w, b))
+
+
+def test_only_needed_grads_are_computed():
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3)  # no grad
+    b = torch.randn(4, requires_grad=True)
+    y = ops.depthwise_conv2d(x, w, b, 1, 1)
+    gx, gb = torch.autograd.grad(y.sum(), [x, b])
+    assert gx.shape == x.shape and gb.shape == b.shape
+    assert w.grad is None
+
+
+def test_empty_batch():
+    for layout in ["nchw", "nhwc"]:
+        x = make_layout(torch.randn(0, 8, 5, 5), layout).requires_grad_(True)
+        w = torch.randn(8, 1, 3, 3, requires_grad=True)
+        y = ops.depthwise_conv2d(x, w, None, 1, 1)
+        assert y.shape == (0, 8, 5, 5)
+        y.sum().backward()
+        assert x.grad.shape == x.shape and torch.equal(w.grad, torch.zeros_like(w))
+        wp = torch.randn(3, 8, 1, 1, requires_grad=True)
+        y = ops.pointwise_conv2d(x, wp)
+        assert y.shape == (0, 3, 5, 5)
+        y.sum().backward()
+        assert torch.equal(wp.grad, torch.zeros_like(wp))
+
+
+def test_nan_and_inf_propagate_like_conv2d():
+    import torch.nn.functional as F
+
+    x = torch.randn(1, 4, 8, 8)
+    x[0, 1, 3, 3] = float("nan")
+    x[0, 2, 5, 6] = float("inf")
+    w = torch.rand(4, 1, 3, 3) + 0.1
+    y = ops.depthwise_conv2d(x, w, None, 1, 1)
+    ref = F.conv2d(x, w, None, 1, 1, groups=4)
+    assert torch.equal(torch.isnan(y), torch.isnan(ref))
+    assert torch.equal(torch.isinf(y), torch.isinf(ref))
+    wp = torch.rand(3, 4, 1, 1) + 0.1
+    y = ops.pointwise_conv2d(x, wp)
+    ref = F.conv2d(x, wp)
+    assert torch.equal(torch.isnan(y), torch.isnan(ref))
+    assert torch.equal(torch.isinf(y), torch.isinf(ref))
+
+
+def test_threads_scale_and_agree():
+    """Results do not depend on torch.set_num_threads (our kernels split
+    independent units; reductions have a fixed order)."""
+    old = torch.get_num_threads()
+    x = torch.randn(2, 32, 20, 20, requires_grad=True)
+    w = torch.randn(32, 1, 3, 3, requires_grad=True)
+    outs = []
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            y = ops.depthwise_conv2d(x, w, None, 1, 1)
+            gx, gw = torch.autograd.grad(y.square().sum(), [x, w])
+            outs.append((y, gx, gw))
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(outs[0], outs[1]):
+        assert torch.equal(a, b)
