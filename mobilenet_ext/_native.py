@@ -29,14 +29,19 @@ def load():
             "mobilenet_ext._C is not built or failed to load "
             f"({e}). Build it with `pip install --no-build-isolation -e .`"
         ) from e
-    compiled = _C.torch_version()
-    if compiled != torch.__version__:
+    check_torch_version(_C.torch_version(), torch.__version__)
+    return _C
+
+
+def check_torch_version(compiled: str, installed: str) -> None:
+    """Raise ImportError naming both versions when the extension was built
+    against another torch than the one imported."""
+    if compiled != installed:
         raise ImportError(
             f"mobilenet_ext._C was built against torch {compiled} but torch "
-            f"{torch.__version__} is installed: rebuild it with "
+            f"{installed} is installed: rebuild it with "
             "`pip install --no-build-isolation -e .`"
         )
-    return _C
 
 
 _C = load()

@@ -91,3 +91,11 @@ def test_layer_constructor_errors():
         mx.nn.PointwiseConv2d.from_conv(torch.nn.Linear(4, 4))
     with pytest.raises(TypeError, match="must be an nn.Module"):
         mx.convert("model")
+
+
+def test_torch_version_mismatch_is_a_clear_import_error():
+    from mobilenet_ext import _native
+
+    assert _native._C.torch_version() == torch.__version__
+    with pytest.raises(ImportError, match=r"built against torch 2\.0\.0 but torch 2\.14\.1.* is installed"):
+        _native.check_torch_version("2.0.0", "2.14.1+cu130")
