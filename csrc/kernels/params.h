@@ -92,8 +92,11 @@ struct GemmArgs {
 // A GEMM is split into tiles of C (kGemmTileM x kGemmTileN) per batch entry
 // (or per C when sum_batch). Each tile reduces its full K (and batch), so
 // tiles are independent and results do not depend on the thread count.
-constexpr int64_t kGemmTileM = 72;   // multiple of 6 and 8 (micro-kernel rows)
-constexpr int64_t kGemmTileN = 256;  // multiple of 16 (micro-kernel cols)
+// Tiles are small (fine-grained load balance at batch 1); the blocked kernels
+// group the consecutive tiles of one call BLIS-style, so packed panels are
+// shared across tiles and the small tile costs no packing efficiency.
+constexpr int64_t kGemmTileM = 24;  // multiple of 6 and 8 (micro-kernel rows)
+constexpr int64_t kGemmTileN = 64;  // multiple of 16 (micro-kernel cols)
 
 inline int64_t gemm_tiles_m(const GemmArgs& g) {
   return (g.M + kGemmTileM - 1) / kGemmTileM;

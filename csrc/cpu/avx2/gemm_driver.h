@@ -1,0 +1,284 @@
+// BLIS-style blocked GEMM driver shared by the AVX2 and NEON translation
+// units (each includes it once; everything here has internal linkage, so no
+// ISA-specific code can leak into another TU through the ODR: no std::
+// templates, no inline functions with external linkage).
+//
+// A TU defines a kernel struct `Kern` with
+//   static constexpr int64_t MR, NR;          register tile
+//   static constexpr bool kDirectA;           micro-kernel can read A in place
+//                                             when A's columns are contiguous
+//   static void ukr(kc, a, a_rs, direct, bp, c, ldc, load_c, epi, m, n);
+//   static bool pack_b_fast(Bb, b_rs, b_cs, k0, kc, n, nr, dst);
+// and calls gemm_blocked<Kern>(...).
+//
+// Work decomposition (params.h): a unit is one kGemmTileM x kGemmTileN tile
+// of C (per batch entry unless sum_batch). A call processes the units
+// [begin, end); inside that range the tiles are grouped BLIS-style (NC
+// columns x MC rows) so packed panels are reused across units. Every C
+// element sees exactly the same arithmetic whatever the range is:
+//   acc = 0; for each reduction step s (batch-major, then K blocks of KC):
+//     acc = (s == 0 ? 0 : C) + sum_k a*b  (FMA chain in k order)
+//     C = (last step) ? epilogue(acc) : acc
+// so the result is bitwise identical for every split of units over threads.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+
+#include "../cpu_kernels.h"
+
+namespace mnx {
+namespace cpu {
+namespace {
+
+// Cache blocking for the 6x16 / 8x8 kernels (tuned for Zen 1: 32 KiB L1d,
+// 512 KiB L2): a KC x NR panel of B (16 KiB) stays in L1, an MC x KC block
+// of A (147 KiB) in L2, the KC x NC block of B (1 MiB) in L3.
+constexpr int64_t kKC = 256;
+constexpr int64_t kNC = 1024;  // multiple of kGemmTileN
+constexpr int64_t kMC = 144;   // multiple of kGemmTileM
+
+struct Epi {
+  const float* bias;  // null: none
+  bool per_row;
+  Activation act;
+  const float* res;  // null: none; C's indexing (ldr = ldc)
+  int64_t ldr;
+};
+
+inline int64_t g_imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t g_imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+// Same semantics as apply_activation (not used here to keep its float
+// instantiation out of this ISA-specific TU).
+inline float act_scalar(float v, Activation act) {
+  switch (act) {
+    case Activation::None:
+      return v;
+    case Activation::ReLU:
+      return v > 0.f ? v : (v != v ? v : 0.f);
+    case Activation::ReLU6: {
+      if (v != v) return v;
+      float r = v > 0.f ? v : 0.f;
+      return r < 6.f ? r : 6.f;
+    }
+    case Activation::Hardswish: {
+      if (v != v) return v;
+      float t = v + 3.f;
+      t = t > 0.f ? t : 0.f;
+      t = t < 6.f ? t : 6.f;
+      return v * t / 6.f;
+    }
+  }
+  return v;
+}
+
+inline float epi_scalar(float v, const Epi& e, int64_t m, int64_t n) {
+  if (e.bias) v += e.bias[e.per_row ? m : n];
+  v = act_scalar(v, e.act);
+  if (e.res) v += e.res[m * e.ldr + n];
+  return v;
+}
+
+struct GemmBuffers {
+  float* a = nullptr;
+  int64_t a_cap = 0;
+  float* b = nullptr;
+  int64_t b_cap = 0;
+  ~GemmBuffers() {
+    std::free(a);
+    std::free(b);
+  }
+};
+
+inline float* gemm_reserve(float*& p, int64_t& cap, int64_t n) {
+  if (n <= cap && p) return p;
+  std::free(p);
+  p = nullptr;
+  cap = 0;
+  const int64_t bytes = ((n * (int64_t)sizeof(float) + 63) / 64) * 64;
+  p = static_cast<float*>(std::aligned_alloc(64, (size_t)(bytes > 0 ? bytes : 64)));
+  if (p) cap = n;
+  return p;
+}
+
+inline GemmBuffers& gemm_tls() {
+  static thread_local GemmBuffers buf;
+  return buf;
+}
+
+// Generic B panel packing: dst[k * NR + j] = B(k0 + k, n + j), zero padded.
+template <int64_t NR>
+inline void pack_b_generic(const float* Bb, int64_t b_rs, int64_t b_cs,
+                           int64_t k0, int64_t kc, int64_t n, int64_t nr,
+                           float* dst) {
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* src = Bb + (k0 + k) * b_rs + n * b_cs;
+    float* d = dst + k * NR;
+    int64_t j = 0;
+    for (; j < nr; ++j) d[j] = src[j * b_cs];
+    for (; j < NR; ++j) d[j] = 0.f;
+  }
+}
+
+// A panel packing: dst[k * MR + r] = A(m + r, k0 + k), zero padded.
+template <int64_t MR>
+inline void pack_a(const float* Ab, int64_t a_rs, int64_t a_cs, int64_t m,
+                   int64_t mr, int64_t k0, int64_t kc, float* dst) {
+  if (a_cs == 1) {
+    for (int64_t r = 0; r < MR; ++r) {
+      if (r < mr) {
+        const float* src = Ab + (m + r) * a_rs + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.f;
+      }
+    }
+    return;
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* src = Ab + m * a_rs + (k0 + k) * a_cs;
+    float* d = dst + k * MR;
+    int64_t r = 0;
+    for (; r < mr; ++r) d[r] = src[r * a_rs];
+    for (; r < MR; ++r) d[r] = 0.f;
+  }
+}
+
+template <class Kern>
+void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
+                  const float* bias, const float* residual, int64_t begin,
+                  int64_t end) {
+  constexpr int64_t MR = Kern::MR, NR = Kern::NR;
+  static_assert(kGemmTileM % MR == 0, "tile M must be a multiple of MR");
+  static_assert(kGemmTileN % NR == 0, "tile N must be a multiple of NR");
+  static_assert(kNC % kGemmTileN == 0 && kMC % kGemmTileM == 0, "blocking");
+  if (g.M <= 0 || g.N <= 0) return;
+  begin = g_imax(begin, 0);
+  end = g_imin(end, gemm_units(g));
+  if (begin >= end) return;
+
+  const int64_t TM = kGemmTileM, TN = kGemmTileN;
+  const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g), T = tm * tn;
+  const int64_t K = g.K > 0 ? g.K : 0;
+  const int64_t nkb = K > 0 ? (K + kKC - 1) / kKC : 1;
+  const int64_t kcb = K > 0 ? (K + nkb - 1) / nkb : 0;  // even K blocks
+  const bool no_reduction = g.sum_batch && g.batch <= 0;
+  const int64_t steps = no_reduction ? 1 : (g.sum_batch ? g.batch : 1) * nkb;
+  const bool direct_a = Kern::kDirectA && g.a_cs == 1;
+  const int64_t G = kNC / TN, MG = kMC / TM;
+
+  GemmBuffers& buf = gemm_tls();
+  float* Bp = gemm_reserve(buf.b, buf.b_cap, g_imax(kcb, 1) * kNC);
+  float* Ap = gemm_reserve(buf.a, buf.a_cap, g_imax(kcb, 1) * kMC);
+  if (!Bp || !Ap) {  // out of memory: portable path, same unit semantics
+    gemm_scalar<float>(g, A, B, C, bias, residual, begin, end);
+    return;
+  }
+
+  const int64_t bo_lo = g.sum_batch ? 0 : begin / T;
+  const int64_t bo_hi = g.sum_batch ? 0 : (end - 1) / T;
+  alignas(64) float tmp[MR * NR];
+
+  for (int64_t bo = bo_lo; bo <= bo_hi; ++bo) {
+    const int64_t l0 = g_imax(begin - bo * T, 0);
+    const int64_t l1 = g_imin(end - bo * T, T);
+    const int64_t mt_lo = l0 / tn, mt_hi = (l1 - 1) / tn;  // inclusive
+    float* Cb = C + (g.sum_batch ? 0 : bo * g.c_bs);
+    const float* Rb =
+        residual ? residual + (g.sum_batch ? 0 : bo * g.c_bs) : nullptr;
+    const Epi epi{bias, g.bias_per_row, g.act, Rb, g.ldc};
+
+    for (int64_t ng = 0; ng < tn; ng += G) {
+      const int64_t ng_hi = g_imin(tn, ng + G);
+      const int64_t n_lo = ng * TN, n_hi = g_imin(g.N, ng_hi * TN);
+      const int64_t npan = (n_hi - n_lo + NR - 1) / NR;
+      bool b_packed = false;
+      for (int64_t mc = mt_lo; mc <= mt_hi; mc += MG) {
+        const int64_t mc_hi = g_imin(mt_hi + 1, mc + MG);  // exclusive
+        // which tile rows of this block have in-range tiles in this group
+        bool any = false;
+        bool row_on[kMC / kGemmTileM];
+        for (int64_t mt = mc; mt < mc_hi; ++mt) {
+          const int64_t lo = g_imax(ng, l0 - mt * tn);
+          const int64_t hi = g_imin(ng_hi, l1 - mt * tn);
+          row_on[mt - mc] = lo < hi;
+          any = any || lo < hi;
+        }
+        if (!any) continue;
+
+        for (int64_t s = 0; s < steps; ++s) {
+          const int64_t bb = no_reduction ? 0 : s / nkb, kb = s % nkb;
+          const int64_t b = g.sum_batch ? bb : bo;
+          const int64_t k0 = kb * kcb;
+          const int64_t kc = no_reduction ? 0 : g_imin(kcb, K - k0);
+          const bool first = s == 0, last = s == steps - 1;
+          const float* Ab = A + (no_reduction ? 0 : b * g.a_bs);
+          const float* Bb = B + (no_reduction ? 0 : b * g.b_bs);
+
+          if (!(b_packed && steps == 1)) {
+            for (int64_t jp = 0; jp < npan; ++jp) {
+              const int64_t n = n_lo + jp * NR;
+              const int64_t nr = g_imin(NR, n_hi - n);
+              float* dst = Bp + jp * kc * NR;
+              if (!Kern::pack_b_fast(Bb, g.b_rs, g.b_cs, k0, kc, n, nr, dst))
+                pack_b_generic<NR>(Bb, g.b_rs, g.b_cs, k0, kc, n, nr, dst);
+            }
+            b_packed = true;
+          }
+          for (int64_t mt = mc; mt < mc_hi; ++mt) {
+            if (!row_on[mt - mc]) continue;
+            const int64_t m_lo = mt * TM, m_hi = g_imin(g.M, m_lo + TM);
+            for (int64_t m = m_lo; m < m_hi; m += MR) {
+              const int64_t mr = g_imin(MR, m_hi - m);
+              if (direct_a && mr == MR) continue;
+              pack_a<MR>(Ab, g.a_rs, g.a_cs, m, mr, k0, kc,
+                         Ap + ((mt - mc) * TM + (m - m_lo)) * kc);
+            }
+          }
+
+          for (int64_t jp = 0; jp < npan; ++jp) {
+            const int64_t n = n_lo + jp * NR;
+            const int64_t nr = g_imin(NR, n_hi - n);
+            const int64_t nt = n / TN;
+            const float* bp = Bp + jp * kc * NR;
+            for (int64_t mt = mc; mt < mc_hi; ++mt) {
+              const int64_t u = mt * tn + nt;
+              if (u < l0 || u >= l1) continue;
+              const int64_t m_lo = mt * TM, m_hi = g_imin(g.M, m_lo + TM);
+              for (int64_t m = m_lo; m < m_hi; m += MR) {
+                const int64_t mr = g_imin(MR, m_hi - m);
+                const bool dir = direct_a && mr == MR;
+                const float* ap =
+                    dir ? Ab + m * g.a_rs + k0
+                        : Ap + ((mt - mc) * TM + (m - m_lo)) * kc;
+                float* cp = Cb + m * g.ldc + n;
+                if (mr == MR && nr == NR) {
+                  Kern::ukr(kc, ap, g.a_rs, dir, bp, cp, g.ldc, !first,
+                            last ? &epi : nullptr, m, n);
+                } else {
+                  if (!first)
+                    for (int64_t r = 0; r < mr; ++r)
+                      for (int64_t j = 0; j < nr; ++j)
+                        tmp[r * NR + j] = cp[r * g.ldc + j];
+                  Kern::ukr(kc, ap, g.a_rs, dir, bp, tmp, NR, !first, nullptr,
+                            m, n);
+                  for (int64_t r = 0; r < mr; ++r)
+                    for (int64_t j = 0; j < nr; ++j) {
+                      const float v = tmp[r * NR + j];
+                      cp[r * g.ldc + j] =
+                          last ? epi_scalar(v, epi, m + r, n + j) : v;
+                    }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mnx

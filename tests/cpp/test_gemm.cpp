@@ -1,0 +1,308 @@
+// Unit tests of the float32 GEMM selected by dispatch (AVX2 on x86-64 with
+// AVX2+FMA, NEON on AArch64) against gemm_scalar<double> on the same data.
+//
+// Tolerance: float32 accumulation of a length-R reduction (R = K, times the
+// batch with sum_batch) of products of values in [-1, 1]; rounding errors
+// behave like a random walk, |err| ~ eps * sqrt(R) * |typical term sum|, and
+// the check is relative to max|ref| (~ sqrt(R) / 3). tol = 1e-6 * (4 +
+// sqrt(R)) leaves ~8x margin over eps = 6e-8 * sqrt(R) without hiding
+// indexing bugs (those give O(1) relative errors).
+//
+// Also checked: bitwise identical results when the units are processed in
+// random sub-ranges (what threads do), canaries past every buffer, padding
+// between C rows left untouched, NaN propagation through every activation.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_kernels.h"
+#include "tester.h"
+
+using mnx::Activation;
+using mnx::GemmArgs;
+using mnx_test::Buffer;
+
+namespace {
+
+int64_t extent(int64_t batch, int64_t bs, int64_t d0, int64_t s0, int64_t d1,
+               int64_t s1) {
+  if (batch <= 0 || d0 <= 0 || d1 <= 0) return 1;
+  return (batch - 1) * bs + (d0 - 1) * s0 + (d1 - 1) * s1 + 1;
+}
+
+struct Case {
+  std::string name;
+  GemmArgs g;
+  bool bias = false;
+  bool residual = false;
+};
+
+mnx_test::Counter counter;
+std::mt19937 rng(12345);
+
+void run_units(const GemmArgs& g, const float* A, const float* B, float* C,
+               const float* bias, const float* res, int64_t b0, int64_t b1) {
+  mnx::cpu::gemm_kernels_f32().run(g, A, B, C, bias, res, b0, b1);
+}
+
+void check_case(const Case& cs) {
+  const GemmArgs& g = cs.g;
+  const int64_t nbo = g.sum_batch ? 1 : g.batch;
+  const int64_t na = extent(g.batch, g.a_bs, g.M, g.a_rs, g.K, g.a_cs);
+  const int64_t nb = extent(g.batch, g.b_bs, g.K, g.b_rs, g.N, g.b_cs);
+  const int64_t nc = extent(nbo, g.c_bs, g.M, g.ldc, g.N, 1);
+  Buffer A(na), B(nb), bias(g.bias_per_row ? g.M : g.N), R(nc);
+  mnx_test::fill_random(A, rng());
+  mnx_test::fill_random(B, rng());
+  mnx_test::fill_random(bias, rng());
+  mnx_test::fill_random(R, rng());
+  const float* bp = cs.bias ? bias.ptr() : nullptr;
+  const float* rp = cs.residual ? R.ptr() : nullptr;
+
+  // double reference
+  std::vector<double> Ad(A.data.begin(), A.data.begin() + na),
+      Bd(B.data.begin(), B.data.begin() + nb),
+      biasd(bias.data.begin(), bias.data.begin() + bias.n),
+      Rd(R.data.begin(), R.data.begin() + nc), Cd(nc, 7.0);
+  const int64_t units = mnx::gemm_units(g);
+  mnx::cpu::gemm_scalar<double>(g, Ad.data(), Bd.data(), Cd.data(),
+                                cs.bias ? biasd.data() : nullptr,
+                                cs.residual ? Rd.data() : nullptr, 0, units);
+  // padding between rows (ldc > N) must stay untouched: sentinel 7
+  Buffer ref(nc, 7.f);
+  for (int64_t i = 0; i < nc; ++i) ref.data[i] = (float)Cd[i];
+
+  Buffer C(nc, 7.f);
+  run_units(g, A.ptr(), B.ptr(), C.ptr(), bp, rp, 0, units);
+  const double R_len = (double)g.K * (g.sum_batch ? g.batch : 1);
+  const double tol = 1e-6 * (4.0 + std::sqrt(R_len));
+  counter.check(mnx_test::close(C, ref, tol, cs.name.c_str()));
+  for (int64_t i = 0; i < nc; ++i) {
+    // padding columns are exactly the sentinel
+    const int64_t col = (nbo > 1 && g.c_bs > 0 ? i % g.c_bs : i) % g.ldc;
+    if (col >= g.N && C.data[i] != 7.f) {
+      std::fprintf(stderr, "FAIL %s: padding written at %lld\n",
+                   cs.name.c_str(), (long long)i);
+      counter.check(false);
+      break;
+    }
+  }
+
+  // random sub-ranges (threads) -> bitwise identical
+  for (int rep = 0; rep < 2; ++rep) {
+    Buffer C2(nc, 7.f);
+    std::vector<int64_t> cuts = {0, units};
+    const int ncut = 1 + (int)(rng() % 5);
+    for (int i = 0; i < ncut && units > 1; ++i)
+      cuts.push_back(1 + (int64_t)(rng() % (uint64_t)(units - 1)));
+    std::sort(cuts.begin(), cuts.end());
+    // process the pieces in reverse order too (threads finish in any order)
+    for (size_t i = cuts.size() - 1; i > 0; --i)
+      run_units(g, A.ptr(), B.ptr(), C2.ptr(), bp, rp, cuts[i - 1], cuts[i]);
+    const bool same = C2.canaries_ok() &&
+                      std::memcmp(C.ptr(), C2.ptr(), nc * sizeof(float)) == 0;
+    if (!same)
+      std::fprintf(stderr, "FAIL %s: split run differs (rep %d)\n",
+                   cs.name.c_str(), rep);
+    counter.check(same);
+  }
+  // a sub-range writes only its own tiles
+  if (units > 1) {
+    const int64_t c0 = (int64_t)(rng() % (uint64_t)units);
+    const int64_t c1 = c0 + 1 + (int64_t)(rng() % (uint64_t)(units - c0));
+    Buffer C3(nc, 7.f);
+    run_units(g, A.ptr(), B.ptr(), C3.ptr(), bp, rp, c0, c1);
+    const int64_t tm = mnx::gemm_tiles_m(g), tn = mnx::gemm_tiles_n(g);
+    bool ok = C3.canaries_ok();
+    for (int64_t bo = 0; bo < nbo && ok; ++bo)
+      for (int64_t m = 0; m < g.M && ok; ++m)
+        for (int64_t n = 0; n < g.N; ++n) {
+          const int64_t u = bo * tm * tn + (m / mnx::kGemmTileM) * tn +
+                            n / mnx::kGemmTileN;
+          const float got = C3.data[bo * g.c_bs + m * g.ldc + n];
+          const float want = C.data[bo * g.c_bs + m * g.ldc + n];
+          const bool inside = u >= c0 && u < c1;
+          if (inside ? std::memcmp(&got, &want, 4) != 0 : got != 7.f) {
+            std::fprintf(stderr, "FAIL %s: range [%lld,%lld) wrong at unit "
+                         "%lld\n", cs.name.c_str(), (long long)c0,
+                         (long long)c1, (long long)u);
+            ok = false;
+            break;
+          }
+        }
+    counter.check(ok);
+  }
+  counter.check(A.canaries_ok() && B.canaries_ok() && bias.canaries_ok() &&
+                R.canaries_ok());
+}
+
+std::string nm(const char* what, int64_t a, int64_t b, int64_t c, int64_t d,
+               int64_t e) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%s(%lld,%lld,%lld,%lld,%lld)", what,
+                (long long)a, (long long)b, (long long)c, (long long)d,
+                (long long)e);
+  return buf;
+}
+
+// The mappings of csrc/glue/common.cpp (pointwise_*_gemm).
+Case pw_forward(bool nhwc, int64_t N, int64_t Cin, int64_t Cout, int64_t HW) {
+  Case c;
+  GemmArgs& g = c.g;
+  if (!nhwc) {
+    g.M = Cout; g.N = HW; g.K = Cin; g.batch = N;
+    g.a_rs = Cin; g.a_cs = 1; g.a_bs = 0;
+    g.b_rs = HW; g.b_cs = 1; g.b_bs = Cin * HW;
+    g.ldc = HW; g.c_bs = Cout * HW;
+    g.bias_per_row = true;
+  } else {
+    g.M = N * HW; g.N = Cout; g.K = Cin; g.batch = 1;
+    g.a_rs = Cin; g.a_cs = 1;
+    g.b_rs = 1; g.b_cs = Cin;
+    g.ldc = Cout;
+    g.bias_per_row = false;
+  }
+  c.name = nm(nhwc ? "fwd_nhwc" : "fwd_nchw", N, Cin, Cout, HW, 0);
+  return c;
+}
+
+Case pw_grad_input(bool nhwc, int64_t N, int64_t Cin, int64_t Cout,
+                   int64_t HW) {
+  Case c;
+  GemmArgs& g = c.g;
+  if (!nhwc) {
+    g.M = Cin; g.N = HW; g.K = Cout; g.batch = N;
+    g.a_rs = 1; g.a_cs = Cin; g.a_bs = 0;
+    g.b_rs = HW; g.b_cs = 1; g.b_bs = Cout * HW;
+    g.ldc = HW; g.c_bs = Cin * HW;
+  } else {
+    g.M = N * HW; g.N = Cin; g.K = Cout; g.batch = 1;
+    g.a_rs = Cout; g.a_cs = 1;
+    g.b_rs = Cin; g.b_cs = 1;
+    g.ldc = Cin;
+  }
+  c.name = nm(nhwc ? "gin_nhwc" : "gin_nchw", N, Cin, Cout, HW, 0);
+  return c;
+}
+
+Case pw_grad_weight(bool nhwc, int64_t N, int64_t Cin, int64_t Cout,
+                    int64_t HW) {
+  Case c;
+  GemmArgs& g = c.g;
+  g.M = Cout; g.N = Cin; g.ldc = Cin;
+  if (!nhwc) {
+    g.K = HW; g.batch = N; g.sum_batch = true;
+    g.a_rs = HW; g.a_cs = 1; g.a_bs = Cout * HW;
+    g.b_rs = 1; g.b_cs = HW; g.b_bs = Cin * HW;
+  } else {
+    g.K = N * HW; g.batch = 1;
+    g.a_rs = 1; g.a_cs = Cout;
+    g.b_rs = Cin; g.b_cs = 1;
+  }
+  c.name = nm(nhwc ? "gw_nhwc" : "gw_nchw", N, Cin, Cout, HW, 0);
+  return c;
+}
+
+// Generic: A transposed / strided, B transposed, ldc padded, batch strides.
+Case generic(int64_t M, int64_t N, int64_t K, int64_t batch, int variant,
+             bool sum_batch) {
+  Case c;
+  GemmArgs& g = c.g;
+  g.M = M; g.N = N; g.K = K; g.batch = batch; g.sum_batch = sum_batch;
+  switch (variant % 4) {
+    case 0:  // A row-major, B row-major
+      g.a_rs = K; g.a_cs = 1; g.b_rs = N; g.b_cs = 1; break;
+    case 1:  // A col-major (transposed), B col-major (transposed)
+      g.a_rs = 1; g.a_cs = M; g.b_rs = 1; g.b_cs = K; break;
+    case 2:  // A row-major padded, B col-major padded
+      g.a_rs = K + 3; g.a_cs = 1; g.b_rs = 1; g.b_cs = K + 5; break;
+    default:  // both fully strided (no unit stride)
+      g.a_rs = 2; g.a_cs = 2 * M + 1; g.b_rs = 3 * N + 2; g.b_cs = 3; break;
+  }
+  const int64_t asz = extent(1, 0, M, g.a_rs, K, g.a_cs);
+  const int64_t bsz = extent(1, 0, K, g.b_rs, N, g.b_cs);
+  g.a_bs = asz + 7; g.b_bs = bsz + 1;
+  g.ldc = N + (variant & 1 ? 5 : 0);
+  g.c_bs = sum_batch ? 0 : M * g.ldc + 3;
+  g.bias_per_row = (variant / 4) % 2 == 0;
+  g.act = static_cast<Activation>(variant % 4);
+  c.bias = (variant % 3) != 0;
+  c.residual = (variant % 5) < 2;
+  c.name = nm(sum_batch ? "generic_sumb" : "generic", M, N, K, batch, variant);
+  return c;
+}
+
+void nan_test() {
+  // NaN in A row 0 must reach every output of row 0 whatever the activation
+  for (int act = 0; act < 4; ++act) {
+    Case cs = generic(13, 37, 300, 1, 0, false);
+    GemmArgs& g = cs.g;
+    g.act = static_cast<Activation>(act);
+    Buffer A(g.M * g.K), B(g.K * g.N), C(g.M * g.ldc);
+    mnx_test::fill_random(A, 1);
+    mnx_test::fill_random(B, 2);
+    A.data[5] = NAN;
+    run_units(g, A.ptr(), B.ptr(), C.ptr(), nullptr, nullptr, 0,
+              mnx::gemm_units(g));
+    bool ok = C.canaries_ok();
+    for (int64_t n = 0; n < g.N; ++n) ok = ok && std::isnan(C.data[n]);
+    for (int64_t i = g.ldc; i < g.M * g.ldc; ++i)
+      ok = ok && !std::isnan(C.data[i]);
+    if (!ok) std::fprintf(stderr, "FAIL nan propagation act=%d\n", act);
+    counter.check(ok);
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::printf("gemm isa: %s\n", mnx::cpu::gemm_kernels_f32().isa);
+  std::vector<Case> cases;
+  // pointwise mappings, small MobileNet-like and awkward shapes
+  const int64_t pw[][4] = {
+      {1, 32, 16, 112}, {2, 16, 96, 49},  {1, 24, 144, 56}, {3, 144, 24, 17},
+      {1, 7, 5, 1},     {2, 64, 40, 25},  {1, 320, 97, 9},  {2, 33, 300, 13},
+      {1, 1, 1, 1},     {1, 257, 19, 31}, {4, 5, 70, 3},    {1, 160, 960, 4},
+  };
+  int v = 0;
+  for (const auto& s : pw) {
+    for (int nhwc = 0; nhwc < 2; ++nhwc) {
+      Case f = pw_forward(nhwc, s[0], s[1], s[2], s[3]);
+      f.bias = (v % 2) == 0;
+      f.residual = (v % 3) == 0;
+      f.g.act = static_cast<Activation>(v % 4);
+      ++v;
+      cases.push_back(f);
+      cases.push_back(pw_grad_input(nhwc, s[0], s[1], s[2], s[3]));
+      cases.push_back(pw_grad_weight(nhwc, s[0], s[1], s[2], s[3]));
+    }
+  }
+  // generic grid: 1, primes, around register / tile / cache block edges
+  const int64_t Ms[] = {1, 5, 6, 7, 8, 23, 24, 25, 47, 145, 150};
+  const int64_t Ns[] = {1, 3, 15, 16, 17, 63, 64, 65, 129, 1031};
+  const int64_t Ks[] = {0, 1, 2, 8, 13, 255, 256, 257, 600};
+  int variant = 0;
+  for (int64_t M : Ms)
+    for (int64_t N : Ns)
+      for (int64_t K : Ks) {
+        // keep the grid affordable under ASan / qemu: sample it
+        if ((rng() % 5) != 0 && !(M <= 8 && N <= 17)) continue;
+        if (M * N * K > 4000000) continue;
+        const int64_t batch = 1 + (int64_t)(rng() % 3);
+        cases.push_back(generic(M, N, K, batch, variant, (variant % 7) == 3));
+        ++variant;
+      }
+  // sum_batch with several batches and K blocks, batch = 0, K = 0
+  cases.push_back(generic(30, 70, 300, 3, 5, true));
+  cases.push_back(generic(9, 1100, 20, 2, 2, true));
+  cases.push_back(generic(9, 33, 17, 0, 1, true));
+  cases.push_back(generic(13, 20, 0, 2, 6, false));
+
+  for (const Case& c : cases) check_case(c);
+  nan_test();
+  return counter.finish("test_gemm");
+}
