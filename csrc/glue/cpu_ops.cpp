@@ -2,6 +2,8 @@
 // (at::parallel_for, governed by torch.set_num_threads) and dispatch to the
 // torch-free kernels picked at run time (csrc/cpu/dispatch.cpp).
 #include <ATen/Parallel.h>
+#include <algorithm>
+#include <vector>
 #include <torch/library.h>
 
 #include "../cpu/cpu_kernels.h"
@@ -161,17 +163,140 @@ at::Tensor depthwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
   return gw;
 }
 
+// One GEMM of a multi-GEMM launch (see run_gemms).
+template <typename scalar_t>
+struct GemmJob {
+  GemmArgs g;
+  const scalar_t* A;
+  const scalar_t* B;
+  scalar_t* C;
+  const scalar_t* bias;
+  const scalar_t* residual;
+};
+
+// Runs all units of all jobs. The units (tiles of C, see params.h) are cut
+// into at most get_num_threads() contiguous ranges of about equal cost (tile
+// area padded to the micro-kernel, times the reduction length), one per
+// task: contiguous ranges let the blocked kernels share packed panels across
+// tiles. A unit's result does not depend on the range it falls in, so the
+// output is bitwise identical for every thread count.
+template <typename scalar_t>
+void run_gemms(const std::vector<GemmJob<scalar_t>>& jobs) {
+  const auto& k = gemm_kernels<scalar_t>();
+  std::vector<int64_t> offset(jobs.size() + 1, 0);
+  for (size_t j = 0; j < jobs.size(); ++j)
+    offset[j + 1] = offset[j] + gemm_units(jobs[j].g);
+  const int64_t units = offset.back();
+  if (units == 0) return;
+  // cost prefix over all units
+  std::vector<double> prefix(units + 1, 0.0);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const GemmArgs& g = jobs[j].g;
+    const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g);
+    const double red =
+        (double)g.K * (g.sum_batch ? (double)g.batch : 1.0) + 16.0;
+    for (int64_t u = 0; u < offset[j + 1] - offset[j]; ++u) {
+      const int64_t r = u % (tm * tn);
+      const int64_t rows =
+          std::min(kGemmTileM, g.M - (r / tn) * kGemmTileM);
+      const int64_t cols =
+          std::min(kGemmTileN, g.N - (r % tn) * kGemmTileN);
+      const double cost =
+          (double)((rows + 7) / 8 * 8) * (double)((cols + 15) / 16 * 16) * red;
+      prefix[offset[j] + u + 1] = prefix[offset[j] + u] + cost;
+    }
+  }
+  const double total = prefix[units];
+  int64_t tasks = std::min<int64_t>(at::get_num_threads(), units);
+  tasks = std::max<int64_t>(
+      1, std::min<int64_t>(tasks, (int64_t)(total / kMinWorkPerTask)));
+  std::vector<int64_t> cut(tasks + 1, units);
+  cut[0] = 0;
+  for (int64_t t = 1; t < tasks; ++t) {
+    const double target = total * (double)t / (double)tasks;
+    cut[t] = std::lower_bound(prefix.begin(), prefix.end(), target) -
+             prefix.begin();
+    cut[t] = std::max(cut[t - 1], std::min(cut[t], units));
+  }
+  at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      for (size_t j = 0; j < jobs.size(); ++j) {
+        const int64_t lo = std::max(cut[t], offset[j]);
+        const int64_t hi = std::min(cut[t + 1], offset[j + 1]);
+        if (lo >= hi) continue;
+        const GemmJob<scalar_t>& jb = jobs[j];
+        k.run(jb.g, jb.A, jb.B, jb.C, jb.bias, jb.residual, lo - offset[j],
+              hi - offset[j]);
+      }
+    }
+  });
+}
+
 template <typename scalar_t>
 void run_gemm(const GemmArgs& g, const scalar_t* A, const scalar_t* B,
               scalar_t* C, const scalar_t* bias, const scalar_t* residual) {
-  const auto& k = gemm_kernels<scalar_t>();
+  run_gemms<scalar_t>({GemmJob<scalar_t>{g, A, B, C, bias, residual}});
+}
+
+// Weight gradients have few tiles (Cout x Cin) and a huge reduction
+// (N*H*W): the reduction is cut into S chunks, S chosen from the shape only,
+// chunk 0 goes to C, chunks 1.. to a scratch buffer, and they are summed in
+// chunk order afterwards: deterministic for every thread count.
+constexpr int64_t kSplitTargetUnits = 32;   // aim for this many units
+constexpr int64_t kSplitMinReduction = 1024;  // per chunk at least
+constexpr int64_t kSplitMax = 32;
+
+int64_t grad_weight_splits(const GemmArgs& g) {
   const int64_t units = gemm_units(g);
-  const int64_t per_unit = kGemmTileM * kGemmTileN * g.K *
-                           (g.sum_batch ? g.batch : 1);
-  at::parallel_for(0, units, grain_for(units, per_unit),
-                   [&](int64_t b0, int64_t b1) {
-                     k.run(g, A, B, C, bias, residual, b0, b1);
-                   });
+  const int64_t red = g.K * (g.sum_batch ? g.batch : 1);
+  if (units >= kSplitTargetUnits || units == 0) return 1;
+  int64_t S = (kSplitTargetUnits + units - 1) / units;
+  S = std::min(S, red / kSplitMinReduction);
+  S = std::min(S, kSplitMax);
+  if (g.sum_batch && g.batch < S) S = std::min(S, g.K / kSplitMinReduction);
+  return std::max<int64_t>(S, 1);
+}
+
+template <typename scalar_t>
+void run_gemm_split_reduction(const GemmArgs& g, const scalar_t* A,
+                              const scalar_t* B, scalar_t* C,
+                              const at::TensorOptions& opts) {
+  const int64_t S = grad_weight_splits(g);
+  if (S <= 1) {
+    run_gemm<scalar_t>(g, A, B, C, nullptr, nullptr);
+    return;
+  }
+  // C is dense [M, ldc] here (weight gradient)
+  const int64_t csize = g.M * g.ldc;
+  at::Tensor scratch = at::empty({S - 1, csize}, opts);
+  scalar_t* P = scratch.data_ptr<scalar_t>();
+  std::vector<GemmJob<scalar_t>> jobs;
+  const bool by_batch = g.sum_batch && g.batch >= S;
+  const int64_t len = by_batch ? g.batch : g.K;
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t i0 = len * s / S, i1 = len * (s + 1) / S;
+    GemmArgs sub = g;
+    const scalar_t* As = A;
+    const scalar_t* Bs = B;
+    if (by_batch) {
+      sub.batch = i1 - i0;
+      As += i0 * g.a_bs;
+      Bs += i0 * g.b_bs;
+    } else {
+      sub.K = i1 - i0;
+      As += i0 * g.a_cs;
+      Bs += i0 * g.b_rs;
+    }
+    scalar_t* Cs = s == 0 ? C : P + (s - 1) * csize;
+    jobs.push_back(GemmJob<scalar_t>{sub, As, Bs, Cs, nullptr, nullptr});
+  }
+  run_gemms<scalar_t>(jobs);
+  at::parallel_for(0, csize, 4096, [&](int64_t i0, int64_t i1) {
+    for (int64_t s = 1; s < S; ++s) {
+      const scalar_t* ps = P + (s - 1) * csize;
+      for (int64_t i = i0; i < i1; ++i) C[i] += ps[i];
+    }
+  });
 }
 
 at::Tensor pw_forward_impl(const char* op, const at::Tensor& input,
@@ -254,8 +379,9 @@ at::Tensor pointwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
   const auto gy = contiguous_in(grad_output, s.layout);
   const GemmArgs g = pointwise_grad_weight_gemm(s);
   MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
-    run_gemm<scalar_t>(g, gy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                       gw.data_ptr<scalar_t>(), nullptr, nullptr);
+    run_gemm_split_reduction<scalar_t>(g, gy.data_ptr<scalar_t>(),
+                                       x.data_ptr<scalar_t>(),
+                                       gw.data_ptr<scalar_t>(), gw.options());
   });
   return gw;
 }

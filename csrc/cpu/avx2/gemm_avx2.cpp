@@ -58,78 +58,138 @@ inline void tr8x8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r4,
   r7 = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-template <bool kDirect>
-inline void ukr_6x16(int64_t kc, const float* a, int64_t a_rs, const float* b,
-                     float* c, int64_t ldc, bool load_c, const Epi* e,
-                     int64_t m, int64_t n) {
-  __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-  if (load_c) {
-    c00 = _mm256_loadu_ps(c + 0 * ldc); c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
-    c10 = _mm256_loadu_ps(c + 1 * ldc); c11 = _mm256_loadu_ps(c + 1 * ldc + 8);
-    c20 = _mm256_loadu_ps(c + 2 * ldc); c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-    c30 = _mm256_loadu_ps(c + 3 * ldc); c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-    c40 = _mm256_loadu_ps(c + 4 * ldc); c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-    c50 = _mm256_loadu_ps(c + 5 * ldc); c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
-  } else {
-    c00 = c01 = c10 = c11 = c20 = c21 = _mm256_setzero_ps();
-    c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
-  }
-  const float* a0 = a;
-  const float* a1 = a + (kDirect ? a_rs : 1);
-  const float* a2 = a + (kDirect ? 2 * a_rs : 2);
-  const float* a3 = a + (kDirect ? 3 * a_rs : 3);
-  const float* a4 = a + (kDirect ? 4 * a_rs : 4);
-  const float* a5 = a + (kDirect ? 5 * a_rs : 5);
-  constexpr int64_t as = kDirect ? 1 : 6;
-#define MNX_STEP(kk)                                                   \
-  {                                                                    \
-    const __m256 b0 = _mm256_load_ps(b + (kk) * 16);                   \
-    const __m256 b1 = _mm256_load_ps(b + (kk) * 16 + 8);               \
-    __m256 av = _mm256_broadcast_ss(a0 + (kk) * as);                   \
-    c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
-    av = _mm256_broadcast_ss(a1 + (kk) * as);                          \
-    c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
-    av = _mm256_broadcast_ss(a2 + (kk) * as);                          \
-    c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
-    av = _mm256_broadcast_ss(a3 + (kk) * as);                          \
-    c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
-    av = _mm256_broadcast_ss(a4 + (kk) * as);                          \
-    c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
-    av = _mm256_broadcast_ss(a5 + (kk) * as);                          \
-    c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51); \
-  }
-  int64_t k = 0;
-  for (; k + 4 <= kc; k += 4) {
-    MNX_STEP(0) MNX_STEP(1) MNX_STEP(2) MNX_STEP(3)
-    b += 64;
-    a0 += 4 * as; a1 += 4 * as; a2 += 4 * as;
-    a3 += 4 * as; a4 += 4 * as; a5 += 4 * as;
-  }
-  for (; k < kc; ++k) {
-    MNX_STEP(0)
-    b += 16;
-    a0 += as; a1 += as; a2 += as; a3 += as; a4 += as; a5 += as;
-  }
-#undef MNX_STEP
+// 6x16 micro-kernel, whole accumulation in inline asm (GCC spilled the
+// intrinsics version's accumulators): ymm0..11 = C tile, ymm12/13 = B row,
+// ymm14/15 = broadcasts of A. acc = (load_c ? C : 0) + A_panel * B_panel is
+// stored to `out` (C itself, or a local tile when an epilogue follows).
+// kDirect: A read in place (row stride a_rs, unit column stride); otherwise
+// a packed panel a[k * 6 + r].
+#define MNX_ROW(A_ADDR, BR, R0, R1)                     \
+  "vbroadcastss " A_ADDR ", %%" BR "\n\t"               \
+  "vfmadd231ps %%ymm12, %%" BR ", %%" R0 "\n\t"         \
+  "vfmadd231ps %%ymm13, %%" BR ", %%" R1 "\n\t"
+#define MNX_PROLOGUE                                                    \
+  "test %[lc], %[lc]\n\t"                                               \
+  "jz 2f\n\t"                                                           \
+  "vmovups (%[c]), %%ymm0\n\t"                                          \
+  "vmovups 32(%[c]), %%ymm1\n\t"                                        \
+  "vmovups (%[c],%[ldc],1), %%ymm2\n\t"                                 \
+  "vmovups 32(%[c],%[ldc],1), %%ymm3\n\t"                               \
+  "vmovups (%[c],%[ldc],2), %%ymm4\n\t"                                 \
+  "vmovups 32(%[c],%[ldc],2), %%ymm5\n\t"                               \
+  "lea (%[c],%[ldc],2), %[c]\n\t"                                       \
+  "vmovups (%[c],%[ldc],1), %%ymm6\n\t"                                 \
+  "vmovups 32(%[c],%[ldc],1), %%ymm7\n\t"                               \
+  "vmovups (%[c],%[ldc],2), %%ymm8\n\t"                                 \
+  "vmovups 32(%[c],%[ldc],2), %%ymm9\n\t"                               \
+  "lea (%[c],%[ldc],2), %[c]\n\t"                                       \
+  "vmovups (%[c],%[ldc],1), %%ymm10\n\t"                                \
+  "vmovups 32(%[c],%[ldc],1), %%ymm11\n\t"                              \
+  "jmp 3f\n\t"                                                          \
+  "2:\n\t"                                                              \
+  "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"                                   \
+  "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"                                   \
+  "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"                                   \
+  "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"                                   \
+  "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"                                   \
+  "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"                                   \
+  "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"                                   \
+  "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"                                   \
+  "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"                                   \
+  "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"                                   \
+  "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"                                \
+  "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"                                \
+  "3:\n\t"                                                              \
+  "test %[k], %[k]\n\t"                                                 \
+  "jz 4f\n\t"                                                           \
+  "1:\n\t"                                                              \
+  "vmovaps (%[b]), %%ymm12\n\t"                                         \
+  "vmovaps 32(%[b]), %%ymm13\n\t"
+#define MNX_EPILOGUE                                                    \
+  "add $64, %[b]\n\t"                                                   \
+  "dec %[k]\n\t"                                                        \
+  "jnz 1b\n\t"                                                          \
+  "4:\n\t"                                                              \
+  "vmovups %%ymm0, (%[o])\n\t"                                          \
+  "vmovups %%ymm1, 32(%[o])\n\t"                                        \
+  "vmovups %%ymm2, (%[o],%[ldo],1)\n\t"                                 \
+  "vmovups %%ymm3, 32(%[o],%[ldo],1)\n\t"                               \
+  "vmovups %%ymm4, (%[o],%[ldo],2)\n\t"                                 \
+  "vmovups %%ymm5, 32(%[o],%[ldo],2)\n\t"                               \
+  "lea (%[o],%[ldo],2), %[o]\n\t"                                       \
+  "vmovups %%ymm6, (%[o],%[ldo],1)\n\t"                                 \
+  "vmovups %%ymm7, 32(%[o],%[ldo],1)\n\t"                               \
+  "vmovups %%ymm8, (%[o],%[ldo],2)\n\t"                                 \
+  "vmovups %%ymm9, 32(%[o],%[ldo],2)\n\t"                               \
+  "lea (%[o],%[ldo],2), %[o]\n\t"                                       \
+  "vmovups %%ymm10, (%[o],%[ldo],1)\n\t"                                \
+  "vmovups %%ymm11, 32(%[o],%[ldo],1)\n\t"
+#define MNX_CLOBBERS                                                     \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", \
+      "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc",  \
+      "memory"
 
+inline void ukr_core(int64_t kc, const float* a, int64_t a_rs, bool direct,
+                     const float* b, float* c, int64_t ldc, bool load_c,
+                     float* out, int64_t ldo) {
+  int64_t k = kc;
+  const int64_t lc = load_c ? 1 : 0;
+  const int64_t ldcb = ldc * 4, ldob = ldo * 4;
+  if (direct) {
+    const int64_t rs = a_rs * 4;
+    const float* a3 = a + 3 * a_rs;
+    __asm__ volatile(
+        MNX_PROLOGUE
+        MNX_ROW("(%[a])", "ymm14", "ymm0", "ymm1")
+        MNX_ROW("(%[a],%[rs],1)", "ymm15", "ymm2", "ymm3")
+        MNX_ROW("(%[a],%[rs],2)", "ymm14", "ymm4", "ymm5")
+        MNX_ROW("(%[a3])", "ymm15", "ymm6", "ymm7")
+        MNX_ROW("(%[a3],%[rs],1)", "ymm14", "ymm8", "ymm9")
+        MNX_ROW("(%[a3],%[rs],2)", "ymm15", "ymm10", "ymm11")
+        "add $4, %[a]\n\t"
+        "add $4, %[a3]\n\t"
+        MNX_EPILOGUE
+        : [a] "+r"(a), [a3] "+r"(a3), [b] "+r"(b), [k] "+r"(k), [c] "+r"(c),
+          [o] "+r"(out)
+        : [rs] "r"(rs), [ldc] "r"(ldcb), [ldo] "r"(ldob), [lc] "r"(lc)
+        : MNX_CLOBBERS);
+  } else {
+    __asm__ volatile(
+        MNX_PROLOGUE
+        MNX_ROW("(%[a])", "ymm14", "ymm0", "ymm1")
+        MNX_ROW("4(%[a])", "ymm15", "ymm2", "ymm3")
+        MNX_ROW("8(%[a])", "ymm14", "ymm4", "ymm5")
+        MNX_ROW("12(%[a])", "ymm15", "ymm6", "ymm7")
+        MNX_ROW("16(%[a])", "ymm14", "ymm8", "ymm9")
+        MNX_ROW("20(%[a])", "ymm15", "ymm10", "ymm11")
+        "add $24, %[a]\n\t"
+        MNX_EPILOGUE
+        : [a] "+r"(a), [b] "+r"(b), [k] "+r"(k), [c] "+r"(c), [o] "+r"(out)
+        : [ldc] "r"(ldcb), [ldo] "r"(ldob), [lc] "r"(lc)
+        : MNX_CLOBBERS);
+  }
+}
+#undef MNX_ROW
+#undef MNX_PROLOGUE
+#undef MNX_EPILOGUE
+#undef MNX_CLOBBERS
+
+inline void ukr_6x16(int64_t kc, const float* a, int64_t a_rs, bool direct,
+                     const float* b, float* c, int64_t ldc, bool load_c,
+                     const Epi* e, int64_t m, int64_t n) {
   if (!e) {
-    _mm256_storeu_ps(c + 0 * ldc, c00); _mm256_storeu_ps(c + 0 * ldc + 8, c01);
-    _mm256_storeu_ps(c + 1 * ldc, c10); _mm256_storeu_ps(c + 1 * ldc + 8, c11);
-    _mm256_storeu_ps(c + 2 * ldc, c20); _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-    _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-    _mm256_storeu_ps(c + 4 * ldc, c40); _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-    _mm256_storeu_ps(c + 5 * ldc, c50); _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+    ukr_core(kc, a, a_rs, direct, b, c, ldc, load_c, c, ldc);
     return;
   }
+  alignas(32) float acc[6 * 16];
+  ukr_core(kc, a, a_rs, direct, b, c, ldc, load_c, acc, 16);
   __m256 bc0 = _mm256_setzero_ps(), bc1 = _mm256_setzero_ps();
   if (e->bias && !e->per_row) {
     bc0 = _mm256_loadu_ps(e->bias + n);
     bc1 = _mm256_loadu_ps(e->bias + n + 8);
   }
-  const __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                            {c30, c31}, {c40, c41}, {c50, c51}};
   for (int r = 0; r < 6; ++r) {
-    __m256 v0 = acc[r][0], v1 = acc[r][1];
+    __m256 v0 = _mm256_load_ps(acc + r * 16), v1 = _mm256_load_ps(acc + r * 16 + 8);
     if (e->bias) {
       if (e->per_row) {
         const __m256 bv = _mm256_broadcast_ss(e->bias + m + r);
@@ -159,10 +219,7 @@ struct KernAvx2 {
   static void ukr(int64_t kc, const float* a, int64_t a_rs, bool direct,
                   const float* b, float* c, int64_t ldc, bool load_c,
                   const Epi* e, int64_t m, int64_t n) {
-    if (direct)
-      ukr_6x16<true>(kc, a, a_rs, b, c, ldc, load_c, e, m, n);
-    else
-      ukr_6x16<false>(kc, a, a_rs, b, c, ldc, load_c, e, m, n);
+    ukr_6x16(kc, a, a_rs, direct, b, c, ldc, load_c, e, m, n);
   }
 
   // Full 16-wide panels with contiguous rows (copy) or contiguous columns
