@@ -212,6 +212,51 @@ inline void ukr_6x16(int64_t kc, const float* a, int64_t a_rs, bool direct,
   }
 }
 
+// Edge tiles (mr < 6 rows or nr <= 8 columns): R x (8 * NV) register
+// tile with intrinsics (low register pressure, no spills), result to a
+// local tile of leading dimension 16 (the driver copies the valid part).
+template <int R, int NV, bool kDirect>
+inline void ukr_edge_t(int64_t kc, const float* a, int64_t a_rs,
+                       const float* b, float* t, bool load_c) {
+  __m256 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = load_c ? _mm256_load_ps(t + r * 16 + v * 8)
+                         : _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_load_ps(b + k * 16 + v * 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 av =
+          _mm256_broadcast_ss(kDirect ? a + r * a_rs + k : a + k * 6 + r);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v)
+        acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(t + r * 16 + v * 8, acc[r][v]);
+}
+
+template <int NV, bool kDirect>
+inline void ukr_edge_rows(int64_t mr, int64_t kc, const float* a, int64_t a_rs,
+                          const float* b, float* t, bool load_c) {
+  switch (mr) {
+    case 1: ukr_edge_t<1, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
+    case 2: ukr_edge_t<2, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
+    case 3: ukr_edge_t<3, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
+    case 4: ukr_edge_t<4, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
+    case 5: ukr_edge_t<5, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
+    default: ukr_edge_t<6, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
+  }
+}
+
 struct KernAvx2 {
   static constexpr int64_t MR = 6, NR = 16;
   static constexpr bool kDirectA = true;
@@ -220,6 +265,19 @@ struct KernAvx2 {
                   const float* b, float* c, int64_t ldc, bool load_c,
                   const Epi* e, int64_t m, int64_t n) {
     ukr_6x16(kc, a, a_rs, direct, b, c, ldc, load_c, e, m, n);
+  }
+
+  // t: local 6 x 16 tile (ld 16), holding C's valid part when load_c.
+  static void ukr_edge(int64_t kc, const float* a, int64_t a_rs, bool direct,
+                       const float* b, float* t, bool load_c, int64_t mr,
+                       int64_t nr) {
+    if (nr > 8) {
+      if (direct) ukr_edge_rows<2, true>(mr, kc, a, a_rs, b, t, load_c);
+      else ukr_edge_rows<2, false>(mr, kc, a, a_rs, b, t, load_c);
+    } else {
+      if (direct) ukr_edge_rows<1, true>(mr, kc, a, a_rs, b, t, load_c);
+      else ukr_edge_rows<1, false>(mr, kc, a, a_rs, b, t, load_c);
+    }
   }
 
   // Full 16-wide panels with contiguous rows (copy) or contiguous columns

@@ -8,6 +8,8 @@
 //   static constexpr bool kDirectA;           micro-kernel can read A in place
 //                                             when A's columns are contiguous
 //   static void ukr(kc, a, a_rs, direct, bp, c, ldc, load_c, epi, m, n);
+//   static void ukr_edge(kc, a, a_rs, direct, bp, tmp, load_c, mr, nr);
+//                                             partial tiles into tmp[MR][NR]
 //   static bool pack_b_fast(Bb, b_rs, b_cs, k0, kc, n, nr, dst);
 // and calls gemm_blocked<Kern>(...).
 //
@@ -261,8 +263,8 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
                     for (int64_t r = 0; r < mr; ++r)
                       for (int64_t j = 0; j < nr; ++j)
                         tmp[r * NR + j] = cp[r * g.ldc + j];
-                  Kern::ukr(kc, ap, g.a_rs, dir, bp, tmp, NR, !first, nullptr,
-                            m, n);
+                  Kern::ukr_edge(kc, ap, g.a_rs, dir, bp, tmp, !first, mr,
+                                 nr);
                   for (int64_t r = 0; r < mr; ++r)
                     for (int64_t j = 0; j < nr; ++j) {
                       const float v = tmp[r * NR + j];

@@ -95,6 +95,12 @@ struct KernNeon {
     }
   }
 
+  static void ukr_edge(int64_t kc, const float* a, int64_t a_rs, bool direct,
+                       const float* b, float* t, bool load_c, int64_t mr,
+                       int64_t nr) {
+    ukr(kc, a, a_rs, direct, b, t, NR, load_c, nullptr, 0, 0);
+  }
+
   static bool pack_b_fast(const float* Bb, int64_t b_rs, int64_t b_cs,
                           int64_t k0, int64_t kc, int64_t n, int64_t nr,
                           float* dst) {
