@@ -33,12 +33,17 @@ namespace mnx {
 namespace cpu {
 namespace {
 
-// Cache blocking for the 6x16 / 8x8 kernels (tuned for Zen 1: 32 KiB L1d,
-// 512 KiB L2): a KC x NR panel of B (16 KiB) stays in L1, an MC x KC block
-// of A (147 KiB) in L2, the KC x NC block of B (1 MiB) in L3.
-constexpr int64_t kKC = 256;
+// Cache blocking for the 6x16 / 8x8 kernels (measured on Zen 3: 32 KiB L1d,
+// 512 KiB L2, 32 MiB L3): a KC x NR panel of B (32 KiB, streamed) is reused
+// from L1, an MC x KC block of A (295 KiB) from L2, the KC x NC block of B
+// (2 MiB) from L3. KC = 512 measured 0-10% faster than 256.
+constexpr int64_t kKC = 512;
 constexpr int64_t kNC = 1024;  // multiple of kGemmTileN
 constexpr int64_t kMC = 144;   // multiple of kGemmTileM
+// Rows of C (multiple of kMC) that go through all K blocks before the next
+// rows: B's KC x NC block is packed once per kMCO rows, the kMCO x NC block
+// of C stays in L3 between K blocks.
+constexpr int64_t kMCO = 1440;
 
 struct Epi {
   const float* bias;  // null: none
@@ -168,7 +173,7 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
   const bool no_reduction = g.sum_batch && g.batch <= 0;
   const int64_t steps = no_reduction ? 1 : (g.sum_batch ? g.batch : 1) * nkb;
   const bool direct_a = Kern::kDirectA && g.a_cs == 1;
-  const int64_t G = kNC / TN, MG = kMC / TM;
+  const int64_t G = kNC / TN, MG = kMC / TM, MGO = kMCO / TM;
 
   GemmBuffers& buf = gemm_tls();
   float* Bp = gemm_reserve(buf.b, buf.b_cap, g_imax(kcb, 1) * kNC);
@@ -196,29 +201,31 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
       const int64_t n_lo = ng * TN, n_hi = g_imin(g.N, ng_hi * TN);
       const int64_t npan = (n_hi - n_lo + NR - 1) / NR;
       bool b_packed = false;
-      for (int64_t mc = mt_lo; mc <= mt_hi; mc += MG) {
-        const int64_t mc_hi = g_imin(mt_hi + 1, mc + MG);  // exclusive
-        // which tile rows of this block have in-range tiles in this group
-        bool any = false;
-        bool row_on[kMC / kGemmTileM];
-        for (int64_t mt = mc; mt < mc_hi; ++mt) {
-          const int64_t lo = g_imax(ng, l0 - mt * tn);
-          const int64_t hi = g_imin(ng_hi, l1 - mt * tn);
-          row_on[mt - mc] = lo < hi;
-          any = any || lo < hi;
-        }
-        if (!any) continue;
+      for (int64_t mo = mt_lo; mo <= mt_hi; mo += MGO) {
+        const int64_t mo_hi = g_imin(mt_hi + 1, mo + MGO);  // exclusive
+       for (int64_t s = 0; s < steps; ++s) {
+        const int64_t bb = no_reduction ? 0 : s / nkb, kb = s % nkb;
+        const int64_t b = g.sum_batch ? bb : bo;
+        const int64_t k0 = kb * kcb;
+        const int64_t kc = no_reduction ? 0 : g_imin(kcb, K - k0);
+        const bool first = s == 0, last = s == steps - 1;
+        const float* Ab = A + (no_reduction ? 0 : b * g.a_bs);
+        const float* Bb = B + (no_reduction ? 0 : b * g.b_bs);
+        bool b_done = false;
+        for (int64_t mc = mo; mc < mo_hi; mc += MG) {
+          const int64_t mc_hi = g_imin(mo_hi, mc + MG);  // exclusive
+          // which tile rows of this block have in-range tiles in this group
+          bool any = false;
+          bool row_on[kMC / kGemmTileM];
+          for (int64_t mt = mc; mt < mc_hi; ++mt) {
+            const int64_t lo = g_imax(ng, l0 - mt * tn);
+            const int64_t hi = g_imin(ng_hi, l1 - mt * tn);
+            row_on[mt - mc] = lo < hi;
+            any = any || lo < hi;
+          }
+          if (!any) continue;
 
-        for (int64_t s = 0; s < steps; ++s) {
-          const int64_t bb = no_reduction ? 0 : s / nkb, kb = s % nkb;
-          const int64_t b = g.sum_batch ? bb : bo;
-          const int64_t k0 = kb * kcb;
-          const int64_t kc = no_reduction ? 0 : g_imin(kcb, K - k0);
-          const bool first = s == 0, last = s == steps - 1;
-          const float* Ab = A + (no_reduction ? 0 : b * g.a_bs);
-          const float* Bb = B + (no_reduction ? 0 : b * g.b_bs);
-
-          if (!(b_packed && steps == 1)) {
+          if (!b_done && !(b_packed && steps == 1)) {
             for (int64_t jp = 0; jp < npan; ++jp) {
               const int64_t n = n_lo + jp * NR;
               const int64_t nr = g_imin(NR, n_hi - n);
@@ -228,6 +235,7 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
             }
             b_packed = true;
           }
+          b_done = true;
           for (int64_t mt = mc; mt < mc_hi; ++mt) {
             if (!row_on[mt - mc]) continue;
             const int64_t m_lo = mt * TM, m_hi = g_imin(g.M, m_lo + TM);
@@ -276,6 +284,7 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
             }
           }
         }
+       }
       }
     }
   }
