@@ -176,7 +176,17 @@ inline void ukr_core(int64_t kc, const float* a, int64_t a_rs, bool direct,
 
 inline void ukr_6x16(int64_t kc, const float* a, int64_t a_rs, bool direct,
                      const float* b, float* c, int64_t ldc, bool load_c,
-                     const Epi* e, int64_t m, int64_t n) {
+                     const Epi* e, int64_t m, int64_t n, bool cold_a) {
+  if (direct && cold_a) {
+    // A read in place: the hardware prefetchers follow six strided rows
+    // poorly when A streams from memory; on the first pass over this A block
+    // (cold_a) prefetch the next six rows (the next call's panel).
+    // Prefetches never fault.
+    const float* nx = a + 6 * a_rs;
+    for (int r = 0; r < 6; ++r, nx += a_rs)
+      for (int64_t k = 0; k < kc; k += 16)
+        _mm_prefetch(reinterpret_cast<const char*>(nx + k), _MM_HINT_T0);
+  }
   if (!e) {
     ukr_core(kc, a, a_rs, direct, b, c, ldc, load_c, c, ldc);
     return;
@@ -212,19 +222,30 @@ inline void ukr_6x16(int64_t kc, const float* a, int64_t a_rs, bool direct,
   }
 }
 
-// Edge tiles (mr < 6 rows or nr <= 8 columns): R x (8 * NV) register
-// tile with intrinsics (low register pressure, no spills), result to a
-// local tile of leading dimension 16 (the driver copies the valid part).
+// Edge tiles (mr < 6 rows and/or nr < 16 columns): R x (8 * NV) register
+// tile with intrinsics (low register pressure, no spills); the last vector
+// column is loaded / stored with a lane mask, so C is accessed in place
+// (masked lanes are never touched) and the epilogue stays vectorised.
+inline __m256i lane_mask(int64_t cnt) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 template <int R, int NV, bool kDirect>
 inline void ukr_edge_t(int64_t kc, const float* a, int64_t a_rs,
-                       const float* b, float* t, bool load_c) {
+                       const float* b, float* c, int64_t ldc, bool load_c,
+                       const Epi* e, int64_t m, int64_t n, int64_t nr) {
+  const __m256i lm = lane_mask(nr - (NV - 1) * 8);
   __m256 acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v)
-      acc[r][v] = load_c ? _mm256_load_ps(t + r * 16 + v * 8)
-                         : _mm256_setzero_ps();
+    for (int v = 0; v < NV; ++v) {
+      const float* cp = c + r * ldc + v * 8;
+      acc[r][v] = !load_c ? _mm256_setzero_ps()
+                  : v == NV - 1 ? _mm256_maskload_ps(cp, lm)
+                                : _mm256_loadu_ps(cp);
+    }
   for (int64_t k = 0; k < kc; ++k) {
     __m256 bv[NV];
 #pragma GCC unroll 2
@@ -241,19 +262,42 @@ inline void ukr_edge_t(int64_t kc, const float* a, int64_t a_rs,
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) _mm256_store_ps(t + r * 16 + v * 8, acc[r][v]);
+    for (int v = 0; v < NV; ++v) {
+      const bool last_v = v == NV - 1;
+      const __m256i mk = last_v ? lm : _mm256_set1_epi32(-1);
+      __m256 x = acc[r][v];
+      if (e) {
+        if (e->bias)
+          x = _mm256_add_ps(
+              x, e->per_row ? _mm256_broadcast_ss(e->bias + m + r)
+                            : _mm256_maskload_ps(e->bias + n + v * 8, mk));
+        x = act_avx2(x, e->act);
+        if (e->res)
+          x = _mm256_add_ps(x, _mm256_maskload_ps(
+                                   e->res + (m + r) * e->ldr + n + v * 8, mk));
+      }
+      float* cp = c + r * ldc + v * 8;
+      if (last_v)
+        _mm256_maskstore_ps(cp, lm, x);
+      else
+        _mm256_storeu_ps(cp, x);
+    }
 }
 
 template <int NV, bool kDirect>
 inline void ukr_edge_rows(int64_t mr, int64_t kc, const float* a, int64_t a_rs,
-                          const float* b, float* t, bool load_c) {
+                          const float* b, float* c, int64_t ldc, bool load_c,
+                          const Epi* e, int64_t m, int64_t n, int64_t nr) {
   switch (mr) {
-    case 1: ukr_edge_t<1, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
-    case 2: ukr_edge_t<2, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
-    case 3: ukr_edge_t<3, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
-    case 4: ukr_edge_t<4, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
-    case 5: ukr_edge_t<5, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
-    default: ukr_edge_t<6, NV, kDirect>(kc, a, a_rs, b, t, load_c); break;
+#define MNX_CASE(R)                                                        \
+  case R:                                                                  \
+    ukr_edge_t<R, NV, kDirect>(kc, a, a_rs, b, c, ldc, load_c, e, m, n, nr); \
+    break;
+    MNX_CASE(1) MNX_CASE(2) MNX_CASE(3) MNX_CASE(4) MNX_CASE(5)
+    default:
+      ukr_edge_t<6, NV, kDirect>(kc, a, a_rs, b, c, ldc, load_c, e, m, n, nr);
+      break;
+#undef MNX_CASE
   }
 }
 
@@ -263,20 +307,21 @@ struct KernAvx2 {
 
   static void ukr(int64_t kc, const float* a, int64_t a_rs, bool direct,
                   const float* b, float* c, int64_t ldc, bool load_c,
-                  const Epi* e, int64_t m, int64_t n) {
-    ukr_6x16(kc, a, a_rs, direct, b, c, ldc, load_c, e, m, n);
+                  const Epi* e, int64_t m, int64_t n, bool cold_a) {
+    ukr_6x16(kc, a, a_rs, direct, b, c, ldc, load_c, e, m, n, cold_a);
   }
 
-  // t: local 6 x 16 tile (ld 16), holding C's valid part when load_c.
+  // Partial tile (mr <= 6, nr <= 16) in place in C, epilogue fused.
   static void ukr_edge(int64_t kc, const float* a, int64_t a_rs, bool direct,
-                       const float* b, float* t, bool load_c, int64_t mr,
+                       const float* b, float* c, int64_t ldc, bool load_c,
+                       const Epi* e, int64_t m, int64_t n, int64_t mr,
                        int64_t nr) {
     if (nr > 8) {
-      if (direct) ukr_edge_rows<2, true>(mr, kc, a, a_rs, b, t, load_c);
-      else ukr_edge_rows<2, false>(mr, kc, a, a_rs, b, t, load_c);
+      if (direct) ukr_edge_rows<2, true>(mr, kc, a, a_rs, b, c, ldc, load_c, e, m, n, nr);
+      else ukr_edge_rows<2, false>(mr, kc, a, a_rs, b, c, ldc, load_c, e, m, n, nr);
     } else {
-      if (direct) ukr_edge_rows<1, true>(mr, kc, a, a_rs, b, t, load_c);
-      else ukr_edge_rows<1, false>(mr, kc, a, a_rs, b, t, load_c);
+      if (direct) ukr_edge_rows<1, true>(mr, kc, a, a_rs, b, c, ldc, load_c, e, m, n, nr);
+      else ukr_edge_rows<1, false>(mr, kc, a, a_rs, b, c, ldc, load_c, e, m, n, nr);
     }
   }
 

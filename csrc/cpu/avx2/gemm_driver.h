@@ -7,9 +7,11 @@
 //   static constexpr int64_t MR, NR;          register tile
 //   static constexpr bool kDirectA;           micro-kernel can read A in place
 //                                             when A's columns are contiguous
-//   static void ukr(kc, a, a_rs, direct, bp, c, ldc, load_c, epi, m, n);
-//   static void ukr_edge(kc, a, a_rs, direct, bp, tmp, load_c, mr, nr);
-//                                             partial tiles into tmp[MR][NR]
+//   static void ukr(kc, a, a_rs, direct, bp, c, ldc, load_c, epi, m, n,
+//                   cold_a);                  full MR x NR tile; cold_a: first
+//                                             use of this A block (prefetch)
+//   static void ukr_edge(kc, a, a_rs, direct, bp, c, ldc, load_c, epi, m, n,
+//                        mr, nr);             partial tiles (mr<MR or nr<NR)
 //   static bool pack_b_fast(Bb, b_rs, b_cs, k0, kc, n, nr, dst);
 // and calls gemm_blocked<Kern>(...).
 //
@@ -185,7 +187,6 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
 
   const int64_t bo_lo = g.sum_batch ? 0 : begin / T;
   const int64_t bo_hi = g.sum_batch ? 0 : (end - 1) / T;
-  alignas(64) float tmp[MR * NR];
 
   for (int64_t bo = bo_lo; bo <= bo_hi; ++bo) {
     const int64_t l0 = g_imax(begin - bo * T, 0);
@@ -265,20 +266,10 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
                 float* cp = Cb + m * g.ldc + n;
                 if (mr == MR && nr == NR) {
                   Kern::ukr(kc, ap, g.a_rs, dir, bp, cp, g.ldc, !first,
-                            last ? &epi : nullptr, m, n);
+                            last ? &epi : nullptr, m, n, jp == 0);
                 } else {
-                  if (!first)
-                    for (int64_t r = 0; r < mr; ++r)
-                      for (int64_t j = 0; j < nr; ++j)
-                        tmp[r * NR + j] = cp[r * g.ldc + j];
-                  Kern::ukr_edge(kc, ap, g.a_rs, dir, bp, tmp, !first, mr,
-                                 nr);
-                  for (int64_t r = 0; r < mr; ++r)
-                    for (int64_t j = 0; j < nr; ++j) {
-                      const float v = tmp[r * NR + j];
-                      cp[r * g.ldc + j] =
-                          last ? epi_scalar(v, epi, m + r, n + j) : v;
-                    }
+                  Kern::ukr_edge(kc, ap, g.a_rs, dir, bp, cp, g.ldc, !first,
+                                 last ? &epi : nullptr, m, n, mr, nr);
                 }
               }
             }

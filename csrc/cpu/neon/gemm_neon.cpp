@@ -37,7 +37,8 @@ struct KernNeon {
 
   static void ukr(int64_t kc, const float* a, int64_t /*a_rs*/,
                   bool /*direct*/, const float* b, float* c, int64_t ldc,
-                  bool load_c, const Epi* e, int64_t m, int64_t n) {
+                  bool load_c, const Epi* e, int64_t m, int64_t n,
+                  bool /*cold_a*/ = false) {
     float32x4_t acc[8][2];
     for (int r = 0; r < 8; ++r) {
       if (load_c) {
@@ -95,10 +96,22 @@ struct KernNeon {
     }
   }
 
+  // Partial tile: full 8x8 kernel into a local tile, then the valid part
+  // is copied to C with the scalar epilogue.
   static void ukr_edge(int64_t kc, const float* a, int64_t a_rs, bool direct,
-                       const float* b, float* t, bool load_c, int64_t mr,
+                       const float* b, float* c, int64_t ldc, bool load_c,
+                       const Epi* e, int64_t m, int64_t n, int64_t mr,
                        int64_t nr) {
-    ukr(kc, a, a_rs, direct, b, t, NR, load_c, nullptr, 0, 0);
+    float tmp[MR * NR];
+    if (load_c)
+      for (int64_t r = 0; r < mr; ++r)
+        for (int64_t j = 0; j < nr; ++j) tmp[r * NR + j] = c[r * ldc + j];
+    ukr(kc, a, a_rs, direct, b, tmp, NR, load_c, nullptr, 0, 0);
+    for (int64_t r = 0; r < mr; ++r)
+      for (int64_t j = 0; j < nr; ++j) {
+        const float v = tmp[r * NR + j];
+        c[r * ldc + j] = e ? epi_scalar(v, *e, m + r, n + j) : v;
+      }
   }
 
   static bool pack_b_fast(const float* Bb, int64_t b_rs, int64_t b_cs,
