@@ -94,9 +94,12 @@ struct GemmBuffers {
   int64_t a_cap = 0;
   float* b = nullptr;
   int64_t b_cap = 0;
+  float* af = nullptr;  // whole packed A, shared by all batch entries
+  int64_t af_cap = 0;
   ~GemmBuffers() {
     std::free(a);
     std::free(b);
+    std::free(af);
   }
 };
 
@@ -170,11 +173,18 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
   const int64_t TM = kGemmTileM, TN = kGemmTileN;
   const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g), T = tm * tn;
   const int64_t K = g.K > 0 ? g.K : 0;
-  const int64_t nkb = K > 0 ? (K + kKC - 1) / kKC : 1;
-  const int64_t kcb = K > 0 ? (K + nkb - 1) / nkb : 0;  // even K blocks
   const bool no_reduction = g.sum_batch && g.batch <= 0;
-  const int64_t steps = no_reduction ? 1 : (g.sum_batch ? g.batch : 1) * nkb;
-  const bool direct_a = Kern::kDirectA && g.a_cs == 1;
+  // sum_batch with a short K (NCHW weight gradient: K = H*W): the reduction
+  // runs over the virtual index kv = b * K + k in KC blocks that span
+  // batches (A and B packed segment by segment), instead of one short step
+  // per batch. Same FMA chain per element, longer micro-kernel runs.
+  const bool virt = g.sum_batch && g.batch > 1 && K > 0 && K < kKC;
+  const int64_t Kv = virt ? g.batch * K : K;
+  const int64_t nkb = Kv > 0 ? (Kv + kKC - 1) / kKC : 1;
+  const int64_t kcb = Kv > 0 ? (Kv + nkb - 1) / nkb : 0;  // even K blocks
+  const int64_t steps =
+      no_reduction ? 1 : (g.sum_batch && !virt ? g.batch : 1) * nkb;
+  const bool direct_a = Kern::kDirectA && g.a_cs == 1 && !virt;
   const int64_t G = kNC / TN, MG = kMC / TM, MGO = kMCO / TM;
 
   GemmBuffers& buf = gemm_tls();
@@ -187,6 +197,18 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
 
   const int64_t bo_lo = g.sum_batch ? 0 : begin / T;
   const int64_t bo_hi = g.sum_batch ? 0 : (end - 1) / T;
+  // A shared by all batch entries (a_bs == 0, e.g. the weight in NCHW
+  // grad_input) and not read in place: pack all of it once for this call
+  // instead of once per batch entry.
+  float* Af = nullptr;
+  if (!direct_a && g.a_bs == 0 && !g.sum_batch && bo_hi > bo_lo && K > 0) {
+    const int64_t rows = (g.M + MR - 1) / MR * MR;
+    Af = gemm_reserve(buf.af, buf.af_cap, rows * K);
+    if (Af)
+      for (int64_t m = 0; m < g.M; m += MR)
+        pack_a<MR>(A, g.a_rs, g.a_cs, m, g_imin(MR, g.M - m), 0, K,
+                   Af + m * K);
+  }
 
   for (int64_t bo = bo_lo; bo <= bo_hi; ++bo) {
     const int64_t l0 = g_imax(begin - bo * T, 0);
@@ -207,8 +229,8 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
        for (int64_t s = 0; s < steps; ++s) {
         const int64_t bb = no_reduction ? 0 : s / nkb, kb = s % nkb;
         const int64_t b = g.sum_batch ? bb : bo;
-        const int64_t k0 = kb * kcb;
-        const int64_t kc = no_reduction ? 0 : g_imin(kcb, K - k0);
+        const int64_t k0 = kb * kcb;  // virtual index when virt
+        const int64_t kc = no_reduction ? 0 : g_imin(kcb, Kv - k0);
         const bool first = s == 0, last = s == steps - 1;
         const float* Ab = A + (no_reduction ? 0 : b * g.a_bs);
         const float* Bb = B + (no_reduction ? 0 : b * g.b_bs);
@@ -231,20 +253,37 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
               const int64_t n = n_lo + jp * NR;
               const int64_t nr = g_imin(NR, n_hi - n);
               float* dst = Bp + jp * kc * NR;
-              if (!Kern::pack_b_fast(Bb, g.b_rs, g.b_cs, k0, kc, n, nr, dst))
-                pack_b_generic<NR>(Bb, g.b_rs, g.b_cs, k0, kc, n, nr, dst);
+              // segments of constant batch (one segment unless virt)
+              for (int64_t kv = k0; kv < k0 + kc;) {
+                const int64_t sb = virt ? kv / K : 0;
+                const int64_t sk = virt ? kv % K : kv;
+                const int64_t len = g_imin(k0 + kc - kv, virt ? K - sk : kc);
+                const float* Bs = virt ? B + sb * g.b_bs : Bb;
+                float* d = dst + (kv - k0) * NR;
+                if (!Kern::pack_b_fast(Bs, g.b_rs, g.b_cs, sk, len, n, nr, d))
+                  pack_b_generic<NR>(Bs, g.b_rs, g.b_cs, sk, len, n, nr, d);
+                kv += len;
+              }
             }
             b_packed = true;
           }
           b_done = true;
-          for (int64_t mt = mc; mt < mc_hi; ++mt) {
+          for (int64_t mt = mc; mt < mc_hi && !Af; ++mt) {
             if (!row_on[mt - mc]) continue;
             const int64_t m_lo = mt * TM, m_hi = g_imin(g.M, m_lo + TM);
             for (int64_t m = m_lo; m < m_hi; m += MR) {
               const int64_t mr = g_imin(MR, m_hi - m);
               if (direct_a && mr == MR) continue;
-              pack_a<MR>(Ab, g.a_rs, g.a_cs, m, mr, k0, kc,
-                         Ap + ((mt - mc) * TM + (m - m_lo)) * kc);
+              float* dst = Ap + ((mt - mc) * TM + (m - m_lo)) * kc;
+              for (int64_t kv = k0; kv < k0 + kc;) {
+                const int64_t sb = virt ? kv / K : 0;
+                const int64_t sk = virt ? kv % K : kv;
+                const int64_t len = g_imin(k0 + kc - kv, virt ? K - sk : kc);
+                const float* As = virt ? A + sb * g.a_bs : Ab;
+                pack_a<MR>(As, g.a_rs, g.a_cs, m, mr, sk, len,
+                           dst + (kv - k0) * MR);
+                kv += len;
+              }
             }
           }
 
@@ -261,8 +300,9 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
                 const int64_t mr = g_imin(MR, m_hi - m);
                 const bool dir = direct_a && mr == MR;
                 const float* ap =
-                    dir ? Ab + m * g.a_rs + k0
-                        : Ap + ((mt - mc) * TM + (m - m_lo)) * kc;
+                    dir  ? Ab + m * g.a_rs + k0
+                    : Af ? Af + m * K + k0 * MR
+                         : Ap + ((mt - mc) * TM + (m - m_lo)) * kc;
                 float* cp = Cb + m * g.ldc + n;
                 if (mr == MR && nr == NR) {
                   Kern::ukr(kc, ap, g.a_rs, dir, bp, cp, g.ldc, !first,
