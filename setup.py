@@ -123,12 +123,22 @@ with open(os.path.join(ROOT, "mobilenet_ext", "_build_info.py"), "w") as f:
         f"WITH_CUDA = {with_cuda!r}\n"
     )
 
+class BuildExt(BuildExtension):
+    """Builds the per-ISA kernel libraries (build_clib) before the extension
+    that links them, also for a plain `setup.py build_ext`."""
+
+    def run(self):
+        if self.distribution.has_c_libraries():
+            self.run_command("build_clib")
+        super().run()
+
+
 setup(
     name="mobilenet_ext",
     version="0.1.0",
     packages=find_packages(include=["mobilenet_ext", "mobilenet_ext.*"]),
     libraries=kernel_libs,
     ext_modules=[ext],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)},
+    cmdclass={"build_ext": BuildExt.with_options(use_ninja=shutil.which("ninja") is not None)},
     zip_safe=False,
 )
