@@ -20,10 +20,17 @@
 // [begin, end); inside that range the tiles are grouped BLIS-style (NC
 // columns x MC rows) so packed panels are reused across units. Every C
 // element sees exactly the same arithmetic whatever the range is:
-//   acc = 0; for each reduction step s (batch-major, then K blocks of KC):
+//   acc = 0; for each reduction step s (batch-major, then K blocks of KC;
+//   with sum_batch and K < KC, KC blocks of the virtual index b * K + k):
 //     acc = (s == 0 ? 0 : C) + sum_k a*b  (FMA chain in k order)
 //     C = (last step) ? epilogue(acc) : acc
-// so the result is bitwise identical for every split of units over threads.
+// so the result is bitwise identical for every split of units over threads
+// (whether A is read in place, packed per block or packed once per call
+// changes only where the same values are read from).
+//
+// Loop nest per batch entry: NC column group -> kMCO row chunk -> reduction
+// step (pack the KC x NC block of B once) -> MC row block (pack A) -> NR
+// column panel -> MR row panel (micro-kernel).
 #pragma once
 
 #include <cstdint>
@@ -145,6 +152,14 @@ inline void pack_a(const float* Ab, int64_t a_rs, int64_t a_cs, int64_t m,
       } else {
         for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.f;
       }
+    }
+    return;
+  }
+  if (a_rs == 1 && mr == MR) {  // A^T stored (weight gradient NHWC, ...)
+    const float* src = Ab + m + k0 * a_cs;
+    for (int64_t k = 0; k < kc; ++k, src += a_cs) {
+      float* d = dst + k * MR;
+      for (int64_t r = 0; r < MR; ++r) d[r] = src[r];  // fixed-size copy
     }
     return;
   }
