@@ -22,5 +22,30 @@ void gemm_avx2_f32(const GemmArgs& g, const float* A, const float* B, float* C,
                    const float* bias, const float* residual, int64_t begin,
                    int64_t end);
 
+// Layout-specific depthwise families behind the entry points above
+// (depthwise_nchw_avx2.cpp, depthwise_nhwc_avx2.cpp). The NHWC ones return
+// false when their per-thread scratch buffer cannot be allocated.
+bool depthwise_nchw_avx2_supported(const DepthwiseShape& s);
+bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s);
+void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
+                                 const float* w, const float* bias, float* y,
+                                 Activation act, int64_t begin, int64_t end);
+void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
+                                    const float* w, float* gx, int64_t begin,
+                                    int64_t end);
+void depthwise_grad_weight_nchw_avx2(const DepthwiseShape& s, const float* gy,
+                                     const float* x, float* gw, int64_t begin,
+                                     int64_t end);
+bool depthwise_nhwc_avx2_supported(const DepthwiseShape& s);
+bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
+                                 const float* w, const float* bias, float* y,
+                                 Activation act, int64_t begin, int64_t end);
+bool depthwise_grad_input_nhwc_avx2(const DepthwiseShape& s, const float* gy,
+                                    const float* w, float* gx, int64_t begin,
+                                    int64_t end);
+void depthwise_grad_weight_nhwc_avx2(const DepthwiseShape& s, const float* gy,
+                                     const float* x, float* gw, int64_t begin,
+                                     int64_t end);
+
 }  // namespace cpu
 }  // namespace mnx

@@ -1,0 +1,238 @@
+// AVX2/FMA depthwise kernels for NCHW tensors: vectors of 8 along W.
+//
+//  forward      any kernel size up to 7x7 taps (49), stride 1 or 2 along W
+//               (any stride along H), any dilation and multiplier; the
+//               interior of each output row is vectorised (two vectors per
+//               step, weights broadcast once per plane), the borders use the
+//               scalar formula, so padding costs no copy.
+//  grad_input   stride 1 (a correlation of grad_output with the weights,
+//               same vectorisation); other strides run the scalar kernel.
+//  grad_weight  stride 1 or 2 along W: per output channel, one vector
+//               accumulator per tap over N x OH x OW, reduced in a fixed order
+//               (results do not depend on the thread count).
+#include "depthwise_avx2_common.h"
+
+namespace mnx {
+namespace cpu {
+namespace {
+
+using namespace avx2;
+
+constexpr int64_t kMaxTaps = 49;
+
+// Range [lo, hi) of output columns whose 8-lane vectors read only in-bounds
+// input columns: o*S + off >= 0 and (o+7)*S + (S-1) + off_max <= W-1, for
+// off in [off_min, off_max].
+inline void vector_range(int64_t S, int64_t off_min, int64_t off_max, int64_t W,
+                         int64_t O, int64_t* lo, int64_t* hi) {
+  *lo = imin(off_min >= 0 ? 0 : (-off_min + S - 1) / S, O);
+  const int64_t lim = W - S - off_max;  // (o+7)*S <= lim
+  *hi = lim >= 0 ? imin(lim / S - 6, O - 7) : 0;
+  if (*hi < *lo) *hi = *lo;
+  // every start in [lo, hi) is a valid vector; callers step by 8 from lo, so
+  // the vectors cover [lo, lo + 8 * ceil((hi - lo) / 8)) <= O
+}
+
+template <int S>
+void forward_plane(const DepthwiseShape& s, const float* xp, const float* wp,
+                   float b0, float* yp, Activation act) {
+  const int64_t KH = s.KH, KW = s.KW;
+  __m256 wv[kMaxTaps];
+  for (int64_t t = 0; t < KH * KW; ++t) wv[t] = _mm256_set1_ps(wp[t]);
+  const __m256 bv = _mm256_set1_ps(b0);
+  int64_t lo, hi;
+  vector_range(S, -s.PW, -s.PW + (KW - 1) * s.DW, s.W, s.OW, &lo, &hi);
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    const int64_t ih0 = oh * s.SH - s.PH;
+    int64_t kh0 = 0, kh1 = KH;
+    while (kh0 < KH && ih0 + kh0 * s.DH < 0) ++kh0;
+    while (kh1 > kh0 && ih0 + (kh1 - 1) * s.DH >= s.H) --kh1;
+    float* yr = yp + oh * s.OW;
+    auto scalar_at = [&](int64_t ow) {
+      float acc = b0;
+      for (int64_t kh = kh0; kh < kh1; ++kh) {
+        const float* xr = xp + (ih0 + kh * s.DH) * s.W;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t iw = ow * S - s.PW + kw * s.DW;
+          if (iw >= 0 && iw < s.W) acc += xr[iw] * wp[kh * KW + kw];
+        }
+      }
+      yr[ow] = apply_activation(acc, act);
+    };
+    int64_t ow = 0;
+    for (; ow < lo && ow < s.OW; ++ow) scalar_at(ow);
+    for (; ow + 8 < hi; ow += 16) {
+      __m256 a0 = bv, a1 = bv;
+      for (int64_t kh = kh0; kh < kh1; ++kh) {
+        const float* xr = xp + (ih0 + kh * s.DH) * s.W + ow * S - s.PW;
+        const __m256* w = wv + kh * KW;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const float* p = xr + kw * s.DW;
+          a0 = _mm256_fmadd_ps(load_strided<S>(p), w[kw], a0);
+          a1 = _mm256_fmadd_ps(load_strided<S>(p + 8 * S), w[kw], a1);
+        }
+      }
+      _mm256_storeu_ps(yr + ow, activate(a0, act));
+      _mm256_storeu_ps(yr + ow + 8, activate(a1, act));
+    }
+    for (; ow < hi; ow += 8) {
+      __m256 a0 = bv;
+      for (int64_t kh = kh0; kh < kh1; ++kh) {
+        const float* xr = xp + (ih0 + kh * s.DH) * s.W + ow * S - s.PW;
+        for (int64_t kw = 0; kw < KW; ++kw)
+          a0 = _mm256_fmadd_ps(load_strided<S>(xr + kw * s.DW), wv[kh * KW + kw], a0);
+      }
+      _mm256_storeu_ps(yr + ow, activate(a0, act));
+    }
+    for (; ow < s.OW; ++ow) scalar_at(ow);
+  }
+}
+
+// grad_input for stride 1: gx[ih, iw] = sum gy[ih + PH - kh*DH, iw + PW - kw*DW] * w[kh, kw]
+void grad_input_plane_s1(const DepthwiseShape& s, const float* gyp,
+                         const float* wp, float* gxp, bool accumulate) {
+  const int64_t KH = s.KH, KW = s.KW;
+  __m256 wv[kMaxTaps];
+  for (int64_t t = 0; t < KH * KW; ++t) wv[t] = _mm256_set1_ps(wp[t]);
+  int64_t lo, hi;
+  // reads gy columns iw + PW - kw*DW, kw in [0, KW)
+  vector_range(1, s.PW - (KW - 1) * s.DW, s.PW, s.OW, s.W, &lo, &hi);
+  for (int64_t ih = 0; ih < s.H; ++ih) {
+    float* xr = gxp + ih * s.W;
+    auto scalar_at = [&](int64_t iw) {
+      float acc = accumulate ? xr[iw] : 0.f;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t oh = ih + s.PH - kh * s.DH;
+        if (oh < 0 || oh >= s.OH) continue;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t ow = iw + s.PW - kw * s.DW;
+          if (ow >= 0 && ow < s.OW) acc += gyp[oh * s.OW + ow] * wp[kh * KW + kw];
+        }
+      }
+      xr[iw] = acc;
+    };
+    int64_t iw = 0;
+    for (; iw < lo && iw < s.W; ++iw) scalar_at(iw);
+    for (; iw < hi; iw += 8) {
+      __m256 a = accumulate ? _mm256_loadu_ps(xr + iw) : _mm256_setzero_ps();
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t oh = ih + s.PH - kh * s.DH;
+        if (oh < 0 || oh >= s.OH) continue;
+        const float* gr = gyp + oh * s.OW + iw + s.PW;
+        for (int64_t kw = 0; kw < KW; ++kw)
+          a = _mm256_fmadd_ps(_mm256_loadu_ps(gr - kw * s.DW), wv[kh * KW + kw], a);
+      }
+      _mm256_storeu_ps(xr + iw, a);
+    }
+    for (; iw < s.W; ++iw) scalar_at(iw);
+  }
+}
+
+// Per-tap partial sums of gy * x over one (n, oc) plane pair, added to
+// acc (vector) and sacc (scalar tails) in a fixed order.
+template <int S>
+void grad_weight_plane(const DepthwiseShape& s, const float* gyp,
+                       const float* xp, __m256* acc, float* sacc) {
+  const int64_t KH = s.KH, KW = s.KW;
+  int64_t lo, hi;
+  vector_range(S, -s.PW, -s.PW + (KW - 1) * s.DW, s.W, s.OW, &lo, &hi);
+  const int64_t vend = lo + (hi - lo + 7) / 8 * 8;  // end of the vector part
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    const int64_t ih0 = oh * s.SH - s.PH;
+    const float* gr = gyp + oh * s.OW;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t ih = ih0 + kh * s.DH;
+      if (ih < 0 || ih >= s.H) continue;
+      const float* xr = xp + ih * s.W;
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        if (ow == lo && hi > lo) ow = vend;  // vector part handled below
+        if (ow >= s.OW) break;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t iw = ow * S - s.PW + kw * s.DW;
+          if (iw >= 0 && iw < s.W) sacc[kh * KW + kw] += gr[ow] * xr[iw];
+        }
+      }
+      for (int64_t ow = lo; ow < hi; ow += 8) {
+        const __m256 g = _mm256_loadu_ps(gr + ow);
+        const float* p = xr + ow * S - s.PW;
+        for (int64_t kw = 0; kw < KW; ++kw)
+          acc[kh * KW + kw] =
+              _mm256_fmadd_ps(g, load_strided<S>(p + kw * s.DW), acc[kh * KW + kw]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool depthwise_nchw_avx2_supported(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
+         (s.SW == 1 || s.SW == 2);
+}
+
+void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
+                                 const float* w, const float* bias, float* y,
+                                 Activation act, int64_t begin, int64_t end) {
+  const int64_t Co = s.C_out(), KK = s.KH * s.KW;
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t n = u / Co, oc = u % Co, c = oc / s.mult;
+    const float* xp = x + (n * s.C + c) * s.H * s.W;
+    const float b0 = bias ? bias[oc] : 0.f;
+    float* yp = y + u * s.OH * s.OW;
+    if (s.SW == 1)
+      forward_plane<1>(s, xp, w + oc * KK, b0, yp, act);
+    else
+      forward_plane<2>(s, xp, w + oc * KK, b0, yp, act);
+  }
+}
+
+bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps && s.SH == 1 &&
+         s.SW == 1;
+}
+
+void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
+                                    const float* w, float* gx, int64_t begin,
+                                    int64_t end) {
+  const int64_t Co = s.C_out(), KK = s.KH * s.KW;
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t n = u / s.C, c = u % s.C;
+    float* gxp = gx + u * s.H * s.W;
+    for (int64_t j = 0; j < s.mult; ++j) {
+      const int64_t oc = c * s.mult + j;
+      grad_input_plane_s1(s, gy + (n * Co + oc) * s.OH * s.OW, w + oc * KK,
+                          gxp, j > 0);
+    }
+  }
+}
+
+void depthwise_grad_weight_nchw_avx2(const DepthwiseShape& s, const float* gy,
+                                     const float* x, float* gw, int64_t begin,
+                                     int64_t end) {
+  const int64_t Co = s.C_out(), KK = s.KH * s.KW;
+  const int64_t B = kDepthwiseWeightChannelBlock;
+  __m256 acc[kMaxTaps];
+  float sacc[kMaxTaps];
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t oc1 = imin(Co, (u + 1) * B);
+    for (int64_t oc = u * B; oc < oc1; ++oc) {
+      const int64_t c = oc / s.mult;
+      for (int64_t t = 0; t < KK; ++t) {
+        acc[t] = _mm256_setzero_ps();
+        sacc[t] = 0.f;
+      }
+      for (int64_t n = 0; n < s.N; ++n) {
+        const float* gyp = gy + (n * Co + oc) * s.OH * s.OW;
+        const float* xp = x + (n * s.C + c) * s.H * s.W;
+        if (s.SW == 1)
+          grad_weight_plane<1>(s, gyp, xp, acc, sacc);
+        else
+          grad_weight_plane<2>(s, gyp, xp, acc, sacc);
+      }
+      for (int64_t t = 0; t < KK; ++t) gw[oc * KK + t] = hsum(acc[t]) + sacc[t];
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace mnx
