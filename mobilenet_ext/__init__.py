@@ -9,7 +9,8 @@ from . import ops
 from . import nn
 from .convert import convert
 from .fuse import fuse
+from .profile import profile
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "nn", "convert", "fuse", "cpu_isa", "cuda_built", "__version__"]
+__all__ = ["ops", "nn", "convert", "fuse", "profile", "cpu_isa", "cuda_built", "__version__"]

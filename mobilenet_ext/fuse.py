@@ -49,6 +49,12 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
 
     Run :func:`mobilenet_ext.convert` first so the convolutions are ours.
     The fused model gives the same outputs (to float32 rounding).
+
+    Afterwards every submodule with a ``fuse_residual()`` method (the
+    inverted-residual blocks of :mod:`mobilenet_ext.models`) is asked to
+    pass its shortcut into the projecting PointwiseConv2d, whose GEMM
+    epilogue then does the residual add; a block only does so when its
+    projection BatchNorm has been folded.
     """
     if model.training:
         raise ValueError("fuse: model must be in eval mode (call model.eval() first); "
@@ -79,4 +85,8 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                 i += 2
             else:
                 i += 1
+    for m in model.modules():
+        fuse_residual = getattr(m, "fuse_residual", None)
+        if callable(fuse_residual):
+            fuse_residual()
     return model

@@ -1,0 +1,130 @@
+"""Building blocks shared by the MobileNet definitions.
+
+Every block keeps torchvision's child names so state_dict keys match:
+``ConvBNAct`` is a Sequential of ``0`` conv, ``1`` BatchNorm2d and, when it
+has one, ``2`` activation (like torchvision's Conv2dNormActivation).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..nn import DepthwiseConv2d, PointwiseConv2d
+
+BACKENDS = ("ext", "torch")
+
+
+def _make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None) -> int:
+    """Round ``v`` to the nearest multiple of ``divisor`` (at least
+    ``min_value``, default ``divisor``), never going more than 10% below ``v``."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def make_conv(
+    backend: str,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 1,
+    stride: int = 1,
+    groups: int = 1,
+    dilation: int = 1,
+    bias: bool = False,
+) -> nn.Module:
+    """A convolution with 'same'-style padding ``(k - 1) // 2 * dilation``.
+
+    backend="ext": a depthwise conv (groups == in_channels, out a multiple)
+    becomes DepthwiseConv2d, a 1x1 stride-1 ungrouped conv PointwiseConv2d;
+    anything else (the 3x3 stem) stays nn.Conv2d.  backend="torch": nn.Conv2d.
+    Parameter names and shapes are those of nn.Conv2d either way."""
+    padding = (kernel_size - 1) // 2 * dilation
+    if backend == "ext":
+        if groups == in_channels and groups > 1 and out_channels % in_channels == 0:
+            return DepthwiseConv2d(
+                in_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                bias=bias, channel_multiplier=out_channels // in_channels,
+            )
+        if kernel_size == 1 and stride == 1 and groups == 1:
+            return PointwiseConv2d(in_channels, out_channels, bias=bias)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                     dilation=dilation, groups=groups, bias=bias)
+
+
+class ConvBNAct(nn.Sequential):
+    """conv (no bias) -> BatchNorm2d -> optional activation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+        activation_layer: Optional[Callable[..., nn.Module]] = nn.ReLU,
+        backend: str = "ext",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
+        layers = [
+            make_conv(backend, in_channels, out_channels, kernel_size, stride, groups, dilation, bias=False),
+            nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum),
+        ]
+        if activation_layer is not None:
+            layers.append(activation_layer(inplace=True))
+        super().__init__(*layers)
+        self.out_channels = out_channels
+
+
+class SqueezeExcitation(nn.Module):
+    """SE block (same names as torchvision.ops.SqueezeExcitation):
+    ``x * scale_activation(fc2(activation(fc1(avgpool(x)))))``."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        squeeze_channels: int,
+        activation: Callable[..., nn.Module] = nn.ReLU,
+        scale_activation: Callable[..., nn.Module] = nn.Hardsigmoid,
+        backend: str = "ext",
+    ) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = make_conv(backend, input_channels, squeeze_channels, 1, bias=True)
+        self.fc2 = make_conv(backend, squeeze_channels, input_channels, 1, bias=True)
+        self.activation = activation()
+        self.scale_activation = scale_activation()
+
+    def forward(self, input: Tensor) -> Tensor:
+        scale = self.avgpool(input)
+        scale = self.activation(self.fc1(scale))
+        scale = self.scale_activation(self.fc2(scale))
+        return scale * input
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision's MobileNet initialisation: kaiming-normal (fan_out) convs,
+    unit/zero norms, N(0, 0.01) linears, zero biases."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, DepthwiseConv2d, PointwiseConv2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
