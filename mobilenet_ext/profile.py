@@ -166,6 +166,19 @@ def _pct(ours: float, ref: float) -> str:
     return f"{100 * (ours - ref) / ref:+.1f}%"
 
 
+def _torchvision_meta() -> dict:
+    """{name: (GMACs, params)} from torchvision's ImageNet weight metadata
+    (its ``_ops`` field counts multiply-adds), or {} without torchvision."""
+    try:
+        from torchvision import models as tvm
+        weights = {"mobilenet_v2": tvm.MobileNet_V2_Weights.IMAGENET1K_V1,
+                   "mobilenet_v3_large": tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+                   "mobilenet_v3_small": tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1}
+        return {k: (w.meta.get("_ops"), w.meta.get("num_params")) for k, w in weights.items()}
+    except Exception:  # torchvision missing or its metadata changed
+        return {}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODELS + ("all",), default="all",
                         help="profile one model (default: the paper comparison tables for all)")
@@ -173,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=int, default=224, help="input height/width (with --model)")
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--backend", choices=("ext", "torch"), default="ext")
-    parser.add_argument("--layers", action="store_true", help="print the per-layer table")
+    parser.add_argument("--layers", action="store_true", help="print the per-layer table (of MobileNetV1 1.0-224 without --model)")
 
 
 def _build(name: str, width: float, num_classes: int, backend: str) -> nn.Module:
@@ -204,19 +217,32 @@ def main(args: argparse.Namespace) -> int:
         print(f"{width:>5} {res:>4} | {r.macs / 1e6:>9.1f} {p_macs:>6} {_pct(r.macs / 1e6, p_macs):>7} | "
               f"{r.layer_params / 1e6:>10.3f} {p_params:>6} {_pct(r.layer_params / 1e6, p_params):>7} | "
               f"{r.params / 1e6:>8.3f}")
+    print("(the paper prints params to 0.1M; every row rounds to the paper's value, so the params 'diff' "
+          "of the small models is mostly the paper's rounding)")
     print(f"MobileNetV1 1.0-224 MACs in 1x1 convs: {100 * base.share('conv1x1'):.2f}% (paper Table 2: "
           f"{100 * V1_PAPER_1X1_SHARE:.2f}%); depthwise {100 * base.share('depthwise'):.2f}% (paper 3.06%), "
           f"3x3 stem {100 * base.share('conv'):.2f}% (paper prints 1.19%, evidently 1.91% transposed: "
           f"its four rows then sum to 100.01%), FC {100 * base.share('linear'):.2f}% (paper 0.18%)")
     print()
-    print("V2 / V3 at 224x224, width 1.0; params = all parameters (as torchvision and the papers count)")
-    hdr = f"{'model':<20} | {'MACs (M)':>9} {'paper':>6} {'diff':>7} | {'params (M)':>10} {'paper':>6} {'diff':>7} | 1x1 share"
+    print("V2 / V3 at 224x224, width 1.0; params = all parameters (as torchvision and the papers count); "
+          "torchvision = its weights' metadata (_ops in G, num_params)")
+    hdr = (f"{'model':<20} | {'MACs (M)':>9} {'paper':>6} {'diff':>7} {'tv':>6} | "
+           f"{'params (M)':>10} {'paper':>6} {'diff':>7} {'tv':>6} | 1x1 share")
     print(hdr)
     print("-" * len(hdr))
+    tv = _torchvision_meta()
     for name, (p_macs, p_params) in PUBLISHED.items():
         r = profile(_build(name, 1.0, args.num_classes, args.backend), (1, 3, 224, 224))
-        print(f"{name:<20} | {r.macs / 1e6:>9.1f} {p_macs:>6} {_pct(r.macs / 1e6, p_macs):>7} | "
-              f"{r.params / 1e6:>10.3f} {p_params:>6} {_pct(r.params / 1e6, p_params):>7} | "
+        t_ops, t_params = tv.get(name, (None, None))
+        t_ops = f"{1000 * t_ops:.0f}" if t_ops is not None else "-"
+        t_params = f"{t_params / 1e6:.3f}" if t_params is not None else "-"
+        print(f"{name:<20} | {r.macs / 1e6:>9.1f} {p_macs:>6} {_pct(r.macs / 1e6, p_macs):>7} {t_ops:>6} | "
+              f"{r.params / 1e6:>10.3f} {p_params:>6} {_pct(r.params / 1e6, p_params):>7} {t_params:>6} | "
               f"{100 * r.share('conv1x1'):.1f}%")
-    print("(V2: Sandler et al. 2018 Table 4; V3: Howard et al. 2019 Table 3.)")
+    print("(paper: V2 Sandler et al. 2018 Table 4; V3 Howard et al. 2019 Table 3.  The papers' params are "
+          "rounded to 0.1M; torchvision's V2 has 3.50M, above the paper's 3.4M.)")
+    if args.layers:
+        print()
+        print("MobileNetV1 1.0-224 per layer")
+        print(base.table())
     return 0

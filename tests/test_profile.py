@@ -57,6 +57,9 @@ def test_matches_torchvision_model_and_published(name):
     assert (ours.macs, ours.params) == (tv.macs, tv.params)
     p_macs, p_params = PUBLISHED[name]
     assert abs(ours.macs / 1e6 - p_macs) / p_macs < 0.015
+    meta = getattr(torchvision.models, {"mobilenet_v2": "MobileNet_V2_Weights",
+                                        "mobilenet_v3_small": "MobileNet_V3_Small_Weights"}[name]).IMAGENET1K_V1.meta
+    assert round(ours.macs / 1e9, 3) == meta["_ops"] and ours.params == meta["num_params"]
 
 
 def test_agrees_with_torch_flop_counter():
