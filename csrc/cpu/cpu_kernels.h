@@ -24,6 +24,13 @@ struct DepthwiseKernels {
   void (*grad_weight)(const DepthwiseShape& s, const T* gy, const T* x, T* gw,
                       int64_t begin, int64_t end);
   const char* isa;
+  // Optional (null if absent): NHWC, multiplier-1 grad_weight as partial sums
+  // over chunks of (n, oh) rows (see depthwise_grad_weight_row_chunks):
+  // partial[u][KH*KW][C] for u in [begin, end); the glue adds the chunks in
+  // order, so the result does not depend on the thread count.
+  void (*grad_weight_nhwc_partial)(const DepthwiseShape& s, const T* gy,
+                                   const T* x, T* partial, int64_t begin,
+                                   int64_t end);
 };
 
 template <typename T>

@@ -63,7 +63,8 @@ const GemmKernels<double> kGemmScalarF64 = {gemm_scalar<double>, "scalar"};
 #if MNX_X86
 const DepthwiseKernels<float> kDepthwiseAvx2F32 = {
     depthwise_forward_avx2_f32, depthwise_grad_input_avx2_f32,
-    depthwise_grad_weight_avx2_f32, "avx2"};
+    depthwise_grad_weight_avx2_f32, "avx2",
+    depthwise_grad_weight_nhwc_partial_avx2};
 const GemmKernels<float> kGemmAvx2F32 = {gemm_avx2_f32, "avx2"};
 #endif
 #if MNX_ARM

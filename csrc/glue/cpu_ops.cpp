@@ -155,6 +155,28 @@ at::Tensor depthwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
     const scalar_t* gyp = gy.data_ptr<scalar_t>();
     const scalar_t* xp = x.data_ptr<scalar_t>();
     scalar_t* gwp = gw.data_ptr<scalar_t>();
+    if (s.layout == Layout::NHWC && s.mult == 1 && k.grad_weight_nhwc_partial) {
+      // one pass over the data: partial sums per fixed chunk of rows, then a
+      // sum over chunks in chunk order (independent of the thread count)
+      const int64_t chunks = depthwise_grad_weight_row_chunks(s);
+      const int64_t KK = s.KH * s.KW, CK = KK * s.C;
+      auto partial = at::empty({chunks, CK}, gw.options());
+      scalar_t* pp = partial.data_ptr<scalar_t>();
+      const int64_t per_chunk = depthwise_grad_weight_row_chunk_size(s) * s.OW * CK;
+      at::parallel_for(0, chunks, grain_for(chunks, per_chunk),
+                       [&](int64_t b0, int64_t b1) {
+                         k.grad_weight_nhwc_partial(s, gyp, xp, pp, b0, b1);
+                       });
+      at::parallel_for(0, CK, 256, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          scalar_t acc = 0;
+          for (int64_t u = 0; u < chunks; ++u) acc += pp[u * CK + i];
+          const int64_t t = i / s.C, c = i % s.C;  // partial is [KK][C]
+          gwp[c * KK + t] = acc;
+        }
+      });
+      return;
+    }
     const int64_t units = depthwise_grad_weight_units(s);
     at::parallel_for(0, units, 1, [&](int64_t b0, int64_t b1) {
       k.grad_weight(s, gyp, xp, gwp, b0, b1);

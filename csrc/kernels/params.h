@@ -62,6 +62,18 @@ inline int64_t depthwise_forward_units(const DepthwiseShape& s) {
 inline int64_t depthwise_grad_input_units(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW ? s.N * s.C : s.N * s.H;
 }
+// NHWC grad_weight may instead be computed as partial sums per chunk of
+// (n, oh) output rows over all channels (one pass over the data), added in
+// chunk order afterwards. The chunk size depends on the shape only (at least
+// 4 rows, at most ~64 chunks), never on the thread count.
+inline int64_t depthwise_grad_weight_row_chunk_size(const DepthwiseShape& s) {
+  const int64_t rows = s.N * s.OH, by_count = (rows + 63) / 64;
+  return by_count > 4 ? by_count : 4;
+}
+inline int64_t depthwise_grad_weight_row_chunks(const DepthwiseShape& s) {
+  const int64_t cs = depthwise_grad_weight_row_chunk_size(s);
+  return (s.N * s.OH + cs - 1) / cs;
+}
 inline int64_t depthwise_grad_weight_units(const DepthwiseShape& s) {
   return (s.C_out() + kDepthwiseWeightChannelBlock - 1) /
          kDepthwiseWeightChannelBlock;

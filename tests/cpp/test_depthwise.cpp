@@ -71,6 +71,22 @@ bool run_case(const DepthwiseShape& s, Activation act, bool bias) {
   cpu::depthwise_grad_weight_scalar<float>(s, gy.ptr(), x.ptr(), gwref.ptr(), 0,
                                            depthwise_grad_weight_units(s));
   ok &= mnx_test::close(gw, gwref, 2e-5, (std::string("grad_weight ") + name).c_str());
+
+  if (k.grad_weight_nhwc_partial && s.layout == Layout::NHWC && s.mult == 1) {
+    // the one-pass partial-sum path, reduced in chunk order as the glue does
+    const int64_t chunks = depthwise_grad_weight_row_chunks(s), KK = s.KH * s.KW;
+    Buffer partial(chunks * KK * s.C), gw2(w.n);
+    split_run(chunks, [&](int64_t b0, int64_t b1) {
+      k.grad_weight_nhwc_partial(s, gy.ptr(), x.ptr(), partial.ptr(), b0, b1);
+    });
+    for (int64_t i = 0; i < KK * s.C; ++i) {
+      float acc = 0.f;
+      for (int64_t u = 0; u < chunks; ++u) acc += partial.data[u * KK * s.C + i];
+      gw2.data[(i % s.C) * KK + i / s.C] = acc;
+    }
+    ok &= partial.canaries_ok();
+    ok &= mnx_test::close(gw2, gwref, 2e-5, (std::string("grad_weight partial ") + name).c_str());
+  }
   return ok;
 }
 

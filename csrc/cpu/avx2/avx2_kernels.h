@@ -43,6 +43,10 @@ bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
 bool depthwise_grad_input_nhwc_avx2(const DepthwiseShape& s, const float* gy,
                                     const float* w, float* gx, int64_t begin,
                                     int64_t end);
+void depthwise_grad_weight_nhwc_partial_avx2(const DepthwiseShape& s,
+                                             const float* gy, const float* x,
+                                             float* partial, int64_t begin,
+                                             int64_t end);
 void depthwise_grad_weight_nhwc_avx2(const DepthwiseShape& s, const float* gy,
                                      const float* x, float* gw, int64_t begin,
                                      int64_t end);

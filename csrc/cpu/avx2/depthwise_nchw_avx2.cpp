@@ -10,6 +10,8 @@
 //  grad_weight  stride 1 or 2 along W: per output channel, one vector
 //               accumulator per tap over N x OH x OW, reduced in a fixed order
 //               (results do not depend on the thread count).
+#include <cstdlib>
+
 #include "depthwise_avx2_common.h"
 
 namespace mnx {
@@ -128,6 +130,68 @@ void grad_input_plane_s1(const DepthwiseShape& s, const float* gyp,
   }
 }
 
+// grad_input for stride_w 2 (any stride_h): for input columns iw = 2j + q the
+// taps with (q + PW - kw*DW) even read grad_output column j + off_kw, a
+// stride-1 correlation per parity q; results are interleaved into the row.
+void grad_input_plane_s2(const DepthwiseShape& s, const float* gyp,
+                         const float* wp, float* gxp, bool accumulate,
+                         float* tmp) {
+  const int64_t KH = s.KH, KW = s.KW;
+  for (int64_t ih = 0; ih < s.H; ++ih) {
+    float* xr = gxp + ih * s.W;
+    for (int64_t q = 0; q < 2; ++q) {
+      const int64_t J = (s.W - q + 1) / 2;
+      if (J <= 0) continue;
+      int64_t offs[kMaxTaps];
+      __m256 wv[kMaxTaps];
+      float ws[kMaxTaps];
+      const float* rows[kMaxTaps];
+      int64_t nt = 0, off_min = 0, off_max = 0;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t th = ih + s.PH - kh * s.DH;
+        if (th < 0 || th % s.SH) continue;
+        const int64_t oh = th / s.SH;
+        if (oh >= s.OH) continue;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t tw = q + s.PW - kw * s.DW;
+          if (tw % 2) continue;
+          const int64_t off = tw / 2;  // exact
+          if (nt == 0 || off < off_min) off_min = off;
+          if (nt == 0 || off > off_max) off_max = off;
+          offs[nt] = off;
+          ws[nt] = wp[kh * KW + kw];
+          wv[nt] = _mm256_set1_ps(ws[nt]);
+          rows[nt] = gyp + oh * s.OW;
+          ++nt;
+        }
+      }
+      int64_t lo = 0, hi = 0;
+      if (nt) vector_range(1, off_min, off_max, s.OW, J, &lo, &hi);
+      auto scalar_at = [&](int64_t j) {
+        float acc = 0.f;
+        for (int64_t t = 0; t < nt; ++t) {
+          const int64_t ow = j + offs[t];
+          if (ow >= 0 && ow < s.OW) acc += rows[t][ow] * ws[t];
+        }
+        tmp[j] = acc;
+      };
+      int64_t j = 0;
+      for (; j < lo; ++j) scalar_at(j);
+      for (; j < hi; j += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t t = 0; t < nt; ++t)
+          a = _mm256_fmadd_ps(_mm256_loadu_ps(rows[t] + j + offs[t]), wv[t], a);
+        _mm256_storeu_ps(tmp + j, a);
+      }
+      for (; j < J; ++j) scalar_at(j);
+      if (accumulate)
+        for (int64_t jj = 0; jj < J; ++jj) xr[2 * jj + q] += tmp[jj];
+      else
+        for (int64_t jj = 0; jj < J; ++jj) xr[2 * jj + q] = tmp[jj];
+    }
+  }
+}
+
 // Per-tap partial sums of gy * x over one (n, oc) plane pair, added to
 // acc (vector) and sacc (scalar tails) in a fixed order.
 template <int S>
@@ -187,21 +251,38 @@ void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
 }
 
 bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps && s.SH == 1 &&
-         s.SW == 1;
+  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
+         ((s.SH == 1 && s.SW == 1) || s.SW == 2);
 }
 
 void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
                                     const float* w, float* gx, int64_t begin,
                                     int64_t end) {
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
+  float* tmp = nullptr;
+  if (s.SW == 2) {
+    // per-thread row buffer, reused across calls (grows to the widest row)
+    thread_local float* buf = nullptr;
+    thread_local int64_t cap = 0;
+    const int64_t need = (s.W + 1) / 2 + 8;
+    if (need > cap) {
+      std::free(buf);
+      buf = static_cast<float*>(std::malloc(sizeof(float) * need));
+      cap = buf ? need : 0;
+    }
+    tmp = buf;
+    if (!tmp) return depthwise_grad_input_scalar<float>(s, gy, w, gx, begin, end);
+  }
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.C, c = u % s.C;
     float* gxp = gx + u * s.H * s.W;
     for (int64_t j = 0; j < s.mult; ++j) {
       const int64_t oc = c * s.mult + j;
-      grad_input_plane_s1(s, gy + (n * Co + oc) * s.OH * s.OW, w + oc * KK,
-                          gxp, j > 0);
+      const float* gyp = gy + (n * Co + oc) * s.OH * s.OW;
+      if (s.SW == 2)
+        grad_input_plane_s2(s, gyp, w + oc * KK, gxp, j > 0, tmp);
+      else
+        grad_input_plane_s1(s, gyp, w + oc * KK, gxp, j > 0);
     }
   }
 }
