@@ -60,6 +60,9 @@ is_x86 = machine in ("x86_64", "amd64")
 is_arm64 = machine in ("aarch64", "arm64")
 
 common_cflags = ["-O3", "-std=c++17", "-DNDEBUG", "-fno-math-errno"]
+# build_clib only compares .cpp timestamps: list the headers so that a header
+# change rebuilds the kernel libraries
+kernel_headers = sorted(glob.glob("csrc/kernels/*.h") + glob.glob("csrc/cpu/*.h") + glob.glob("csrc/cpu/*/*.h"))
 kernel_libs = [
     (
         "mnx_cpu_kernels",
@@ -67,6 +70,7 @@ kernel_libs = [
             "sources": ["csrc/cpu/dispatch.cpp"]
             + sorted(glob.glob("csrc/cpu/scalar/*.cpp")),
             "cflags": common_cflags,
+            "obj_deps": {"": kernel_headers},
         },
     )
 ]
@@ -77,6 +81,7 @@ if is_x86:
             {
                 "sources": sorted(glob.glob("csrc/cpu/avx2/*.cpp")),
                 "cflags": common_cflags + ["-mavx2", "-mfma"],
+                "obj_deps": {"": kernel_headers},
             },
         )
     )
@@ -84,14 +89,19 @@ elif is_arm64:
     kernel_libs.append(
         (
             "mnx_cpu_neon",
-            {"sources": sorted(glob.glob("csrc/cpu/neon/*.cpp")), "cflags": common_cflags},
+            {"sources": sorted(glob.glob("csrc/cpu/neon/*.cpp")), "cflags": common_cflags,
+             "obj_deps": {"": kernel_headers}},
         )
     )
 
 with_cuda = want_cuda()
 torch_version = torch.__version__
 define_macros = [("MNX_TORCH_VERSION", f'"{torch_version}"')]
-cxx_flags = ["-O3"]  # torch picks the C++ standard its headers need
+# torch picks the C++ standard its headers need. -fopenmp: at::parallel_for
+# is implemented in torch's headers with OpenMP pragmas; without the flag it
+# silently runs every op on one thread. libgomp is the one torch loads.
+cxx_flags = ["-O3", "-fopenmp"]
+link_flags = ["-fopenmp"]
 sources = ["csrc/ops.cpp", "csrc/glue/common.cpp", "csrc/glue/cpu_ops.cpp"]
 
 if with_cuda:
@@ -102,6 +112,7 @@ if with_cuda:
         sources,
         define_macros=define_macros,
         include_dirs=nvidia_wheel_includes(),
+        extra_link_args=link_flags,
         extra_compile_args={
             "cxx": cxx_flags,
             "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr"],
@@ -112,6 +123,7 @@ else:
         "mobilenet_ext._C",
         sources,
         define_macros=define_macros,
+        extra_link_args=link_flags,
         extra_compile_args={"cxx": cxx_flags},
     )
 
