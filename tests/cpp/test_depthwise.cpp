@@ -128,10 +128,11 @@ int main() {
   // Large MobileNet-like planes: long vector runs, both strides.
   for (int layout = 0; layout < 2; ++layout)
     for (int64_t k : {3, 5, 7})
-      for (int64_t stride : {1, 2}) {
+      for (int64_t stride : {1, 2})
+        for (int64_t width : {29, 70}) {
         DepthwiseShape s;
         s.layout = layout ? Layout::NHWC : Layout::NCHW;
-        s.N = 2; s.C = 24; s.H = 28; s.W = 29;
+        s.N = 2; s.C = 24; s.H = 28; s.W = width;
         s.KH = s.KW = k; s.SH = s.SW = stride; s.PH = s.PW = k / 2;
         s.OH = conv_out_size(s.H, k, stride, k / 2, 1);
         s.OW = conv_out_size(s.W, k, stride, k / 2, 1);

@@ -1,6 +1,8 @@
 // AVX2/FMA depthwise kernels for NCHW tensors: vectors of 8 along W.
 //
-//  forward      any kernel size up to 7x7 taps (49), stride 1 or 2 along W
+//  forward      planes with fewer than 16 output columns: channel blocks of
+//               8 transposed to a stack buffer, vectors along C (any stride);
+//               otherwise any kernel size up to 7x7 taps (49), stride 1 or 2 along W
 //               (any stride along H), any dilation and multiplier; the
 //               interior of each output row is vectorised (two vectors per
 //               step, weights broadcast once per plane), the borders use the
@@ -227,6 +229,62 @@ void grad_weight_plane(const DepthwiseShape& s, const float* gyp,
   }
 }
 
+// Small planes (fewer than 16 output columns, as in the 14x14 and 7x7 stages
+// of MobileNets) leave no room for vectors along W: blocks of up to 8
+// channels are transposed to [H][W][8] in a stack buffer and computed with
+// vectors along the channels instead, then written back plane by plane.
+constexpr int64_t kSmallPlane = 1024;
+
+bool small_plane(const DepthwiseShape& s) {
+  return s.mult == 1 && s.OW < 16 && s.H * s.W <= kSmallPlane &&
+         s.OH * s.OW <= kSmallPlane;
+}
+
+void forward_small_planes(const DepthwiseShape& s, const float* x,
+                          const float* w, const float* bias, float* y,
+                          Activation act, int64_t begin, int64_t end) {
+  const int64_t Co = s.C_out(), KK = s.KH * s.KW, HW = s.H * s.W,
+                OHW = s.OH * s.OW;
+  alignas(32) float xt[8 * kSmallPlane];
+  alignas(32) float yt[8 * kSmallPlane];
+  alignas(32) float lane[8];
+  __m256 wt[kMaxTaps];
+  for (int64_t u = begin; u < end;) {
+    const int64_t n = u / Co, c0 = u % Co;
+    const int64_t nb = imin(imin(8, end - u), Co - c0);
+    for (int64_t p = 0; p < HW; ++p)
+      for (int64_t i = 0; i < 8; ++i)
+        xt[p * 8 + i] = i < nb ? x[(n * s.C + c0 + i) * HW + p] : 0.f;
+    for (int64_t t = 0; t < KK; ++t) {
+      for (int64_t i = 0; i < 8; ++i) lane[i] = i < nb ? w[(c0 + i) * KK + t] : 0.f;
+      wt[t] = _mm256_load_ps(lane);
+    }
+    for (int64_t i = 0; i < 8; ++i) lane[i] = (bias && i < nb) ? bias[c0 + i] : 0.f;
+    const __m256 bv = _mm256_load_ps(lane);
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        __m256 a = bv;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+          if (ih < 0 || ih >= s.H) continue;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
+            if (iw < 0 || iw >= s.W) continue;
+            a = _mm256_fmadd_ps(_mm256_load_ps(xt + (ih * s.W + iw) * 8),
+                                wt[kh * s.KW + kw], a);
+          }
+        }
+        _mm256_store_ps(yt + (oh * s.OW + ow) * 8, activate(a, act));
+      }
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+      float* yp = y + (u + i) * OHW;
+      for (int64_t p = 0; p < OHW; ++p) yp[p] = yt[p * 8 + i];
+    }
+    u += nb;
+  }
+}
+
 }  // namespace
 
 bool depthwise_nchw_avx2_supported(const DepthwiseShape& s) {
@@ -237,6 +295,8 @@ bool depthwise_nchw_avx2_supported(const DepthwiseShape& s) {
 void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
                                  const float* w, const float* bias, float* y,
                                  Activation act, int64_t begin, int64_t end) {
+  if (small_plane(s))
+    return forward_small_planes(s, x, w, bias, y, act, begin, end);
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / Co, oc = u % Co, c = oc / s.mult;
