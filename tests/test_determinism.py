@@ -1,0 +1,131 @@
+"""Bitwise determinism of the CPU kernels.
+
+What the kernels promise (csrc/kernels/params.h) and what is checked here:
+
+* forward (plain and fused) and grad_input: every output element / unit is
+  computed by one thread from a fixed sequence of operations, independent of
+  how at::parallel_for splits the units;
+* grad_weight: depthwise reduces each 8-channel block over (N, OH, OW) in a
+  fixed order, pointwise reduces each GEMM tile over K in a fixed order; no
+  cross-thread reduction whose order depends on scheduling;
+
+so all of them must be **bitwise identical** (``torch.equal``, and the same
+bytes, so also for -0.0/NaN payloads) across repeated calls and for
+``torch.set_num_threads(1)``, ``(2)`` and ``(4)``, for NCHW and channels_last
+input, float32 and float64. grad_bias is ``grad.sum`` (PyTorch's reduction) and
+is only checked across repeated calls at a fixed thread count.
+
+Shapes are chosen so that there are more work units than threads and so that
+channel counts are not multiples of the 8-channel block / 6x16 GEMM tile, with
+enough (N, OH, OW) / K terms that a different reduction order would change
+the float32 bits with near certainty. They include the scratch-buffer paths:
+the channels_last, multiplier-1 depthwise grad_weight (partial sums per row
+chunk, summed in chunk order) and the split-K pointwise grad_weight (split
+count chosen from the shape only, chunks summed in order).
+
+Caveat: on this 2-core machine 4 threads oversubscribe, which is fine for
+exercising different work splits (at::parallel_for still cuts the range in
+4). The thread count is restored after every test.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mobilenet_ext as mx
+
+ops = mx.ops
+
+DW_CASES = [
+    # (N, C, H, W, m, kh, kw, stride, padding, dilation)
+    (2, 19, 23, 17, 1, 3, 3, 1, 1, 1),
+    (3, 8, 16, 16, 2, 5, 3, 2, (2, 1), 1),
+    (1, 33, 31, 29, 1, 3, 3, 1, 2, 2),
+    (4, 5, 12, 40, 3, 7, 1, (1, 3), (3, 0), 1),
+]
+PW_CASES = [
+    # (N, Cin, Cout, H, W)
+    (2, 37, 29, 13, 11),
+    (3, 16, 64, 8, 9),
+    (1, 520, 150, 5, 7),  # crosses KC=512 and MC=144
+    (2, 24, 40, 33, 32),  # HW = 1056 > NC=1024
+    (4, 8, 12, 32, 32),   # few weight tiles, N*H*W = 4096: grad_weight split-K over the batch (NCHW) / rows (NHWC)
+    (1, 16, 6, 64, 48),   # split-K inside one image
+]
+THREADS = [1, 2, 4]
+LAYOUTS = [torch.contiguous_format, torch.channels_last]
+
+
+@pytest.fixture
+def restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _bits(t: torch.Tensor) -> bytes:
+    return t.detach().contiguous().numpy().tobytes()
+
+
+def _dw_run(case, mf, dtype):
+    n, c, h, w, m, kh, kw, s, p, d = case
+    g = torch.Generator().manual_seed(1234)
+    x = torch.randn(n, c, h, w, generator=g, dtype=dtype).contiguous(memory_format=mf).requires_grad_(True)
+    wt = torch.randn(c * m, 1, kh, kw, generator=g, dtype=dtype, requires_grad=True)
+    b = torch.randn(c * m, generator=g, dtype=dtype, requires_grad=True)
+    y = ops.depthwise_conv2d(x, wt, b, s, p, d)
+    gy = torch.randn(y.shape, generator=g, dtype=dtype).contiguous(memory_format=mf)
+    y.backward(gy)
+    with torch.no_grad():
+        yf = ops.depthwise_conv2d_fused(x, wt, b, s, p, d, activation="hardswish")
+    return {"forward": y, "fused": yf, "grad_input": x.grad, "grad_weight": wt.grad, "grad_bias": b.grad}
+
+
+def _pw_run(case, mf, dtype):
+    n, ci, co, h, w = case
+    g = torch.Generator().manual_seed(4321)
+    x = torch.randn(n, ci, h, w, generator=g, dtype=dtype).contiguous(memory_format=mf).requires_grad_(True)
+    wt = torch.randn(co, ci, 1, 1, generator=g, dtype=dtype, requires_grad=True)
+    b = torch.randn(co, generator=g, dtype=dtype, requires_grad=True)
+    y = ops.pointwise_conv2d(x, wt, b)
+    gy = torch.randn(y.shape, generator=g, dtype=dtype).contiguous(memory_format=mf)
+    y.backward(gy)
+    res = torch.randn(y.shape, generator=g, dtype=dtype).contiguous(memory_format=mf)
+    with torch.no_grad():
+        yf = ops.pointwise_conv2d_fused(x, wt, b, "relu6", res)
+    return {"forward": y, "fused": yf, "grad_input": x.grad, "grad_weight": wt.grad, "grad_bias": b.grad}
+
+
+def _check(run, case, mf, dtype):
+    torch.set_num_threads(THREADS[0])
+    ref = {k: _bits(v) for k, v in run(case, mf, dtype).items()}
+    # repeated at the same thread count: everything including grad_bias
+    again = {k: _bits(v) for k, v in run(case, mf, dtype).items()}
+    diff = [k for k in ref if ref[k] != again[k]]
+    assert not diff, f"not bitwise reproducible across runs (1 thread): {diff}"
+    for nt in THREADS[1:]:
+        torch.set_num_threads(nt)
+        for rep in range(2):
+            out = {k: _bits(v) for k, v in run(case, mf, dtype).items()}
+            diff = [k for k in ref if k != "grad_bias" and ref[k] != out[k]]
+            assert not diff, f"{diff} differ bitwise between 1 and {nt} threads (run {rep})"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("mf", LAYOUTS, ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("case", DW_CASES, ids=lambda c: "x".join(map(str, c[:4])))
+def test_depthwise_bitwise_deterministic(case, mf, dtype, restore_threads):
+    """Depthwise forward, fused forward, grad_input and grad_weight are
+    bitwise identical across runs and for 1, 2 and 4 threads."""
+    _check(_dw_run, case, mf, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("mf", LAYOUTS, ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("case", PW_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_pointwise_bitwise_deterministic(case, mf, dtype, restore_threads):
+    """Pointwise forward, fused forward (+residual), grad_input and
+    grad_weight are bitwise identical across runs and for 1, 2 and 4
+    threads."""
+    _check(_pw_run, case, mf, dtype)
+
