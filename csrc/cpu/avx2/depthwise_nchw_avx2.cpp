@@ -9,6 +9,8 @@
 //               scalar formula, so padding costs no copy.
 //  grad_input   stride 1 (a correlation of grad_output with the weights,
 //               same vectorisation); other strides run the scalar kernel.
+//  small planes grad_input and grad_weight use the same 8-channel
+//               transposition (any stride, multiplier 1).
 //  grad_weight  stride 1 or 2 along W: per output channel, one vector
 //               accumulator per tap over N x OH x OW, reduced in a fixed order
 //               (results do not depend on the thread count).
@@ -285,11 +287,103 @@ void forward_small_planes(const DepthwiseShape& s, const float* x,
   }
 }
 
+// Transposes planes [c0, c0+nb) of image n (each of `plane` floats, channel
+// stride `plane`) to dst[p * 8 + i], zero-filling lanes i >= nb.
+inline void gather8(const float* src, int64_t nb, int64_t plane, float* dst) {
+  for (int64_t p = 0; p < plane; ++p)
+    for (int64_t i = 0; i < 8; ++i) dst[p * 8 + i] = i < nb ? src[i * plane + p] : 0.f;
+}
+
+// grad_input on small planes (multiplier 1, any stride): 8 channels at once.
+void grad_input_small_planes(const DepthwiseShape& s, const float* gy,
+                             const float* w, float* gx, int64_t begin,
+                             int64_t end) {
+  const int64_t C = s.C, KK = s.KH * s.KW, HW = s.H * s.W, OHW = s.OH * s.OW;
+  alignas(32) float gt[8 * kSmallPlane];
+  alignas(32) float xt[8 * kSmallPlane];
+  alignas(32) float lane[8];
+  __m256 wt[kMaxTaps];
+  for (int64_t u = begin; u < end;) {
+    const int64_t n = u / C, c0 = u % C;
+    const int64_t nb = imin(imin(8, end - u), C - c0);
+    gather8(gy + (n * C + c0) * OHW, nb, OHW, gt);
+    for (int64_t t = 0; t < KK; ++t) {
+      for (int64_t i = 0; i < 8; ++i) lane[i] = i < nb ? w[(c0 + i) * KK + t] : 0.f;
+      wt[t] = _mm256_load_ps(lane);
+    }
+    for (int64_t ih = 0; ih < s.H; ++ih) {
+      for (int64_t iw = 0; iw < s.W; ++iw) {
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t th = ih + s.PH - kh * s.DH;
+          if (th < 0 || th % s.SH) continue;
+          const int64_t oh = th / s.SH;
+          if (oh >= s.OH) continue;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t tw = iw + s.PW - kw * s.DW;
+            if (tw < 0 || tw % s.SW) continue;
+            const int64_t ow = tw / s.SW;
+            if (ow >= s.OW) continue;
+            a = _mm256_fmadd_ps(_mm256_load_ps(gt + (oh * s.OW + ow) * 8),
+                                wt[kh * s.KW + kw], a);
+          }
+        }
+        _mm256_store_ps(xt + (ih * s.W + iw) * 8, a);
+      }
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+      float* xp = gx + (u + i) * HW;
+      for (int64_t p = 0; p < HW; ++p) xp[p] = xt[p * 8 + i];
+    }
+    u += nb;
+  }
+}
+
+// grad_weight on small planes (multiplier 1): one unit = 8 channels, a vector
+// accumulator per tap over N x OH x OW in a fixed order.
+void grad_weight_small_planes(const DepthwiseShape& s, const float* gy,
+                              const float* x, float* gw, int64_t begin,
+                              int64_t end) {
+  const int64_t C = s.C, KK = s.KH * s.KW, HW = s.H * s.W, OHW = s.OH * s.OW;
+  alignas(32) float gt[8 * kSmallPlane];
+  alignas(32) float xt[8 * kSmallPlane];
+  alignas(32) float lane[8];
+  __m256 acc[kMaxTaps];
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t c0 = u * kDepthwiseWeightChannelBlock;
+    const int64_t nb = imin(8, C - c0);
+    for (int64_t t = 0; t < KK; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t n = 0; n < s.N; ++n) {
+      gather8(gy + (n * C + c0) * OHW, nb, OHW, gt);
+      gather8(x + (n * C + c0) * HW, nb, HW, xt);
+      for (int64_t oh = 0; oh < s.OH; ++oh) {
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          const __m256 g = _mm256_load_ps(gt + (oh * s.OW + ow) * 8);
+          for (int64_t kh = 0; kh < s.KH; ++kh) {
+            const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+            if (ih < 0 || ih >= s.H) continue;
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+              const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
+              if (iw < 0 || iw >= s.W) continue;
+              acc[kh * s.KW + kw] = _mm256_fmadd_ps(
+                  g, _mm256_load_ps(xt + (ih * s.W + iw) * 8), acc[kh * s.KW + kw]);
+            }
+          }
+        }
+      }
+    }
+    for (int64_t t = 0; t < KK; ++t) {
+      _mm256_store_ps(lane, acc[t]);
+      for (int64_t i = 0; i < nb; ++i) gw[(c0 + i) * KK + t] = lane[i];
+    }
+  }
+}
+
 }  // namespace
 
 bool depthwise_nchw_avx2_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         (s.SW == 1 || s.SW == 2);
+         (s.SW == 1 || s.SW == 2 || small_plane(s));
 }
 
 void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
@@ -312,12 +406,13 @@ void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
 
 bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         ((s.SH == 1 && s.SW == 1) || s.SW == 2);
+         ((s.SH == 1 && s.SW == 1) || s.SW == 2 || small_plane(s));
 }
 
 void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
                                     const float* w, float* gx, int64_t begin,
                                     int64_t end) {
+  if (small_plane(s)) return grad_input_small_planes(s, gy, w, gx, begin, end);
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   float* tmp = nullptr;
   if (s.SW == 2) {
@@ -350,6 +445,7 @@ void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
 void depthwise_grad_weight_nchw_avx2(const DepthwiseShape& s, const float* gy,
                                      const float* x, float* gw, int64_t begin,
                                      int64_t end) {
+  if (small_plane(s)) return grad_weight_small_planes(s, gy, x, gw, begin, end);
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   const int64_t B = kDepthwiseWeightChannelBlock;
   __m256 acc[kMaxTaps];
