@@ -737,12 +737,9 @@ def test_malformed_batch_never_crashes(seed):
         f"stderr: {proc.stderr[-4000:]}")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "check_depthwise (csrc/glue/common.cpp) computes the dilated kernel extent "
-    "dilation*(k-1)+1 in int64 without an overflow check: dilation=2**63-1 with a "
-    "3x3 kernel wraps to -1, the 'output size < 1' check passes and an 8x8 input "
-    "gives a 10x10 output of wrapped tap offsets (signed overflow: UB). F.conv2d "
-    "has the same overflow."))
+# check_pair in csrc/glue/common.cpp bounds stride, padding and dilation by
+# 2^31: dilation * (k - 1) + 1 used to wrap in int64 for dilation = 2^63 - 1
+# (found by this test; F.conv2d has the same overflow).
 def test_dilation_overflow_is_rejected():
     x, w = torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3)
     for call in (lambda: ops.depthwise_conv2d(x, w, dilation=2 ** 63 - 1),

@@ -61,6 +61,11 @@ static void check_pair(const char* op, const char* name, at::IntArrayRef v,
                     " must have 2 elements (h, w), got ", v.size());
   TORCH_CHECK_VALUE(v[0] >= min && v[1] >= min, op, ": ", name,
                     " must be >= ", min, ", got ", v);
+  // keeps every index expression (e.g. dilation * (k - 1)) far from int64
+  // overflow
+  constexpr int64_t kMax = (int64_t{1} << 31) - 1;
+  TORCH_CHECK_VALUE(v[0] <= kMax && v[1] <= kMax, op, ": ", name,
+                    " must be < 2^31, got ", v);
 }
 
 static void check_input4d(const char* op, const at::Tensor& input) {
