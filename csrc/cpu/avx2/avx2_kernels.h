@@ -36,6 +36,14 @@ void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
 void depthwise_grad_weight_nchw_avx2(const DepthwiseShape& s, const float* gy,
                                      const float* x, float* gw, int64_t begin,
                                      int64_t end);
+// Square 3x3/5x5/7x7, stride 1 or 2, dilation 1 (depthwise_nchw_kxk_rows_avx2.cpp);
+// returns false when its per-thread row ring cannot be allocated.
+bool depthwise_forward_nchw_kxk_rows_avx2_supported(const DepthwiseShape& s);
+bool depthwise_forward_nchw_kxk_rows_avx2(const DepthwiseShape& s,
+                                          const float* x, const float* w,
+                                          const float* bias, float* y,
+                                          Activation act, int64_t begin,
+                                          int64_t end);
 bool depthwise_nhwc_avx2_supported(const DepthwiseShape& s);
 bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
                                  const float* w, const float* bias, float* y,

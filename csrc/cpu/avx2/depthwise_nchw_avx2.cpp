@@ -389,6 +389,9 @@ bool depthwise_nchw_avx2_supported(const DepthwiseShape& s) {
 void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
                                  const float* w, const float* bias, float* y,
                                  Activation act, int64_t begin, int64_t end) {
+  if (depthwise_forward_nchw_kxk_rows_avx2_supported(s) &&
+      depthwise_forward_nchw_kxk_rows_avx2(s, x, w, bias, y, act, begin, end))
+    return;
   if (small_plane(s))
     return forward_small_planes(s, x, w, bias, y, act, begin, end);
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
