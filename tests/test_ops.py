@@ -225,3 +225,45 @@ def test_threads_scale_and_agree():
         torch.set_num_threads(old)
     for a, b in zip(outs[0], outs[1]):
         assert torch.equal(a, b)
+
+
+# The specialised forward kernels (NCHW row ring, NHWC 8-pixel groups) take
+# square 3x3/5x5/7x7, stride 1/2, dilation 1: widths below, at and past their
+# 8/16/32-column steps, every padding 0..k-1, channel counts that are and are
+# not multiples of 8, every fused activation.
+_ACTS = {
+    None: lambda t: t,
+    "relu": torch.relu,
+    "relu6": lambda t: t.clamp(0, 6),
+    "hardswish": torch.nn.functional.hardswish,
+}
+
+
+def _specialised_forward_grid():
+    cases, i = [], 0
+    for k, s, layout in itertools.product([3, 5, 7], [1, 2], ["nchw", "nhwc"]):
+        for p in range(k):
+            for W in (k - p if k - p > 0 else 1, 9, 20, 37, 71):
+                H = [k + 2, 11, 16][i % 3]
+                if W + 2 * p < k or H + 2 * p < k:
+                    i += 1
+                    continue
+                cases.append(dict(k=k, s=s, p=p, H=H, W=W, N=1 + i % 2, C=[8, 24, 12][i % 3],
+                                  act=list(_ACTS)[i % 4], layout=layout))
+                i += 1
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case", _specialised_forward_grid(),
+    ids=lambda c: "k{k}-s{s}-p{p}-{N}x{C}x{H}x{W}-{act}-{layout}".format(**c))
+def test_depthwise_specialised_forward(case):
+    g = torch.Generator().manual_seed(2)
+    x = make_layout(4 * torch.randn(case["N"], case["C"], case["H"], case["W"], generator=g), case["layout"])
+    w = torch.randn(case["C"], 1, case["k"], case["k"], generator=g)
+    b = torch.randn(case["C"], generator=g)
+    ref = _ACTS[case["act"]](conv_reference(x, w, b, case["s"], case["p"], 1, groups=case["C"]))
+    y = ops.depthwise_conv2d_fused(x, w, b, case["s"], case["p"], 1, activation=case["act"])
+    assert_close(y, ref, torch.float32, "fused forward")
+    y = ops.depthwise_conv2d(x, w, None, case["s"], case["p"], 1)
+    assert_close(y, conv_reference(x, w, None, case["s"], case["p"], 1, groups=case["C"]), torch.float32, "forward")

@@ -45,6 +45,13 @@ bool depthwise_forward_nchw_kxk_rows_avx2(const DepthwiseShape& s,
                                           Activation act, int64_t begin,
                                           int64_t end);
 bool depthwise_nhwc_avx2_supported(const DepthwiseShape& s);
+// Square 3x3/5x5/7x7, stride 1 or 2, dilation 1, C % 8 == 0
+// (depthwise_nhwc_kxk_avx2.cpp); `wt` is the tap-major weight copy [KH*KW][C].
+bool depthwise_forward_nhwc_kxk_avx2_supported(const DepthwiseShape& s);
+void depthwise_forward_nhwc_kxk_avx2(const DepthwiseShape& s, const float* x,
+                                     const float* wt, const float* bias,
+                                     float* y, Activation act, int64_t begin,
+                                     int64_t end);
 bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
                                  const float* w, const float* bias, float* y,
                                  Activation act, int64_t begin, int64_t end);

@@ -91,6 +91,10 @@ bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
                                  Activation act, int64_t begin, int64_t end) {
   const float* wt = tap_major_weights(s, w);
   if (!wt) return false;
+  if (depthwise_forward_nhwc_kxk_avx2_supported(s)) {
+    depthwise_forward_nhwc_kxk_avx2(s, x, wt, bias, y, act, begin, end);
+    return true;
+  }
   Tap taps[kMaxTaps];
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.OH, oh = u % s.OH;
