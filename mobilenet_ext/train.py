@@ -338,6 +338,24 @@ def _all_reduce_sum(values: Sequence[float], dist_info: _Dist, device: torch.dev
     return t.tolist()
 
 
+def _average_buffers(model: nn.Module, dist_info: _Dist) -> None:
+    """Average the floating-point buffers (BatchNorm running statistics)
+    over the ranks.  DDP keeps parameters in sync through the gradient
+    all-reduce and broadcasts rank 0's buffers before each forward, but the
+    last forward of an epoch leaves every rank with statistics updated on its
+    own shard; averaging makes evaluation and checkpoints identical on all
+    ranks and uses every shard's statistics."""
+    if not dist_info.enabled:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for b in model.buffers():
+            if b.dtype.is_floating_point:
+                dist.all_reduce(b)
+                b.div_(dist_info.world_size)
+
+
 def state_digest(model: nn.Module) -> str:
     """SHA-256 over the names, dtypes, shapes and bytes of every parameter and
     buffer (float data as stored, so equal digests mean bitwise-equal state)."""
@@ -620,6 +638,7 @@ def _train(args: argparse.Namespace, ds: Optional[Dataset], device: torch.device
         if bar is not None:
             bar.close()
         loss_sum, correct, seen = _all_reduce_sum([loss_sum, correct, seen], dist_info, device)
+        _average_buffers(model, dist_info)
         epoch_complete = seen == steps_per_epoch * args.batch_size * dist_info.world_size
         test_loss, test_acc = _evaluate(model, ds, device, dist_info, max(args.batch_size, 256),
                                         args.channels_last, args.amp)
@@ -635,6 +654,11 @@ def _train(args: argparse.Namespace, ds: Optional[Dataset], device: torch.device
 
     result.steps = step
     result.digest = state_digest(model)
+    if args.dump_rank_state and args.out is not None:
+        os.makedirs(args.out, exist_ok=True)
+        torch.save({"model_state": model.state_dict(), "steps": step, "step_losses": result.step_losses,
+                    "rank": dist_info.rank, "world_size": dist_info.world_size},
+                   os.path.join(args.out, f"rank{dist_info.rank}_state.pt"))
     _check_in_sync(args, result.digest, dist_info, log)
     return result
 
@@ -727,6 +751,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop after this many optimizer steps in total (the schedule still spans --epochs)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument("--dump-rank-state", action="store_true",
+                        help="debugging DDP: every rank writes its final state_dict, step count and per-step "
+                             "losses to --out DIR/rank{R}_state.pt")
 
 
 def main(args: argparse.Namespace) -> int:
