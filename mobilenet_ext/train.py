@@ -319,7 +319,6 @@ def _init_distributed(device: torch.device) -> _Dist:
         return _Dist()
     import torch.distributed as dist
 
-    rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", 0)
     created = False
     if not dist.is_initialized():
