@@ -560,6 +560,12 @@ def _train(args: argparse.Namespace, ds: Optional[Dataset], device: torch.device
             if ckpt["config"].get(key) != want:
                 raise TrainError(f"--resume: checkpoint {ckpt_path!r} was trained with {key}="
                                  f"{ckpt['config'].get(key)!r}, this run has {key}={want!r}")
+        saved_spe = ckpt.get("steps_per_epoch")
+        if ckpt["config"].get("epochs") != args.epochs or saved_spe != steps_per_epoch:
+            raise TrainError(
+                f"--resume: checkpoint {ckpt_path!r} follows a schedule of {ckpt['config'].get('epochs')} epochs x "
+                f"{saved_spe} steps, this run has {args.epochs} epochs x {steps_per_epoch} steps (--epochs, "
+                "--batch-size and the number of processes must match the original run)")
         model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -649,7 +655,7 @@ def _train(args: argparse.Namespace, ds: Optional[Dataset], device: torch.device
             f"{er.seconds:.1f}s" + ("" if epoch_complete else f"  (stopped by --max-steps after step {step})"))
         if epoch_complete:
             _save_checkpoint(args, ds, model, optimizer, scheduler, scaler, epoch + 1, step, history,
-                             dist_info, log)
+                             dist_info, log, steps_per_epoch)
 
     result.steps = step
     result.digest = state_digest(model)
@@ -662,7 +668,8 @@ def _train(args: argparse.Namespace, ds: Optional[Dataset], device: torch.device
     return result
 
 
-def _save_checkpoint(args, ds, model, optimizer, scheduler, scaler, epoch, step, history, dist_info, log) -> None:
+def _save_checkpoint(args, ds, model, optimizer, scheduler, scaler, epoch, step, history, dist_info, log,
+                     steps_per_epoch: int) -> None:
     if args.out is None:
         return
     rngs = [_rng_state()]
@@ -684,6 +691,7 @@ def _save_checkpoint(args, ds, model, optimizer, scheduler, scaler, epoch, step,
         "scaler": scaler.state_dict(),
         "epoch": epoch,
         "step": step,
+        "steps_per_epoch": steps_per_epoch,
         "history": [vars(h) for h in history],
         "rng": rngs,
     }

@@ -283,7 +283,10 @@ def test_resume_is_bit_exact(small_digits, tmp_path):
     assert [vars(h)["test_acc"] for h in second.history] == [vars(h)["test_acc"] for h in straight.history]
     hist = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["epoch"] for h in hist["history"]] == [1, 2, 3, 4]
-    # resuming with another model is refused with a clear message
+    # resuming with another schedule or model is refused with a clear message
+    with pytest.raises(T.TrainError, match="schedule of 4 epochs x 8 steps, this run has 6 epochs x 8 steps"):
+        T.train(parse(SMALL + ["--epochs", "6", "--out", str(tmp_path / "b"), "--resume"]),
+                dataset=small_digits, log=lambda *a: None)
     with pytest.raises(T.TrainError, match="model='mobilenet_v3_small', this run has model='mobilenet_v2'"):
         T.train(parse(SMALL[2:] + ["--model", "mobilenet_v2", "--epochs", "4", "--out", str(tmp_path / "b"),
                                    "--resume"]), dataset=small_digits, log=lambda *a: None)
