@@ -12,6 +12,7 @@ namespace cpu {
 namespace avx2 {
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // 8 consecutive elements (S == 1) or the 8 even elements of p[0..15]
 // (S == 2). For S == 2 the caller guarantees p[15] is readable.

@@ -15,6 +15,7 @@
 //               accumulator per tap over N x OH x OW, reduced in a fixed order
 //               (results do not depend on the thread count).
 #include <cstdlib>
+#include <vector>
 
 #include "depthwise_avx2_common.h"
 
@@ -231,6 +232,62 @@ void grad_weight_plane(const DepthwiseShape& s, const float* gyp,
   }
 }
 
+// grad_weight of one (n, oc) plane pair for kernel width KW <= 7, every
+// output column vectorised: the input plane is first copied to `xpad`, rows
+// of width padded_width() with PW zeros on the left and zeros on the right,
+// so no tap needs a bounds check; the last partial vector of each row is
+// masked (grad_output and x lanes past OW are zeroed, so 0 * Inf cannot
+// appear). Tap row kh is the outer loop: its KW accumulators stay in
+// registers over the whole plane. Every tap sums over (n, oh, ow-vector) in a
+// fixed order.
+inline int64_t padded_width(const DepthwiseShape& s) {
+  const int64_t owr = (s.OW + 7) / 8 * 8;
+  return (owr - 8) * s.SW + (s.KW - 1) * s.DW + 8 * s.SW;
+}
+
+template <int S, int KW>
+void grad_weight_plane_padded(const DepthwiseShape& s, const float* gyp,
+                              const float* xp, float* xpad, __m256* acc) {
+  const int64_t Wp = padded_width(s), PW = s.PW, W = s.W;
+  const int64_t ncopy = imax(int64_t(0), imin(W, Wp - PW));
+  for (int64_t ih = 0; ih < s.H; ++ih) {
+    float* r = xpad + ih * Wp;
+    const float* src = xp + ih * W;
+    int64_t j = 0;
+    for (; j < imin(PW, Wp); ++j) r[j] = 0.f;
+    for (int64_t i = 0; i < ncopy; ++i) r[PW + i] = src[i];
+    for (j = PW + ncopy; j < Wp; ++j) r[j] = 0.f;
+  }
+  const int64_t OW = s.OW, full = OW / 8 * 8;
+  const __m256i m = tail_mask(OW - full);
+  const __m256 mf = _mm256_castsi256_ps(m);
+  for (int64_t kh = 0; kh < s.KH; ++kh) {
+    __m256 a[KW];
+    for (int kw = 0; kw < KW; ++kw) a[kw] = acc[kh * KW + kw];
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+      if (ih < 0 || ih >= s.H) continue;
+      const float* gr = gyp + oh * OW;
+      const float* xr = xpad + ih * Wp;
+      int64_t ow = 0;
+      for (; ow < full; ow += 8) {
+        const __m256 g = _mm256_loadu_ps(gr + ow);
+        const float* p = xr + ow * S;
+        for (int kw = 0; kw < KW; ++kw)
+          a[kw] = _mm256_fmadd_ps(g, load_strided<S>(p + kw * s.DW), a[kw]);
+      }
+      if (ow < OW) {
+        const __m256 g = _mm256_maskload_ps(gr + ow, m);
+        const float* p = xr + ow * S;
+        for (int kw = 0; kw < KW; ++kw)
+          a[kw] = _mm256_fmadd_ps(
+              g, _mm256_and_ps(load_strided<S>(p + kw * s.DW), mf), a[kw]);
+      }
+    }
+    for (int kw = 0; kw < KW; ++kw) acc[kh * KW + kw] = a[kw];
+  }
+}
+
 // Small planes (fewer than 16 output columns, as in the 14x14 and 7x7 stages
 // of MobileNets) leave no room for vectors along W: blocks of up to 8
 // channels are transposed to [H][W][8] in a stack buffer and computed with
@@ -407,6 +464,43 @@ void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
   }
 }
 
+// Stride 1, dilation 1, multiplier 1, square 3x3/5x5/7x7 with padding
+// <= K-1: grad_input is the forward convolution of grad_output with the
+// kernel flipped in both axes and padding K-1-P, so it runs on the row-ring
+// forward kernel (depthwise_nchw_kxk_rows_avx2.cpp). Returns false (nothing
+// written) when the shape is not covered or a scratch buffer is missing.
+static bool grad_input_nchw_as_forward(const DepthwiseShape& s, const float* gy,
+                                const float* w, float* gx, int64_t begin,
+                                int64_t end) {
+  const int64_t K = s.KH;
+  if (!(s.mult == 1 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
+        s.KW == K && s.PH <= K - 1 && s.PW <= K - 1))
+    return false;
+  DepthwiseShape t = s;
+  t.H = s.OH;
+  t.W = s.OW;
+  t.PH = K - 1 - s.PH;
+  t.PW = K - 1 - s.PW;
+  t.OH = s.H;
+  t.OW = s.W;
+  if (!depthwise_forward_nchw_kxk_rows_avx2_supported(t)) return false;
+  // flipped weights of the channels in [begin, end), per thread, reused
+  thread_local std::vector<float> flipped;
+  const int64_t KK = K * K, c0 = begin % s.C;
+  const int64_t c1 = end - begin >= s.C ? s.C : (end - 1) % s.C + 1;
+  try {
+    if (static_cast<int64_t>(flipped.size()) < s.C * KK) flipped.resize(s.C * KK);
+  } catch (...) {
+    return false;
+  }
+  // units are (n, c) planes; flip every channel the range touches
+  const bool wraps = end - begin >= s.C || c1 <= c0;
+  for (int64_t c = wraps ? 0 : c0; c < (wraps ? s.C : c1); ++c)
+    for (int64_t i = 0; i < KK; ++i) flipped[c * KK + i] = w[c * KK + KK - 1 - i];
+  return depthwise_forward_nchw_kxk_rows_avx2(t, gy, flipped.data(), nullptr, gx,
+                                              Activation::None, begin, end);
+}
+
 bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
          ((s.SH == 1 && s.SW == 1) || s.SW == 2 || small_plane(s));
@@ -415,6 +509,7 @@ bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s) {
 void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
                                     const float* w, float* gx, int64_t begin,
                                     int64_t end) {
+  if (grad_input_nchw_as_forward(s, gy, w, gx, begin, end)) return;
   if (small_plane(s)) return grad_input_small_planes(s, gy, w, gx, begin, end);
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   float* tmp = nullptr;
@@ -453,6 +548,33 @@ void depthwise_grad_weight_nchw_avx2(const DepthwiseShape& s, const float* gy,
   const int64_t B = kDepthwiseWeightChannelBlock;
   __m256 acc[kMaxTaps];
   float sacc[kMaxTaps];
+  // padded-plane path for KW <= 7 (per-thread plane buffer, reused)
+  using PaddedFn = void (*)(const DepthwiseShape&, const float*, const float*,
+                            float*, __m256*);
+  PaddedFn padded = nullptr;
+#define MNX_GW_KW(KWV)                                                   \
+  if (s.KW == KWV)                                                       \
+    padded = s.SW == 1 ? grad_weight_plane_padded<1, KWV>                \
+                       : grad_weight_plane_padded<2, KWV>;
+  MNX_GW_KW(1)
+  MNX_GW_KW(2)
+  MNX_GW_KW(3)
+  MNX_GW_KW(4)
+  MNX_GW_KW(5)
+  MNX_GW_KW(6)
+  MNX_GW_KW(7)
+#undef MNX_GW_KW
+  thread_local std::vector<float> xpad_buf;
+  float* xpad = nullptr;
+  if (padded) {
+    try {
+      const int64_t need = s.H * padded_width(s);
+      if (static_cast<int64_t>(xpad_buf.size()) < need) xpad_buf.resize(need);
+      xpad = xpad_buf.data();
+    } catch (...) {
+      padded = nullptr;
+    }
+  }
   for (int64_t u = begin; u < end; ++u) {
     const int64_t oc1 = imin(Co, (u + 1) * B);
     for (int64_t oc = u * B; oc < oc1; ++oc) {
@@ -464,7 +586,9 @@ void depthwise_grad_weight_nchw_avx2(const DepthwiseShape& s, const float* gy,
       for (int64_t n = 0; n < s.N; ++n) {
         const float* gyp = gy + (n * Co + oc) * s.OH * s.OW;
         const float* xp = x + (n * s.C + c) * s.H * s.W;
-        if (s.SW == 1)
+        if (padded)
+          padded(s, gyp, xp, xpad, acc);
+        else if (s.SW == 1)
           grad_weight_plane<1>(s, gyp, xp, acc, sacc);
         else
           grad_weight_plane<2>(s, gyp, xp, acc, sacc);
