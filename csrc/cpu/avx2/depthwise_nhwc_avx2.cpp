@@ -8,6 +8,7 @@
 // per-thread scratch buffer filled once per call and reused across calls
 // (it only grows to the largest C*KH*KW seen).
 #include <cstdlib>
+#include <vector>
 
 #include "depthwise_avx2_common.h"
 
@@ -115,9 +116,43 @@ bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
   return true;
 }
 
+// Stride 1, dilation 1, square 3x3/5x5/7x7 with padding <= K-1, C % 8 == 0:
+// grad_input is the forward convolution of grad_output with the kernel
+// flipped in both axes and padding K-1-P, so it runs on the 8-pixel-group
+// forward kernel. Returns true when it handled the call.
+static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
+                                const float* w, float* gx, int64_t begin,
+                                int64_t end) {
+  const int64_t K = s.KH;
+  if (!(s.SH == 1 && s.SW == 1 && s.KW == K && s.PH <= K - 1 && s.PW <= K - 1))
+    return false;
+  DepthwiseShape t = s;
+  t.H = s.OH;
+  t.W = s.OW;
+  t.PH = K - 1 - s.PH;
+  t.PW = K - 1 - s.PW;
+  t.OH = s.H;
+  t.OW = s.W;
+  if (!depthwise_forward_nhwc_kxk_avx2_supported(t)) return false;
+  // tap-major flipped weights [KK][C] for this thread, reused across calls
+  thread_local std::vector<float> wf;
+  const int64_t KK = K * K;
+  try {
+    if (static_cast<int64_t>(wf.size()) < KK * s.C) wf.resize(KK * s.C);
+  } catch (...) {
+    return false;
+  }
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < KK; ++i) wf[i * s.C + c] = w[c * KK + KK - 1 - i];
+  depthwise_forward_nhwc_kxk_avx2(t, gy, wf.data(), nullptr, gx,
+                                  Activation::None, begin, end);
+  return true;
+}
+
 bool depthwise_grad_input_nhwc_avx2(const DepthwiseShape& s, const float* gy,
                                     const float* w, float* gx, int64_t begin,
                                     int64_t end) {
+  if (grad_input_nhwc_as_forward(s, gy, w, gx, begin, end)) return true;
   const float* wt = tap_major_weights(s, w);
   if (!wt) return false;
   Tap taps[kMaxTaps];
