@@ -191,9 +191,9 @@ bool depthwise_forward_nchw_kxk_rows_avx2(const DepthwiseShape& s,
   try {
     if (static_cast<int64_t>(buf.size()) < (nslots + 1) * slot)
       buf.assign((nslots + 1) * slot, 0.f);
-  } catch (...) {
-    return false;
-  }
+  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
+    return false;  // coverage: unreachable
+  }  // coverage: unreachable
   float* ring = buf.data();
   float* zeros = ring + nslots * slot;
   std::memset(zeros, 0, sizeof(float) * slot);

@@ -139,9 +139,9 @@ static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
   const int64_t KK = K * K;
   try {
     if (static_cast<int64_t>(wf.size()) < KK * s.C) wf.resize(KK * s.C);
-  } catch (...) {
-    return false;
-  }
+  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
+    return false;  // coverage: unreachable
+  }  // coverage: unreachable
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t i = 0; i < KK; ++i) wf[i * s.C + c] = w[c * KK + KK - 1 - i];
   depthwise_forward_nhwc_kxk_avx2(t, gy, wf.data(), nullptr, gx,
