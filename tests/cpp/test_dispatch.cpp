@@ -41,7 +41,7 @@ int main() {
     t.check(std::string(mnx::cpu::depthwise_neon_path(s, 1)) == "nchw_gi_s1");
     t.check(std::string(mnx::cpu::depthwise_neon_path(s, 2)) == "nchw_gw_s1");
     s.layout = mnx::Layout::NHWC;
-    t.check(std::string(mnx::cpu::depthwise_neon_path(s, 0)) == "nhwc");
+    t.check(std::string(mnx::cpu::depthwise_neon_path(s, 0)) == "nhwc_m1");
 #elif defined(__x86_64__)
     t.check(isa == (mnx::cpu::cpu_has_avx2_fma() ? "avx2" : "scalar"));
 #endif

@@ -13,7 +13,9 @@ const char* depthwise_neon_path(const DepthwiseShape& s, int op) {
       {"nchw_rows_k5s1", "nchw_rows_k5s2"},
       {"nchw_rows_k7s1", "nchw_rows_k7s2"}};
   if (s.layout == Layout::NHWC)
-    return depthwise_nhwc_neon_supported(s) ? "nhwc" : "scalar";
+    return !depthwise_nhwc_neon_supported(s) ? "scalar"
+           : s.mult == 1                     ? "nhwc_m1"
+                                             : "nhwc_mult";
   switch (op) {
     case 0:
       if (depthwise_forward_nchw_kxk_rows_neon_supported(s))

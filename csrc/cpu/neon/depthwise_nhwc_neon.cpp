@@ -1,12 +1,20 @@
-// NEON depthwise kernels for channels_last (NHWC) tensors, channel
-// multiplier 1: vectors of 4 along C, any kernel size, stride, padding and
-// dilation. Spatial bounds are checked per tap (scalar index arithmetic); the
-// channel loop runs 16 channels (4 q registers) per step, then 4, then a
-// scalar tail, so no padded copy is ever made.
+// NEON depthwise kernels for channels_last (NHWC) tensors: vectors of 4
+// along the (output) channels, any kernel size, stride, padding, dilation and
+// channel multiplier. Spatial bounds are checked per tap (scalar index
+// arithmetic); the channel loop runs 16 channels (4 q registers) per step,
+// then 4, then a scalar tail, so no padded copy is ever made.
 //
-// The weights [C, 1, KH, KW] are read tap-major ([KH*KW][C]) from a
+// The weights [C_out, 1, KH, KW] are read tap-major ([KH*KW][C_out]) from a
 // per-thread scratch buffer filled once per call and reused across calls.
+// Channel multiplier m > 1 (output channel oc reads input channel oc / m):
+//   forward      the KH input rows of an output row are expanded once to
+//                C_out channels (x[.., oc / m]) in a per-thread buffer, then
+//                run through the same vector loop;
+//   grad_input   the per-output-channel products are summed over the taps
+//                with vectors, then each input channel adds its m outputs;
+//   grad_weight  the 8 x values of a unit are gathered per tap.
 #include <cstdlib>
+#include <vector>
 
 #include "depthwise_neon_common.h"
 
@@ -22,15 +30,15 @@ constexpr int64_t kMaxTaps = 1024;
 const float* tap_major_weights(const DepthwiseShape& s, const float* w) {
   thread_local float* buf = nullptr;
   thread_local int64_t cap = 0;
-  const int64_t KK = s.KH * s.KW, n = KK * s.C;
+  const int64_t KK = s.KH * s.KW, Co = s.C_out(), n = KK * Co;
   if (n > cap) {
     std::free(buf);
     buf = static_cast<float*>(std::malloc(sizeof(float) * n));
     cap = buf ? n : 0;
     if (!buf) return nullptr;
   }
-  for (int64_t c = 0; c < s.C; ++c)
-    for (int64_t t = 0; t < KK; ++t) buf[t * s.C + c] = w[c * KK + t];
+  for (int64_t c = 0; c < Co; ++c)
+    for (int64_t t = 0; t < KK; ++t) buf[t * Co + c] = w[c * KK + t];
   return buf;
 }
 
@@ -82,7 +90,7 @@ inline void pixel(int64_t C, const Tap* taps, int64_t ntaps, const float* wt,
 }  // namespace
 
 bool depthwise_nhwc_neon_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NHWC && s.mult == 1 && s.KH * s.KW <= kMaxTaps;
+  return s.layout == Layout::NHWC && s.KH * s.KW <= kMaxTaps;
 }
 
 bool depthwise_forward_nhwc_neon(const DepthwiseShape& s, const float* x,
@@ -90,9 +98,30 @@ bool depthwise_forward_nhwc_neon(const DepthwiseShape& s, const float* x,
                                  Activation act, int64_t begin, int64_t end) {
   const float* wt = tap_major_weights(s, w);
   if (!wt) return false;
+  const int64_t Co = s.C_out(), m = s.mult;
+  float* xe = nullptr;  // expanded rows [KH][W][Co] (multiplier > 1)
+  if (m > 1) {
+    thread_local std::vector<float> buf;
+    try {
+      if (static_cast<int64_t>(buf.size()) < s.KH * s.W * Co) buf.resize(s.KH * s.W * Co);
+    } catch (...) {
+      return false;
+    }
+    xe = buf.data();
+  }
   Tap taps[kMaxTaps];
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.OH, oh = u % s.OH;
+    if (xe) {
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+        if (ih < 0 || ih >= s.H) continue;
+        const float* xr = x + (n * s.H + ih) * s.W * s.C;
+        float* dst = xe + kh * s.W * Co;
+        for (int64_t iw = 0; iw < s.W; ++iw)
+          for (int64_t oc = 0; oc < Co; ++oc) dst[iw * Co + oc] = xr[iw * s.C + oc / m];
+      }
+    }
     for (int64_t ow = 0; ow < s.OW; ++ow) {
       int64_t nt = 0;
       for (int64_t kh = 0; kh < s.KH; ++kh) {
@@ -101,10 +130,12 @@ bool depthwise_forward_nhwc_neon(const DepthwiseShape& s, const float* x,
         for (int64_t kw = 0; kw < s.KW; ++kw) {
           const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
           if (iw < 0 || iw >= s.W) continue;
-          taps[nt++] = {x + ((n * s.H + ih) * s.W + iw) * s.C, kh * s.KW + kw};
+          const float* src = xe ? xe + (kh * s.W + iw) * Co
+                                : x + ((n * s.H + ih) * s.W + iw) * s.C;
+          taps[nt++] = {src, kh * s.KW + kw};
         }
       }
-      pixel(s.C, taps, nt, wt, bias, y + ((n * s.OH + oh) * s.OW + ow) * s.C, act);
+      pixel(Co, taps, nt, wt, bias, y + ((n * s.OH + oh) * s.OW + ow) * Co, act);
     }
   }
   return true;
@@ -115,6 +146,17 @@ bool depthwise_grad_input_nhwc_neon(const DepthwiseShape& s, const float* gy,
                                     int64_t end) {
   const float* wt = tap_major_weights(s, w);
   if (!wt) return false;
+  const int64_t Co = s.C_out(), m = s.mult;
+  float* tmp = nullptr;  // per-output-channel sums (multiplier > 1)
+  if (m > 1) {
+    thread_local std::vector<float> buf;
+    try {
+      if (static_cast<int64_t>(buf.size()) < Co) buf.resize(Co);
+    } catch (...) {
+      return false;
+    }
+    tmp = buf.data();
+  }
   Tap taps[kMaxTaps];
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.H, ih = u % s.H;
@@ -130,11 +172,20 @@ bool depthwise_grad_input_nhwc_neon(const DepthwiseShape& s, const float* gy,
           if (tw < 0 || tw % s.SW) continue;
           const int64_t ow = tw / s.SW;
           if (ow >= s.OW) continue;
-          taps[nt++] = {gy + ((n * s.OH + oh) * s.OW + ow) * s.C, kh * s.KW + kw};
+          taps[nt++] = {gy + ((n * s.OH + oh) * s.OW + ow) * Co, kh * s.KW + kw};
         }
       }
-      pixel(s.C, taps, nt, wt, nullptr, gx + ((n * s.H + ih) * s.W + iw) * s.C,
-            Activation::None);
+      float* out = gx + ((n * s.H + ih) * s.W + iw) * s.C;
+      if (!tmp) {
+        pixel(s.C, taps, nt, wt, nullptr, out, Activation::None);
+        continue;
+      }
+      pixel(Co, taps, nt, wt, nullptr, tmp, Activation::None);
+      for (int64_t c = 0; c < s.C; ++c) {
+        float a = tmp[c * m];
+        for (int64_t j = 1; j < m; ++j) a += tmp[c * m + j];
+        out[c] = a;
+      }
     }
   }
   return true;
@@ -147,17 +198,17 @@ void depthwise_grad_weight_nhwc_neon(const DepthwiseShape& s, const float* gy,
                                      const float* x, float* gw, int64_t begin,
                                      int64_t end) {
   static_assert(kDepthwiseWeightChannelBlock == 8, "two vectors per unit");
-  const int64_t KK = s.KH * s.KW, C = s.C;
+  const int64_t KK = s.KH * s.KW, C = s.C, Co = s.C_out(), m = s.mult;
   float32x4_t acc[2 * kMaxTaps];
   for (int64_t u = begin; u < end; ++u) {
     const int64_t c0 = u * 8;
-    const int64_t rem = imin(C - c0, 8);
+    const int64_t rem = imin(Co - c0, 8);
     const int64_t r0 = imin(rem, 4), r1 = rem - r0;
     for (int64_t t = 0; t < 2 * KK; ++t) acc[t] = vdupq_n_f32(0.f);
     for (int64_t n = 0; n < s.N; ++n) {
       for (int64_t oh = 0; oh < s.OH; ++oh) {
         for (int64_t ow = 0; ow < s.OW; ++ow) {
-          const float* gp = gy + ((n * s.OH + oh) * s.OW + ow) * C + c0;
+          const float* gp = gy + ((n * s.OH + oh) * s.OW + ow) * Co + c0;
           float32x4_t g0, g1;
           if (rem == 8) {
             g0 = vld1q_f32(gp);
@@ -169,12 +220,19 @@ void depthwise_grad_weight_nhwc_neon(const DepthwiseShape& s, const float* gy,
           for (int64_t kh = 0; kh < s.KH; ++kh) {
             const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
             if (ih < 0 || ih >= s.H) continue;
-            const float* xr = x + ((n * s.H + ih) * s.W) * C + c0;
+            const float* xr = x + ((n * s.H + ih) * s.W) * C;
             for (int64_t kw = 0; kw < s.KW; ++kw) {
               const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
               if (iw < 0 || iw >= s.W) continue;
-              const float* xp = xr + iw * C;
               const int64_t t = kh * s.KW + kw;
+              if (m > 1) {  // gather x[oc / m] for the unit's channels
+                float xg[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+                for (int64_t i = 0; i < rem; ++i) xg[i] = xr[iw * C + (c0 + i) / m];
+                acc[2 * t] = vfmaq_f32(acc[2 * t], g0, vld1q_f32(xg));
+                acc[2 * t + 1] = vfmaq_f32(acc[2 * t + 1], g1, vld1q_f32(xg + 4));
+                continue;
+              }
+              const float* xp = xr + iw * C + c0;
               if (rem == 8) {
                 acc[2 * t] = vfmaq_f32(acc[2 * t], g0, vld1q_f32(xp));
                 acc[2 * t + 1] = vfmaq_f32(acc[2 * t + 1], g1, vld1q_f32(xp + 4));

@@ -12,10 +12,11 @@
 //   NCHW grad_input   stride 1, or stride_w 2 (any stride_h), up to 49 taps
 //   NCHW grad_weight  stride_w 1 or 2, up to 49 taps: vector accumulator per
 //                     tap, fixed reduction order
-//   NHWC all three    multiplier 1, any kernel size/stride/padding/dilation:
-//                     vectors along C (16 channels per step, then 4, then a
-//                     scalar tail) (depthwise_nhwc_neon.cpp); plus the
-//                     one-pass grad_weight partial sums per row chunk
+//   NHWC all three    any kernel size (up to 1024 taps), stride, padding,
+//                     dilation and multiplier: vectors along C (16 channels
+//                     per step, then 4, then a scalar tail)
+//                     (depthwise_nhwc_neon.cpp); plus the one-pass
+//                     grad_weight partial sums per row chunk (multiplier 1)
 #pragma once
 
 #include "../cpu_kernels.h"
@@ -77,7 +78,7 @@ void depthwise_grad_weight_nhwc_partial_neon(const DepthwiseShape& s,
                                              int64_t end);
 
 // Name of the path the NEON entry point takes for this shape (op: 0 forward,
-// 1 grad_input, 2 grad_weight), e.g. "nchw_rows_k3s2", "nhwc", "scalar".
+// 1 grad_input, 2 grad_weight), e.g. "nchw_rows_k3s2", "nhwc_m1", "scalar".
 // The entry points route by the same function; tests use it to prove that
 // every vectorised path is exercised.
 const char* depthwise_neon_path(const DepthwiseShape& s, int op);
