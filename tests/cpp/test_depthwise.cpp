@@ -275,7 +275,8 @@ int main() {
 #if defined(__aarch64__)
   // 4. Every NEON path was exercised.
   std::vector<std::string> want = {"nchw_fwd_s1", "nchw_fwd_s2", "nchw_gi_s1", "nchw_gi_s2",
-                                   "nchw_gw_s1",  "nchw_gw_s2",  "nhwc_m1",    "nhwc_mult", "scalar"};
+                                   "nchw_gw_s1",  "nchw_gw_s2",  "nhwc_m1",    "nhwc_mult", "scalar",
+                                   "nchw_small_fwd", "nchw_small_gi", "nchw_small_gw"};
   for (int K : {3, 5, 7})
     for (int S : {1, 2})
       for (int nv : {1, 2, 3})

@@ -2,6 +2,9 @@
 // path; square 3x3/5x5/7x7 stride 1/2 forward runs the row-ring kernel of
 // depthwise_nchw_kxk_rows_neon.cpp instead).
 //
+//  small planes (multiplier 1, fewer than 12 output columns, <= 1024
+//               pixels): all three ops transpose blocks of 4 channels to
+//               [H][W][4] and vectorise along C (any stride/dilation).
 //  forward      any kernel size up to 7x7 taps (49), stride 1 or 2 along W
 //               (any stride along H), any dilation and multiplier; the
 //               interior of each output row is vectorised (two vectors per
@@ -231,16 +234,165 @@ void grad_weight_plane(const DepthwiseShape& s, const float* gyp,
   }
 }
 
+
+// Small planes (fewer than kSmallOW output columns, as in the 14x14 and 7x7
+// stages of MobileNets, multiplier 1) leave little room for vectors along W:
+// blocks of up to 4 channels are transposed to [H][W][4] in a stack buffer
+// and computed with vectors along the channels instead (any stride and
+// dilation), then written back plane by plane. Each lane is computed exactly
+// as it would be alone, so the results do not depend on how units are
+// grouped into blocks (or split over threads).
+constexpr int64_t kSmallPlane = 1024;
+constexpr int64_t kSmallOW = 12;
+
+// Transposes planes [c0, c0+nb) (each of `plane` floats, channel stride
+// `plane`) to dst[p * 4 + i], zero-filling lanes i >= nb.
+inline void gather4(const float* src, int64_t nb, int64_t plane, float* dst) {
+  for (int64_t p = 0; p < plane; ++p)
+    for (int64_t i = 0; i < 4; ++i) dst[p * 4 + i] = i < nb ? src[i * plane + p] : 0.f;
+}
+
+// Lanes [0, nb) of the tap-t weights of channels c0.. (zero elsewhere).
+inline float32x4_t weight_lanes(const float* w, int64_t c0, int64_t nb, int64_t KK,
+                                int64_t t) {
+  float lane[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int64_t i = 0; i < nb; ++i) lane[i] = w[(c0 + i) * KK + t];
+  return vld1q_f32(lane);
+}
+
+void forward_small_planes(const DepthwiseShape& s, const float* x, const float* w,
+                          const float* bias, float* y, Activation act, int64_t begin,
+                          int64_t end) {
+  const int64_t Co = s.C_out(), KK = s.KH * s.KW, HW = s.H * s.W, OHW = s.OH * s.OW;
+  float xt[4 * kSmallPlane];
+  float yt[4 * kSmallPlane];
+  float32x4_t wt[kMaxTaps];
+  for (int64_t u = begin; u < end;) {
+    const int64_t n = u / Co, c0 = u % Co;
+    const int64_t nb = imin(imin(4, end - u), Co - c0);
+    gather4(x + (n * s.C + c0) * HW, nb, HW, xt);
+    for (int64_t t = 0; t < KK; ++t) wt[t] = weight_lanes(w, c0, nb, KK, t);
+    float bl[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int64_t i = 0; i < nb; ++i) bl[i] = bias ? bias[c0 + i] : 0.f;
+    const float32x4_t bv = vld1q_f32(bl);
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        float32x4_t a = bv;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+          if (ih < 0 || ih >= s.H) continue;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
+            if (iw < 0 || iw >= s.W) continue;
+            a = vfmaq_f32(a, vld1q_f32(xt + (ih * s.W + iw) * 4), wt[kh * s.KW + kw]);
+          }
+        }
+        vst1q_f32(yt + (oh * s.OW + ow) * 4, activate(a, act));
+      }
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+      float* yp = y + (u + i) * OHW;
+      for (int64_t p = 0; p < OHW; ++p) yp[p] = yt[p * 4 + i];
+    }
+    u += nb;
+  }
+}
+
+// grad_input on small planes (multiplier 1, any stride): 4 channels at once.
+void grad_input_small_planes(const DepthwiseShape& s, const float* gy, const float* w,
+                             float* gx, int64_t begin, int64_t end) {
+  const int64_t C = s.C, KK = s.KH * s.KW, HW = s.H * s.W, OHW = s.OH * s.OW;
+  float gt[4 * kSmallPlane];
+  float xt[4 * kSmallPlane];
+  float32x4_t wt[kMaxTaps];
+  for (int64_t u = begin; u < end;) {
+    const int64_t n = u / C, c0 = u % C;
+    const int64_t nb = imin(imin(4, end - u), C - c0);
+    gather4(gy + (n * C + c0) * OHW, nb, OHW, gt);
+    for (int64_t t = 0; t < KK; ++t) wt[t] = weight_lanes(w, c0, nb, KK, t);
+    for (int64_t ih = 0; ih < s.H; ++ih) {
+      for (int64_t iw = 0; iw < s.W; ++iw) {
+        float32x4_t a = vdupq_n_f32(0.f);
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t th = ih + s.PH - kh * s.DH;
+          if (th < 0 || th % s.SH) continue;
+          const int64_t oh = th / s.SH;
+          if (oh >= s.OH) continue;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t tw = iw + s.PW - kw * s.DW;
+            if (tw < 0 || tw % s.SW) continue;
+            const int64_t ow = tw / s.SW;
+            if (ow >= s.OW) continue;
+            a = vfmaq_f32(a, vld1q_f32(gt + (oh * s.OW + ow) * 4), wt[kh * s.KW + kw]);
+          }
+        }
+        vst1q_f32(xt + (ih * s.W + iw) * 4, a);
+      }
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+      float* xp = gx + (u + i) * HW;
+      for (int64_t p = 0; p < HW; ++p) xp[p] = xt[p * 4 + i];
+    }
+    u += nb;
+  }
+}
+
+// grad_weight on small planes (multiplier 1): one unit = 8 channels = two
+// blocks of 4, a vector accumulator per tap over N x OH x OW in a fixed order.
+void grad_weight_small_planes(const DepthwiseShape& s, const float* gy, const float* x,
+                              float* gw, int64_t begin, int64_t end) {
+  const int64_t C = s.C, KK = s.KH * s.KW, HW = s.H * s.W, OHW = s.OH * s.OW;
+  float gt[4 * kSmallPlane];
+  float xt[4 * kSmallPlane];
+  float32x4_t acc[kMaxTaps];
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t cb1 = imin(C, (u + 1) * kDepthwiseWeightChannelBlock);
+    for (int64_t c0 = u * kDepthwiseWeightChannelBlock; c0 < cb1; c0 += 4) {
+      const int64_t nb = imin(4, cb1 - c0);
+      for (int64_t t = 0; t < KK; ++t) acc[t] = vdupq_n_f32(0.f);
+      for (int64_t n = 0; n < s.N; ++n) {
+        gather4(gy + (n * C + c0) * OHW, nb, OHW, gt);
+        gather4(x + (n * C + c0) * HW, nb, HW, xt);
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          for (int64_t ow = 0; ow < s.OW; ++ow) {
+            const float32x4_t g = vld1q_f32(gt + (oh * s.OW + ow) * 4);
+            for (int64_t kh = 0; kh < s.KH; ++kh) {
+              const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+              if (ih < 0 || ih >= s.H) continue;
+              for (int64_t kw = 0; kw < s.KW; ++kw) {
+                const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
+                if (iw < 0 || iw >= s.W) continue;
+                acc[kh * s.KW + kw] = vfmaq_f32(acc[kh * s.KW + kw], g,
+                                                vld1q_f32(xt + (ih * s.W + iw) * 4));
+              }
+            }
+          }
+        }
+      }
+      for (int64_t t = 0; t < KK; ++t) {
+        float lane[4];
+        vst1q_f32(lane, acc[t]);
+        for (int64_t i = 0; i < nb; ++i) gw[(c0 + i) * KK + t] = lane[i];
+      }
+    }
+  }
+}
+
 }  // namespace
+
+bool depthwise_nchw_neon_small_plane(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW && s.mult == 1 && s.KH * s.KW <= kMaxTaps &&
+         s.OW < kSmallOW && s.H * s.W <= kSmallPlane && s.OH * s.OW <= kSmallPlane;
+}
 
 bool depthwise_forward_nchw_neon_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         (s.SW == 1 || s.SW == 2);
+         (s.SW == 1 || s.SW == 2 || depthwise_nchw_neon_small_plane(s));
 }
 
 bool depthwise_grad_input_nchw_neon_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         ((s.SH == 1 && s.SW == 1) || s.SW == 2);
+         ((s.SH == 1 && s.SW == 1) || s.SW == 2 || depthwise_nchw_neon_small_plane(s));
 }
 
 bool depthwise_grad_weight_nchw_neon_supported(const DepthwiseShape& s) {
@@ -250,6 +402,8 @@ bool depthwise_grad_weight_nchw_neon_supported(const DepthwiseShape& s) {
 void depthwise_forward_nchw_neon(const DepthwiseShape& s, const float* x,
                                  const float* w, const float* bias, float* y,
                                  Activation act, int64_t begin, int64_t end) {
+  if (depthwise_nchw_neon_small_plane(s))
+    return forward_small_planes(s, x, w, bias, y, act, begin, end);
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / Co, oc = u % Co, c = oc / s.mult;
@@ -266,6 +420,10 @@ void depthwise_forward_nchw_neon(const DepthwiseShape& s, const float* x,
 bool depthwise_grad_input_nchw_neon(const DepthwiseShape& s, const float* gy,
                                     const float* w, float* gx, int64_t begin,
                                     int64_t end) {
+  if (depthwise_nchw_neon_small_plane(s)) {
+    grad_input_small_planes(s, gy, w, gx, begin, end);
+    return true;
+  }
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   float* tmp = nullptr;
   if (s.SW == 2) {
@@ -299,6 +457,8 @@ bool depthwise_grad_input_nchw_neon(const DepthwiseShape& s, const float* gy,
 void depthwise_grad_weight_nchw_neon(const DepthwiseShape& s, const float* gy,
                                      const float* x, float* gw, int64_t begin,
                                      int64_t end) {
+  if (depthwise_nchw_neon_small_plane(s))
+    return grad_weight_small_planes(s, gy, x, gw, begin, end);
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   const int64_t B = kDepthwiseWeightChannelBlock;
   float32x4_t acc[kMaxTaps];

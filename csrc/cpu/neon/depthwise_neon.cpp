@@ -20,14 +20,17 @@ const char* depthwise_neon_path(const DepthwiseShape& s, int op) {
     case 0:
       if (depthwise_forward_nchw_kxk_rows_neon_supported(s))
         return kRows[(s.KH - 3) / 2][s.SH - 1];
+      if (depthwise_nchw_neon_small_plane(s)) return "nchw_small_fwd";
       if (depthwise_forward_nchw_neon_supported(s))
         return s.SW == 1 ? "nchw_fwd_s1" : "nchw_fwd_s2";
       return "scalar";
     case 1:
+      if (depthwise_nchw_neon_small_plane(s)) return "nchw_small_gi";
       if (depthwise_grad_input_nchw_neon_supported(s))
         return s.SW == 1 ? "nchw_gi_s1" : "nchw_gi_s2";
       return "scalar";
     default:
+      if (depthwise_nchw_neon_small_plane(s)) return "nchw_small_gw";
       if (depthwise_grad_weight_nchw_neon_supported(s))
         return s.SW == 1 ? "nchw_gw_s1" : "nchw_gw_s2";
       return "scalar";

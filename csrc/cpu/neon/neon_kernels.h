@@ -12,6 +12,9 @@
 //   NCHW grad_input   stride 1, or stride_w 2 (any stride_h), up to 49 taps
 //   NCHW grad_weight  stride_w 1 or 2, up to 49 taps: vector accumulator per
 //                     tap, fixed reduction order
+//   NCHW small planes multiplier 1, OW < 12, <= 1024 pixels, up to 49 taps,
+//                     any stride/dilation: all three ops (forward unless the
+//                     row-ring kernel takes it) with vectors along 4 channels
 //   NHWC all three    any kernel size (up to 1024 taps), stride, padding,
 //                     dilation and multiplier: vectors along C (16 channels
 //                     per step, then 4, then a scalar tail)
@@ -47,6 +50,7 @@ bool depthwise_forward_nchw_kxk_rows_neon(const DepthwiseShape& s,
                                           Activation act, int64_t begin,
                                           int64_t end);
 // depthwise_nchw_neon.cpp
+bool depthwise_nchw_neon_small_plane(const DepthwiseShape& s);
 bool depthwise_forward_nchw_neon_supported(const DepthwiseShape& s);
 bool depthwise_grad_input_nchw_neon_supported(const DepthwiseShape& s);
 bool depthwise_grad_weight_nchw_neon_supported(const DepthwiseShape& s);
