@@ -272,8 +272,25 @@ int main() {
           t.check(run_case(s, Activation::Hardswish, false, /*nan=*/true));
         }
 
+  // 4. Padding >= K (whole output rows/columns of bias only) on the K x K
+  //    paths, and rectangular / mixed-stride shapes next to them.
+  {
+    int i = 0;
+    for (int layout = 0; layout < 2; ++layout)
+      for (int64_t K : {3, 5, 7})
+        for (int64_t S : {1, 2})
+          for (int64_t W : {5, 9}) {
+            ++i;
+            const Layout L = layout ? Layout::NHWC : Layout::NCHW;
+            t.check(run_case(make_shape(L, 1, 5, 1, 4, W, K, K, S, S, K, K + 1, 1, 1),
+                             static_cast<Activation>(i % 4), true));
+            t.check(run_case(make_shape(L, 2, 3, 1, 9, W + 4, K, K, S, 3 - S, K / 2, 1, 1, 1),
+                             static_cast<Activation>((i + 1) % 4), i % 2 == 0));
+          }
+  }
+
 #if defined(__aarch64__)
-  // 4. Every NEON path was exercised.
+  // 5. Every NEON path was exercised.
   std::vector<std::string> want = {"nchw_fwd_s1", "nchw_fwd_s2", "nchw_gi_s1", "nchw_gi_s2",
                                    "nchw_gw_s1",  "nchw_gw_s2",  "nhwc_m1",    "nhwc_mult", "scalar",
                                    "nchw_small_fwd", "nchw_small_gi", "nchw_small_gw"};
