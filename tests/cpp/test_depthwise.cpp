@@ -81,6 +81,7 @@ void record_paths(const DepthwiseShape& s) {
     if (p.rfind("nchw_rows", 0) == 0)  // step shape: 8x1, 4x2 or 2x4 vectors
       p += "/nvec" + std::to_string(std::min<int64_t>((s.OW + 3) / 4, 3));
     paths_seen.insert(p);
+    if (s.SH != s.SW) paths_seen.insert(p + "/sh!=sw");
   }
 #else
   (void)s;
@@ -293,7 +294,10 @@ int main() {
   // 5. Every NEON path was exercised.
   std::vector<std::string> want = {"nchw_fwd_s1", "nchw_fwd_s2", "nchw_gi_s1", "nchw_gi_s2",
                                    "nchw_gw_s1",  "nchw_gw_s2",  "nhwc_m1",    "nhwc_mult", "scalar",
-                                   "nchw_small_fwd", "nchw_small_gi", "nchw_small_gw"};
+                                   "nchw_small_fwd", "nchw_small_gi", "nchw_small_gw",
+                                   "nchw_fwd_s1/sh!=sw", "nchw_fwd_s2/sh!=sw",
+                                   "nchw_gi_s1/sh!=sw", "nchw_gi_s2/sh!=sw",
+                                   "nchw_gw_s1/sh!=sw", "nchw_gw_s2/sh!=sw"};
   for (int K : {3, 5, 7})
     for (int S : {1, 2})
       for (int nv : {1, 2, 3})

@@ -10,8 +10,8 @@
 //               interior of each output row is vectorised (two vectors per
 //               step, weights broadcast once per plane), the borders use the
 //               scalar formula, so padding costs no copy.
-//  grad_input   stride 1: a correlation of grad_output with the weights
-//               (same vectorisation); stride_w 2 (any stride_h): one
+//  grad_input   stride_w 1 (any stride_h): a correlation of grad_output
+//               with the weights (same vectorisation); stride_w 2: one
 //               stride-1 correlation per column parity, interleaved into
 //               the row through a per-thread buffer.
 //  grad_weight  stride 1 or 2 along W: per output channel, one vector
@@ -111,8 +111,10 @@ void grad_input_plane_s1(const DepthwiseShape& s, const float* gyp,
     auto scalar_at = [&](int64_t iw) {
       float acc = accumulate ? xr[iw] : 0.f;
       for (int64_t kh = 0; kh < KH; ++kh) {
-        const int64_t oh = ih + s.PH - kh * s.DH;
-        if (oh < 0 || oh >= s.OH) continue;
+        const int64_t th = ih + s.PH - kh * s.DH;
+        if (th < 0 || th % s.SH) continue;
+        const int64_t oh = th / s.SH;
+        if (oh >= s.OH) continue;
         for (int64_t kw = 0; kw < KW; ++kw) {
           const int64_t ow = iw + s.PW - kw * s.DW;
           if (ow >= 0 && ow < s.OW) acc += gyp[oh * s.OW + ow] * wp[kh * KW + kw];
@@ -125,8 +127,10 @@ void grad_input_plane_s1(const DepthwiseShape& s, const float* gyp,
     for (; iw < hi; iw += 4) {
       float32x4_t a = accumulate ? vld1q_f32(xr + iw) : vdupq_n_f32(0.f);
       for (int64_t kh = 0; kh < KH; ++kh) {
-        const int64_t oh = ih + s.PH - kh * s.DH;
-        if (oh < 0 || oh >= s.OH) continue;
+        const int64_t th = ih + s.PH - kh * s.DH;
+        if (th < 0 || th % s.SH) continue;
+        const int64_t oh = th / s.SH;
+        if (oh >= s.OH) continue;
         const float* gr = gyp + oh * s.OW + iw + s.PW;
         for (int64_t kw = 0; kw < KW; ++kw)
           a = vfmaq_f32(a, vld1q_f32(gr - kw * s.DW), wv[kh * KW + kw]);
@@ -392,7 +396,7 @@ bool depthwise_forward_nchw_neon_supported(const DepthwiseShape& s) {
 
 bool depthwise_grad_input_nchw_neon_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         ((s.SH == 1 && s.SW == 1) || s.SW == 2 || depthwise_nchw_neon_small_plane(s));
+         (s.SW == 1 || s.SW == 2 || depthwise_nchw_neon_small_plane(s));
 }
 
 bool depthwise_grad_weight_nchw_neon_supported(const DepthwiseShape& s) {

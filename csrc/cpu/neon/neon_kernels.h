@@ -9,7 +9,7 @@
 //                     otherwise stride_w 1 or 2 and up to 49 taps (any
 //                     dilation, stride_h, multiplier): vectorised row
 //                     interior, scalar borders (depthwise_nchw_neon.cpp)
-//   NCHW grad_input   stride 1, or stride_w 2 (any stride_h), up to 49 taps
+//   NCHW grad_input   stride_w 1 or 2 (any stride_h), up to 49 taps
 //   NCHW grad_weight  stride_w 1 or 2, up to 49 taps: vector accumulator per
 //                     tap, fixed reduction order
 //   NCHW small planes multiplier 1, OW < 12, <= 1024 pixels, up to 49 taps,
