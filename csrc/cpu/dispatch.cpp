@@ -70,7 +70,8 @@ const GemmKernels<float> kGemmAvx2F32 = {gemm_avx2_f32, "avx2"};
 #if MNX_ARM
 const DepthwiseKernels<float> kDepthwiseNeonF32 = {
     depthwise_forward_neon_f32, depthwise_grad_input_neon_f32,
-    depthwise_grad_weight_neon_f32, "neon"};
+    depthwise_grad_weight_neon_f32, "neon",
+    depthwise_grad_weight_nhwc_partial_neon};
 const GemmKernels<float> kGemmNeonF32 = {gemm_neon_f32, "neon"};
 #endif
 

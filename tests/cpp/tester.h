@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -51,6 +52,54 @@ inline bool close(const Buffer& got, const Buffer& ref, double tol,
   if (!ok)
     std::fprintf(stderr, "FAIL %s: max err %.3g (scale %.3g)%s\n", what,
                  maxerr, scale, got.canaries_ok() ? "" : " CANARY OVERWRITTEN");
+  return ok;
+}
+
+// Element-wise check of a float32 result against a float64 reference:
+//   |got[i] - ref[i]| <= 16 * u * (4 + sqrt(terms)) * absref[i] + 4 * u * |ref[i]|
+// where absref[i] is the same reduction over absolute values (sum |terms|),
+// u = 2^-24 and `terms` the reduction length. Float32 rounding behaves like
+// a random walk (~u * sqrt(terms) * sum|terms|), so this leaves >= 16x margin
+// while a single missing or extra term of typical size is still caught for
+// reductions of up to a few thousand terms. The 4u|ref| part covers the
+// activation epilogue (Hardswish's multiply and divide). A NaN in the
+// reference must be a NaN in the result and vice versa. Canaries are checked.
+inline bool close_to_ref(const Buffer& got, const std::vector<double>& ref,
+                         const std::vector<double>& absref, double terms,
+                         const char* what) {
+  const double u = std::ldexp(1.0, -24);
+  const double k = 16 * u * (4 + std::sqrt(terms));
+  int64_t bad = -1;
+  double worst = 0;
+  for (int64_t i = 0; i < got.n; ++i) {
+    const double g = got.data[i], r = ref[i];
+    if (std::isnan(r) || std::isnan(g)) {
+      if (std::isnan(r) != std::isnan(g)) { bad = i; break; }
+      continue;
+    }
+    const double e = std::fabs(g - r), tol = k * absref[i] + 4 * u * std::fabs(r);
+    if (!(e <= tol) && (bad < 0 || e - tol > worst)) {
+      bad = i;
+      worst = e - tol;
+    }
+  }
+  const bool ok = bad < 0 && got.canaries_ok();
+  if (!ok) {
+    if (bad >= 0)
+      std::fprintf(stderr, "FAIL %s: at %lld got %.9g ref %.9g (absref %.3g, %g terms)\n",
+                   what, (long long)bad, (double)got.data[bad], ref[bad],
+                   absref[bad], terms);
+    else
+      std::fprintf(stderr, "FAIL %s: CANARY OVERWRITTEN\n", what);
+  }
+  return ok;
+}
+
+// Bitwise equality of two results (NaN payloads included) and their canaries.
+inline bool bitwise_equal(const Buffer& a, const Buffer& b, const char* what) {
+  const bool ok = a.n == b.n && a.canaries_ok() && b.canaries_ok() &&
+                  std::memcmp(a.data.data(), b.data.data(), sizeof(float) * a.n) == 0;
+  if (!ok) std::fprintf(stderr, "FAIL %s: results differ between unit splits\n", what);
   return ok;
 }
 

@@ -235,9 +235,8 @@ void grad_weight_plane(const DepthwiseShape& s, const float* gyp,
 // grad_weight of one (n, oc) plane pair for kernel width KW <= 7, every
 // output column vectorised: the input plane is first copied to `xpad`, rows
 // of width padded_width() with PW zeros on the left and zeros on the right,
-// so no tap needs a bounds check; the last partial vector of each row is
-// masked (grad_output and x lanes past OW are zeroed, so 0 * Inf cannot
-// appear). Tap row kh is the outer loop: its KW accumulators stay in
+// so interior vectors need no bounds check; border vectors mask the lanes
+// past OW and the taps that read padding. Tap row kh is the outer loop: its KW accumulators stay in
 // registers over the whole plane. Every tap sums over (n, oh, ow-vector) in a
 // fixed order.
 inline int64_t padded_width(const DepthwiseShape& s) {
@@ -258,9 +257,8 @@ void grad_weight_plane_padded(const DepthwiseShape& s, const float* gyp,
     for (int64_t i = 0; i < ncopy; ++i) r[PW + i] = src[i];
     for (j = PW + ncopy; j < Wp; ++j) r[j] = 0.f;
   }
-  const int64_t OW = s.OW, full = OW / 8 * 8;
-  const __m256i m = tail_mask(OW - full);
-  const __m256 mf = _mm256_castsi256_ps(m);
+  const int64_t OW = s.OW, last_tap = (KW - 1) * s.DW;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t kh = 0; kh < s.KH; ++kh) {
     __m256 a[KW];
     for (int kw = 0; kw < KW; ++kw) a[kw] = acc[kh * KW + kw];
@@ -269,19 +267,32 @@ void grad_weight_plane_padded(const DepthwiseShape& s, const float* gyp,
       if (ih < 0 || ih >= s.H) continue;
       const float* gr = gyp + oh * OW;
       const float* xr = xpad + ih * Wp;
-      int64_t ow = 0;
-      for (; ow < full; ow += 8) {
-        const __m256 g = _mm256_loadu_ps(gr + ow);
+      for (int64_t ow = 0; ow < OW; ow += 8) {
         const float* p = xr + ow * S;
-        for (int kw = 0; kw < KW; ++kw)
-          a[kw] = _mm256_fmadd_ps(g, load_strided<S>(p + kw * s.DW), a[kw]);
-      }
-      if (ow < OW) {
-        const __m256 g = _mm256_maskload_ps(gr + ow, m);
-        const float* p = xr + ow * S;
-        for (int kw = 0; kw < KW; ++kw)
-          a[kw] = _mm256_fmadd_ps(
-              g, _mm256_and_ps(load_strided<S>(p + kw * s.DW), mf), a[kw]);
+        if (ow + 8 <= OW && ow * S - PW >= 0 && (ow + 7) * S - PW + last_tap < W) {
+          const __m256 g = _mm256_loadu_ps(gr + ow);
+          for (int kw = 0; kw < KW; ++kw)
+            a[kw] = _mm256_fmadd_ps(g, load_strided<S>(p + kw * s.DW), a[kw]);
+          continue;
+        }
+        // border vector: lanes past OW and (lane, tap) pairs that read the
+        // zero padding contribute exactly nothing (both factors masked to 0,
+        // so a NaN/Inf grad_output next to the padding stays out, as in the
+        // scalar reference)
+        const __m256i owv = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(ow)), lane);
+        const __m256i in_row = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(OW)), owv);
+        const __m256 g = _mm256_maskload_ps(gr + ow, in_row);
+        const __m256i iw0 = _mm256_sub_epi32(
+            _mm256_mullo_epi32(owv, _mm256_set1_epi32(S)), _mm256_set1_epi32(static_cast<int>(PW)));
+        for (int kw = 0; kw < KW; ++kw) {
+          const __m256i iw = _mm256_add_epi32(iw0, _mm256_set1_epi32(static_cast<int>(kw * s.DW)));
+          const __m256i ok = _mm256_and_si256(
+              in_row, _mm256_and_si256(_mm256_cmpgt_epi32(iw, _mm256_set1_epi32(-1)),
+                                       _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(W)), iw)));
+          const __m256 mk = _mm256_castsi256_ps(ok);
+          a[kw] = _mm256_fmadd_ps(_mm256_and_ps(g, mk),
+                                  _mm256_and_ps(load_strided<S>(p + kw * s.DW), mk), a[kw]);
+        }
       }
     }
     for (int kw = 0; kw < KW; ++kw) acc[kh * KW + kw] = a[kw];
