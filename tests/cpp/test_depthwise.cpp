@@ -273,6 +273,11 @@ int main() {
           t.check(run_case(s, Activation::ReLU6, true));
           t.check(run_case(s, Activation::Hardswish, false, /*nan=*/true));
         }
+  // Very wide rows (more than 64 vectors of 8 outputs: the AVX2 grad_weight
+  // computes the border masks past its 64-vector table on the fly).
+  for (int64_t S : {1, 2})
+    t.check(run_case(make_shape(Layout::NCHW, 1, 3, 1, 5, 1100, 3, 3, S, S, 1, 1, 1, 1),
+                     Activation::None, true, /*nan=*/true));
 
   // 4. Padding >= K (whole output rows/columns of bias only) on the K x K
   //    paths, and rectangular / mixed-stride shapes next to them.

@@ -258,7 +258,26 @@ void grad_weight_plane_padded(const DepthwiseShape& s, const float* gyp,
     for (j = PW + ncopy; j < Wp; ++j) r[j] = 0.f;
   }
   const int64_t OW = s.OW, last_tap = (KW - 1) * s.DW;
+  // mask of the lanes of the vector at output column ow whose tap kw reads
+  // a real input column (and ow + lane < OW); tabulated for the first
+  // kMaskVectors vectors of a row, computed on the fly past them
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  auto border_mask = [&](int64_t ow, int kw) {
+    const __m256i owv = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(ow)), lane);
+    const __m256i iw = _mm256_add_epi32(
+        _mm256_mullo_epi32(owv, _mm256_set1_epi32(S)),
+        _mm256_set1_epi32(static_cast<int>(kw * s.DW - PW)));
+    const __m256i ok = _mm256_and_si256(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(OW)), owv),
+        _mm256_and_si256(_mm256_cmpgt_epi32(iw, _mm256_set1_epi32(-1)),
+                         _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(W)), iw)));
+    return _mm256_castsi256_ps(ok);
+  };
+  constexpr int64_t kMaskVectors = 64;
+  __m256 masks[kMaskVectors * KW];
+  const int64_t nvec = (OW + 7) / 8;
+  for (int64_t v = 0; v < imin(nvec, kMaskVectors); ++v)
+    for (int kw = 0; kw < KW; ++kw) masks[v * KW + kw] = border_mask(v * 8, kw);
   for (int64_t kh = 0; kh < s.KH; ++kh) {
     __m256 a[KW];
     for (int kw = 0; kw < KW; ++kw) a[kw] = acc[kh * KW + kw];
@@ -279,17 +298,10 @@ void grad_weight_plane_padded(const DepthwiseShape& s, const float* gyp,
         // zero padding contribute exactly nothing (both factors masked to 0,
         // so a NaN/Inf grad_output next to the padding stays out, as in the
         // scalar reference)
-        const __m256i owv = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(ow)), lane);
-        const __m256i in_row = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(OW)), owv);
-        const __m256 g = _mm256_maskload_ps(gr + ow, in_row);
-        const __m256i iw0 = _mm256_sub_epi32(
-            _mm256_mullo_epi32(owv, _mm256_set1_epi32(S)), _mm256_set1_epi32(static_cast<int>(PW)));
+        const int64_t v = ow / 8;
+        const __m256 g = _mm256_maskload_ps(gr + ow, tail_mask(OW - ow));
         for (int kw = 0; kw < KW; ++kw) {
-          const __m256i iw = _mm256_add_epi32(iw0, _mm256_set1_epi32(static_cast<int>(kw * s.DW)));
-          const __m256i ok = _mm256_and_si256(
-              in_row, _mm256_and_si256(_mm256_cmpgt_epi32(iw, _mm256_set1_epi32(-1)),
-                                       _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(W)), iw)));
-          const __m256 mk = _mm256_castsi256_ps(ok);
+          const __m256 mk = v < kMaskVectors ? masks[v * KW + kw] : border_mask(ow, kw);
           a[kw] = _mm256_fmadd_ps(_mm256_and_ps(g, mk),
                                   _mm256_and_ps(load_strided<S>(p + kw * s.DW), mk), a[kw]);
         }
