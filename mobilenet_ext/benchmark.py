@@ -385,8 +385,8 @@ def _measure_once(c: _Candidate, number: int, settings: Settings) -> float:
 
 
 def _calibrate(c: _Candidate, settings: Settings) -> float:
-    """Rough seconds per call (after warm-up)."""
-    warm = 3 if settings.device == "cuda" else 1
+    """Rough seconds per call (the validation call before it warmed up the CPU path)."""
+    warm = 3 if settings.device == "cuda" else 0
     for j in range(warm):
         c.call(j % c.nbufs)
     _sync(settings.device)
@@ -496,12 +496,13 @@ def measure_roofline(settings: Settings) -> Dict[str, Any]:
     measured on this machine with ``settings.threads`` threads."""
     dev = settings.device
     quick = settings.quick
+    rb = min(1.0, max(0.05, 2 * settings.budget_s))  # timing time per ceiling
     out: Dict[str, Any] = {}
     nbytes = (64 if quick else 128) * 2**20 if dev == "cpu" else 512 * 2**20
     a = torch.empty(nbytes // 4, device=dev).uniform_()
     b = torch.empty_like(a)
     c = _Candidate("copy", lambda i: b.copy_(a))
-    r = time_alternating([c], settings, budget_s=0.3 if quick else 1.0)
+    r = time_alternating([c], settings, budget_s=rb)
     out["copy_GBps"] = 2 * nbytes / min(r["samples"]["copy"]) / 1e9
     out["copy_bytes"] = nbytes
     del a, b
@@ -514,7 +515,7 @@ def measure_roofline(settings: Settings) -> Dict[str, Any]:
         B = torch.randn(n, n, device=dev, dtype=dt)
         C = torch.empty(n, n, device=dev, dtype=dt)
         g = _Candidate("gemm", lambda i: torch.mm(A, B, out=C))
-        r = time_alternating([g], settings, budget_s=0.3 if quick else 1.0)
+        r = time_alternating([g], settings, budget_s=rb)
         gemm[DTYPE_SHORT[dt]] = 2 * n**3 / min(r["samples"]["gemm"]) / 1e9
     out["gemm_GFLOPs"] = gemm
     out["gemm_n"] = n
@@ -758,13 +759,14 @@ def _build_models(case: ModelCase, device: str):
 
 
 def _ort_session(model: torch.nn.Module, x: torch.Tensor, threads: int, tmpdir: str):
-    """An onnxruntime session of ``model`` exported with torch.onnx (dynamo
-    exporter first, the TorchScript one as fallback)."""
+    """An onnxruntime session of ``model`` exported with torch.onnx (the
+    TorchScript exporter first: it takes seconds where the dynamo exporter
+    takes tens of seconds on a small machine; the dynamo one as fallback)."""
     import onnxruntime as ort
 
     path = os.path.join(tmpdir, "model.onnx")
     errors = []
-    for dynamo in (True, False):
+    for dynamo in (False, True):
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
                     contextlib.redirect_stderr(io.StringIO()):
@@ -1218,7 +1220,7 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
         try:
             from tqdm import tqdm
 
-            bar = tqdm(total=round(sum(est), 1), unit="s", dynamic_ncols=True, leave=False,
+            bar = tqdm(total=round(sum(est), 1), unit="s", dynamic_ncols=True, leave=False, mininterval=0.5,
                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est.s [{elapsed}<{remaining}] {postfix}")
         except ImportError:
             bar = None
