@@ -50,6 +50,7 @@ import datetime
 import functools
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -92,6 +93,25 @@ QUICK_SHAPES = (
 )
 #: Relative tolerances (max |ours - torch| / max(1, max |torch|)) per dtype: (output, gradients).
 TOLERANCE = {torch.float32: (1e-4, 1e-3), torch.float16: (1e-2, 3e-2), torch.bfloat16: (5e-2, 1e-1)}
+
+
+#: How each figure is measured (copied into results.json).
+METHODS = {
+    "timing": "ours and nn.Conv2d (F.conv2d) alternate in rounds (A B, B A, ...), same inputs and threads; "
+              "CPU: each sample is torch.utils.benchmark.Timer(num_threads).timeit(n) with n calls lasting "
+              ">= min_sample_s; CUDA: CUDA events around n calls after warm-up, rotating input copies "
+              "larger than L2 together, TF32 off. Times are medians over rounds.",
+    "speedup": "median over rounds of t_torch / t_ours measured in the same round",
+    "bytes": "compulsory bytes: fwd = x + y + w (+ bias); bwd = dy + x + w read, dx + dw written; fwdbwd = both",
+    "flops": "2 per multiply-add; bwd = 2 x forward (input and weight gradients), fwdbwd = 3 x forward",
+    "pct_roofline": "achieved GFLOP/s / min(gemm GFLOP/s, flops/bytes x copy GB/s), both ceilings measured "
+                    "at the start of the run",
+    "peak_mem": "fwd+bwd only: peak of bytes allocated during one step above what was live before it; CPU: "
+                "running sum in time order of the allocation/free events torch.profiler(profile_memory=True) "
+                "records for PyTorch's CPU allocator; CUDA: torch.cuda.max_memory_allocated - allocated before",
+    "validation": "before timing: max|ours - torch| / max(1, max|torch|) of the output (and input/weight "
+                  "gradients for bwd, fwdbwd) within tolerance, else the row is FAILED and the run exits 1",
+}
 
 
 # ==========================================================================
@@ -376,6 +396,8 @@ def _measure_once(c: _Candidate, number: int, settings: Settings) -> float:
         end.synchronize()
         return start.elapsed_time(end) / 1e3 / number
     if c._timer is None:
+        # torch.utils.benchmark imports cpp_extension, which warns about CUDA_HOME on CPU-only machines.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils import benchmark
 
         fn = c.call
@@ -397,14 +419,20 @@ def _calibrate(c: _Candidate, settings: Settings) -> float:
 
 
 def time_alternating(cands: Sequence[_Candidate], settings: Settings,
-                     budget_s: Optional[float] = None) -> Dict[str, Any]:
+                     budget_s: Optional[float] = None,
+                     hints: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
     """Time ``cands`` in alternating rounds (the order flips every round).
 
+    Each round is at least ``settings.min_rounds`` and at most
+    ``settings.max_rounds`` rounds, as many as fit in ``budget_s``.
     Returns per candidate the median seconds per call and all samples, the
     number of rounds and calls per measurement.  Round ``r`` gives one sample
     of each candidate, so per-round ratios can be formed."""
     budget = settings.budget_s if budget_s is None else budget_s
-    est = [_calibrate(c, settings) for c in cands]
+    # A slow candidate (its validation call, ``hints``, took > 20 ms) is not called again to calibrate.
+    hints = hints or {}
+    est = [hints[c.name] if hints.get(c.name, 0.0) > 0.02 and settings.device == "cpu"
+           else _calibrate(c, settings) for c in cands]
     # Calls per measurement: enough to last min_sample_s (timer resolution, dispatch noise).
     numbers = [max(1, math.ceil(settings.min_sample_s / t)) for t in est]
     per_round = sum(n * t for n, t in zip(numbers, est))
@@ -655,13 +683,31 @@ def _layer_candidates(case: LayerCase, fn, bufs, name: str) -> _Candidate:
     return _Candidate(name, call_fb, len(bufs))
 
 
-def _validate_layer(case: LayerCase, ours, ref, x, w, b) -> float:
+def _validate_layer(case: LayerCase, ours, ref, x, w, b, hints: Optional[Dict[str, float]] = None) -> float:
     """Max relative error of ours vs F.conv2d (outputs, and input/weight
-    gradients for the backward directions); raises AssertionError past the tolerance."""
+    gradients for the backward directions); raises AssertionError past the
+    tolerance.  ``hints`` receives the seconds each side took (a first
+    estimate of its cost)."""
     tol_out, tol_grad = TOLERANCE[case.dtype]
     x = x.detach().clone().requires_grad_(case.direction != "fwd")
     w = w.detach().clone().requires_grad_(case.direction != "fwd")
-    ya, yb = ours(x, w, b), ref(x, w, b)
+    timing: Dict[str, float] = {}
+    gy = None
+    results = {}
+    for name, fn in (("ours", ours), ("torch", ref)):
+        t0 = time.perf_counter()
+        y = fn(x, w, b)
+        g = None
+        if case.direction != "fwd":
+            if gy is None:
+                gy = torch.randn_like(y)
+            g = torch.autograd.grad(y, (x, w), gy)
+        _sync(str(y.device.type))
+        timing[name] = time.perf_counter() - t0
+        results[name] = (y, g)
+    if hints is not None:
+        hints.update(timing)
+    (ya, ga), (yb, gb) = results["ours"], results["torch"]
     if ya.shape != yb.shape:
         raise AssertionError(f"output shape {tuple(ya.shape)} != nn.Conv2d's {tuple(yb.shape)}")
     err = _rel_err(ya, yb)
@@ -669,9 +715,6 @@ def _validate_layer(case: LayerCase, ours, ref, x, w, b) -> float:
         raise AssertionError(f"forward differs from F.conv2d: rel. error {err:.3g} > {tol_out:g}")
     if case.direction == "fwd":
         return err
-    gy = torch.randn_like(yb)
-    ga = torch.autograd.grad(ya, (x, w), gy)
-    gb = torch.autograd.grad(yb, (x, w), gy)
     for what, a, r in zip(("grad_input", "grad_weight"), ga, gb):
         e = _rel_err(a, r)
         if not e <= tol_grad:
@@ -700,7 +743,8 @@ def run_layer_case(case: LayerCase, settings: Settings, roof: Dict[str, Any]) ->
     ours, ref = _layer_fns(case)
     try:
         x, w, b = _make_layer_inputs(case, settings.device, seed=hash(case.shape) & 0xFFFF)
-        row["max_rel_err"] = _validate_layer(case, ours, ref, x, w, b)
+        hints: Dict[str, float] = {}
+        row["max_rel_err"] = _validate_layer(case, ours, ref, x, w, b, hints)
     except Exception as e:  # noqa: BLE001 - any failure of ours marks the row
         row.update(status="FAILED", error=f"{type(e).__name__}: {e}")
         return row
@@ -710,7 +754,9 @@ def run_layer_case(case: LayerCase, settings: Settings, roof: Dict[str, Any]) ->
                b.detach().clone() if b is not None else None) for x, w, b in bufs]
     a = _layer_candidates(case, ours, bufs, "ours")
     t = _layer_candidates(case, ref, bufs_t, "torch")
-    r = time_alternating([a, t], settings)
+    if case.direction == "bwd":  # validation ran forward + backward; bwd alone is about 2/3 of it
+        hints = {k: v * 2 / 3 for k, v in hints.items()}
+    r = time_alternating([a, t], settings, hints=hints)
     to, tt = r["median"]["ours"], r["median"]["torch"]
     row.update(status="ok", ours_ms=to * 1e3, torch_ms=tt * 1e3,
                speedup=ratio_median(r["samples"], "torch", "ours"), rounds=r["rounds"],
@@ -1228,12 +1274,15 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
         for c, e in zip(all_cases, est):
             if bar is not None:
                 bar.set_postfix_str(c.id[:48])
+            t_case = time.perf_counter()
             if isinstance(c, LayerCase):
                 layers.append(run_layer_case(c, settings, roof))
                 row = layers[-1]
             else:
                 models.append(run_model_case(c, settings))
                 row = models[-1]
+            row["wall_s"] = round(time.perf_counter() - t_case, 3)
+            row["est_s"] = round(e, 3)
             if row.get("status") != "ok":
                 msg = f"FAILED {row['id']}: {row.get('error')}"
                 (bar.write if bar is not None else print_fn)(msg)
@@ -1250,7 +1299,7 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
         "suite": suite,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("dtypes",)},
         "machine": machine_info(settings), "versions": versions(), "git": _git_info(),
-        "roofline": roof, "layers": layers, "models": models,
+        "roofline": roof, "methods": METHODS, "layers": layers, "models": models,
     }
     res["groups"] = summarize_groups(layers, models)
     res["targets"] = evaluate_targets(layers, models, roof)
