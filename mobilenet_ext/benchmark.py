@@ -356,7 +356,7 @@ def model_cases(settings: Settings, with_ort: bool) -> List[ModelCase]:
     dtype = settings.dtypes[0]
     if settings.quick:
         return [ModelCase("mobilenet_v2", "infer", 1, "nchw", dtype, with_ort and not gpu),
-                ModelCase("mobilenet_v2", "train", 8 if not gpu else 64, "nchw", dtype)]
+                ModelCase("mobilenet_v2", "train", 4 if not gpu else 64, "nchw", dtype)]
     cases = []
     for m in MODEL_NAMES:
         for b in (1, 32):
