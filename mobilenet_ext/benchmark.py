@@ -125,9 +125,9 @@ class Settings:
     threads: int = 1
     dtypes: Tuple[torch.dtype, ...] = (torch.float32,)
     quick: bool = False
-    budget_s: float = 0.5        # target timing time per case (both candidates together)
+    budget_s: float = 0.4        # target timing time per case (both candidates together)
     min_rounds: int = 5          # alternating rounds, at least (slow cases stop here)
-    max_rounds: int = 30
+    max_rounds: int = 25
     min_sample_s: float = 0.004  # one measurement lasts at least this long (calls repeated)
     progress: bool = True
     memory: bool = True          # peak memory of forward+backward
@@ -1186,6 +1186,7 @@ def write_plots(res: Dict[str, Any], out_dir: Path) -> List[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     rows = [r for r in res["layers"] if r.get("status") == "ok"]
     panels = sorted({(r["op"], r["direction"]) for r in rows},
@@ -1208,13 +1209,16 @@ def write_plots(res: Dict[str, Any], out_dir: Path) -> List[str]:
                 if not sr:
                     continue
                 lbl = f"{lay} b{b}" + (f" {dt}" if len({s[2] for s in series}) > 1 else "")
-                line = ax.plot([xi[r["shape"]] for r in sr], [r[key] for r in sr], markers[j % len(markers)],
-                               label=f"ours {lbl}" if tkey else lbl, alpha=0.8)
+                color = f"C{j % 10}"  # the same series keeps its colour and marker in every panel
+                ax.plot([xi[r["shape"]] for r in sr], [r[key] for r in sr], markers[j % len(markers)],
+                        color=color, label=f"ours {lbl}" if tkey else lbl, alpha=0.8)
                 if tkey:
                     ax.plot([xi[r["shape"]] for r in sr], [r[tkey] for r in sr], markers[j % len(markers)],
-                            mfc="none", color=line[0].get_color(), label=f"nn.Conv2d {lbl}", alpha=0.8)
+                            mfc="none", color=color, label=f"nn.Conv2d {lbl}", alpha=0.8)
             if logy:
                 ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%gx"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
                 ax.axhline(1.0, color="k", lw=0.8)
             else:
                 ax.axhline(100.0, color="k", lw=0.8)
@@ -1227,7 +1231,7 @@ def write_plots(res: Dict[str, Any], out_dir: Path) -> List[str]:
         if not panels:
             axes[0, 0].text(0.5, 0.5, "no layer cases in this run", ha="center")
         fig.suptitle(f"mobilenet_ext {res['label']}: {ylabel}", fontsize=10)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (3.2 * n)))
         path = out_dir / fname
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -1364,7 +1368,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default benchmarks/results/<label>/)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                        help="timing time per case (default 0.5, --quick 0.12); slow cases take min-rounds")
+                        help="timing time per case (default 0.4, --quick 0.12); slow cases take min-rounds")
     parser.add_argument("--min-rounds", type=int, default=None, help="alternating rounds at least (default 5, quick 3)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")

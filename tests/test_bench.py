@@ -153,3 +153,28 @@ def test_render_readme_bad_file(tmp_path, capsys):
     p.write_text("{}")
     assert cli(["bench", "--render-readme", str(p)]) == 2
     assert "not a" in capsys.readouterr().err
+
+
+def test_alternation_order_and_ratio():
+    """Rounds alternate A B, B A, ...; the speedup is the median of per-round ratios."""
+    calls = []
+    s = bm.Settings.for_mode("cpu", 1, [torch.float32], quick=True, budget_s=1e-4, min_rounds=4)
+    s.min_sample_s = 0.0
+    a = bm._Candidate("ours", lambda i: calls.append("A"))
+    b = bm._Candidate("torch", lambda i: calls.append("B"))
+    r = bm.time_alternating([a, b], s)
+    assert r["rounds"] == 4 and len(r["samples"]["ours"]) == 4 and len(r["samples"]["torch"]) == 4
+    timed = "".join(calls[2:])  # after one calibration call each
+    per_call = r["numbers"]
+    blocks = []
+    i = 0
+    while i < len(timed):  # collapse each measurement (warm-up + timed calls) into one letter
+        j = i
+        while j < len(timed) and timed[j] == timed[i]:
+            j += 1
+        blocks.append(timed[i])
+        i = j
+    assert "".join(blocks) == "ABABA"  # A B | B A | A B | B A
+    assert per_call["ours"] >= 1
+    assert bm.ratio_median({"t": [2.0, 4.0, 9.0], "o": [1.0, 1.0, 1.0]}, "t", "o") == 4.0
+    assert bm.geomean([1.0, 4.0]) == pytest.approx(2.0)
