@@ -1118,7 +1118,8 @@ def _md_header(res: Dict[str, Any]) -> List[str]:
         f"mobilenet_ext ISA {m.get('mobilenet_ext_cpu_isa')})"
         + (f", GPU {m['gpu']['name']}" if m.get("gpu") else "") + "  ",
         f"torch {res['versions']['torch']}, onnxruntime {res['versions'].get('onnxruntime')}, "
-        f"threads {res['threads']}, commit {str(res['git'].get('commit'))[:12]}"
+        f"threads {res['threads']}, load {res.get('loadavg_1min', {}).get('start')}, "
+        f"commit {str(res['git'].get('commit'))[:12]}"
         f"{' (dirty)' if res['git'].get('dirty') else ''}, {res['created']}  ",
         f"Roofline: copy {roof['copy_GBps']:.1f} GB/s, sgemm {gemm}",
     ]
@@ -1285,6 +1286,12 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
         raise ValueError(f"--filter {regex!r} matches no case (see --list)")
     print_fn(f"mobilenet_ext bench: {len(lc)} layer cases, {len(mc)} model cases, device {settings.device}, "
              f"threads {settings.threads}")
+    load_start = _loadavg()
+    cpus = os.cpu_count() or 1
+    if settings.device == "cpu" and load_start is not None and load_start > 0.5 * cpus:
+        print_fn(f"warning: this machine is busy (1-minute load {load_start:.1f} on {cpus} CPUs); with "
+                 f"{settings.threads} thread(s) per side, OpenMP barrier waits can slow both sides by 10x or "
+                 "more and the figures will be noisy: benchmark on a quiet machine (or --threads 1)")
     roof = measure_roofline(settings)
     gemm = ", ".join(f"{k} {v:.0f}" for k, v in roof["gemm_GFLOPs"].items())
     print_fn(f"roofline: copy {roof['copy_GBps']:.1f} GB/s, gemm GFLOP/s: {gemm}")
@@ -1330,6 +1337,7 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
         "suite": suite,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("dtypes",)},
         "machine": machine_info(settings), "versions": versions(), "git": _git_info(),
+        "loadavg_1min": {"start": load_start, "end": _loadavg()},
         "roofline": roof, "methods": METHODS, "layers": layers, "models": models,
     }
     res["groups"] = summarize_groups(layers, models)
@@ -1343,6 +1351,14 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
         if plots:
             write_plots(res, out_dir)
     return res
+
+
+def _loadavg() -> Optional[float]:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _fmt_dur(s: float) -> str:
