@@ -1369,7 +1369,7 @@ def _fmt_dur(s: float) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = ("Rows: ours vs nn.Conv2d (F.conv2d) timed alternately in one process; 'speedup' is the "
-                     "median of per-round t_torch/t_ours; '%%roof' the share of the measured roofline "
+                     "median of per-round t_torch/t_ours; '%roof' the share of the measured roofline "
                      "min(gemm rate, intensity x copy bandwidth).")
     parser.add_argument("--quick", action="store_true", help="a representative subset (under a minute)")
     parser.add_argument("--filter", metavar="REGEX", default=None,
