@@ -1187,7 +1187,7 @@ def write_plots(res: Dict[str, Any], out_dir: Path) -> List[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     rows = [r for r in res["layers"] if r.get("status") == "ok"]
     panels = sorted({(r["op"], r["direction"]) for r in rows},
@@ -1218,6 +1218,7 @@ def write_plots(res: Dict[str, Any], out_dir: Path) -> List[str]:
                             mfc="none", color=color, label=f"nn.Conv2d {lbl}", alpha=0.8)
             if logy:
                 ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
                 ax.yaxis.set_major_formatter(FormatStrFormatter("%gx"))
                 ax.yaxis.set_minor_formatter(NullFormatter())
                 ax.axhline(1.0, color="k", lw=0.8)
