@@ -1180,6 +1180,19 @@ def render_readme(res: Dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+README_BEGIN, README_END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
+
+
+def update_readme(readme: Path, table: str, source: Path) -> None:
+    """Replace what lies between README's bench-table markers by ``table``."""
+    text = readme.read_text()
+    i, j = text.find(README_BEGIN), text.find(README_END)
+    if i < 0 or j < i:
+        raise ValueError(f"{readme} has no {README_BEGIN} ... {README_END} markers")
+    note = f"<!-- rendered from {source} by: python -m mobilenet_ext bench --render-readme {source} --update-readme -->"
+    readme.write_text(text[:i + len(README_BEGIN)] + "\n" + note + "\n" + table + text[j:])
+
+
 def write_plots(res: Dict[str, Any], out_dir: Path) -> List[str]:
     """speedup.png (speedup per layer shape) and roofline.png (% of roofline
     per layer shape, ours vs nn.Conv2d) for each op x direction panel."""
@@ -1393,6 +1406,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the cases (after --filter) and exit")
     parser.add_argument("--render-readme", metavar="RESULTS_JSON", default=None,
                         help="print README's headline table from a results.json and exit")
+    parser.add_argument("--update-readme", metavar="README", nargs="?", const=str(REPO_ROOT / "README.md"),
+                        default=None, help="with --render-readme: write the table between the "
+                        "<!-- bench-table:begin/end --> markers of README (default: the repo's README.md)")
 
 
 class ArgumentError(ValueError):
@@ -1456,8 +1472,20 @@ def main(args: argparse.Namespace) -> int:
         if res.get("schema") != SCHEMA:
             print(f"{prog}: error: --render-readme: {p} is not a {SCHEMA} results file", file=sys.stderr)
             return 2
-        print(render_readme(res), end="")
+        table = render_readme(res)
+        if args.update_readme:
+            try:
+                update_readme(Path(args.update_readme), table, Path(args.render_readme))
+            except (OSError, ValueError) as e:
+                print(f"{prog}: error: --update-readme: {e}", file=sys.stderr)
+                return 2
+            print(f"updated the benchmark table in {args.update_readme}")
+            return 0
+        print(table, end="")
         return 0
+    if args.update_readme:
+        print(f"{prog}: error: --update-readme needs --render-readme RESULTS_JSON", file=sys.stderr)
+        return 2
     try:
         settings = settings_from_args(args)
     except ArgumentError as e:

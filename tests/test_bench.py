@@ -178,3 +178,17 @@ def test_alternation_order_and_ratio():
     assert per_call["ours"] >= 1
     assert bm.ratio_median({"t": [2.0, 4.0, 9.0], "o": [1.0, 1.0, 1.0]}, "t", "o") == 4.0
     assert bm.geomean([1.0, 4.0]) == pytest.approx(2.0)
+
+
+def test_update_readme_between_markers(tmp_path, capsys):
+    rc, out = _run(tmp_path, "--no-plots", "--no-memory")
+    assert rc == 0
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nbefore\n<!-- bench-table:begin -->\nold table\n<!-- bench-table:end -->\nafter\n")
+    assert cli(["bench", "--render-readme", str(out / "results.json"), "--update-readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and "| group |" in text
+    assert text.startswith("# x\n\nbefore\n<!-- bench-table:begin -->") and text.endswith("<!-- bench-table:end -->\nafter\n")
+    readme.write_text("no markers")
+    assert cli(["bench", "--render-readme", str(out / "results.json"), "--update-readme", str(readme)]) == 2
+    assert "markers" in capsys.readouterr().err
