@@ -872,7 +872,14 @@ def run_model_case(case: ModelCase, settings: Settings) -> Dict[str, Any]:
         if case.mode == "infer":
             x = x.to(case.dtype)
             with torch.no_grad():
-                err = _rel_err(ours(x), ref(x))
+                t0 = time.perf_counter()
+                ya = ours(x)
+                _sync(dev)
+                t1 = time.perf_counter()
+                yb = ref(x)
+                _sync(dev)
+                hints = {"ours": t1 - t0, "torch": time.perf_counter() - t1}
+                err = _rel_err(ya, yb)
             tol = {torch.float32: 1e-3}.get(case.dtype, 5e-2)
             if not err <= tol:
                 raise AssertionError(f"output differs from the nn.Conv2d model: rel. error {err:.3g} > {tol:g}")
@@ -893,9 +900,15 @@ def run_model_case(case: ModelCase, settings: Settings) -> Dict[str, Any]:
                 with torch.autocast(dev, dtype=amp_dtype, enabled=amp):
                     return F.cross_entropy(m(x), target)
             torch.manual_seed(5)
+            t0 = time.perf_counter()
             la = loss_of(ours)
+            _sync(dev)
+            t1 = time.perf_counter()
             torch.manual_seed(5)
             lb = loss_of(ref)
+            _sync(dev)
+            # a training step costs about 3 forwards
+            hints = {"ours": 3 * (t1 - t0), "torch": 3 * (time.perf_counter() - t1)}
             err = abs(la.item() - lb.item()) / max(1.0, abs(lb.item()))
             tol = 1e-3 if not amp else 3e-2
             if not err <= tol:
@@ -938,7 +951,7 @@ def run_model_case(case: ModelCase, settings: Settings) -> Dict[str, Any]:
         row.update(status="FAILED", error=f"{type(e).__name__}: {e}")
         return row
     budget = max(settings.budget_s, 1.0 if not settings.quick else 0.3)
-    r = time_alternating(cands, settings, budget_s=budget)
+    r = time_alternating(cands, settings, budget_s=budget, hints=hints)
     med = r["median"]
     row.update(status="ok", ours_ms=med["ours"] * 1e3, torch_ms=med["torch"] * 1e3,
                speedup=ratio_median(r["samples"], "torch", "ours"), rounds=r["rounds"],
