@@ -1273,10 +1273,14 @@ def write_plots(res: Dict[str, Any], out_dir: Path) -> List[str]:
 def _estimate_case_s(case, settings: Settings, roof: Optional[Dict[str, Any]]) -> float:
     """Rough wall seconds one case will take (for the progress bar's ETA)."""
     if isinstance(case, ModelCase):
-        base = 0.03 * case.batch * (3 if case.mode == "train" else 1)
+        peak = roof["gemm_GFLOPs"].get("f32", 50.0) if roof else 50.0
+        # forward MACs at 224x224 (mx.profile); the models run at ~10% of the sgemm rate
+        gmacs = {"mobilenet_v1": 0.569, "mobilenet_v2": 0.301, "mobilenet_v3_large": 0.217,
+                 "mobilenet_v3_small": 0.056}[case.model]
+        base = case.batch * gmacs * 2 * (3 if case.mode == "train" else 1) / (0.1 * peak) + 0.002
         rounds = settings.min_rounds
         budget = max(settings.budget_s, 1.0 if not settings.quick else 0.3)
-        return max(budget, 2 * rounds * base) + 4 * base + (12.0 if case.with_ort else 0.0) + 0.3
+        return max(budget, 2 * rounds * base) + 3 * base + (6.0 if case.with_ort else 0.0) + 0.3
     bw = roof["copy_GBps"] if roof else 10.0
     peak = roof["gemm_GFLOPs"].get("f32", 50.0) if roof else 50.0
     # assume nn.Conv2d reaches 1/4 of the roofline and we a little more
