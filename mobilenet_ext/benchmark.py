@@ -803,9 +803,10 @@ def run_layer_case(case: LayerCase, settings: Settings, roof: Dict[str, Any]) ->
 # Model cases
 # ==========================================================================
 def _build_models(case: ModelCase, device: str):
-    """(nn.Conv2d model, our model) with equal weights: for inference ours is
-    convert + fuse of the eval model, for training the unfused ext model."""
-    from . import fuse, models
+    """(nn.Conv2d model, our model): ours is ``mx.convert`` of the nn.Conv2d
+    model (so the weights are the same), then for inference
+    ``mx.fuse(ours.eval())``; for training it stays unfused."""
+    from . import convert, fuse, models
 
     ctor = getattr(models, case.model)
     torch.manual_seed(0)
@@ -815,8 +816,7 @@ def _build_models(case: ModelCase, device: str):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-    ours = ctor(backend="ext")
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ours = convert(ref)  # a converted deep copy
     fmt = LAYOUTS[case.layout]
     ref = ref.to(device=device, memory_format=fmt)
     ours = ours.to(device=device, memory_format=fmt)
