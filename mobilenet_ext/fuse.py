@@ -21,8 +21,8 @@ def _act_name(m: nn.Module) -> Optional[str]:
 
 @torch.no_grad()
 def fold_batchnorm(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
-    """Fold an eval-mode BatchNorm2d into ``conv`` (DepthwiseConv2d or
-    PointwiseConv2d) in place: ``w' = w * g / sqrt(v + eps)``,
+    """Fold an eval-mode BatchNorm2d into ``conv`` (DepthwiseConv2d,
+    PointwiseConv2d or a plain nn.Conv2d) in place: ``w' = w * g / sqrt(v + eps)``,
     ``b' = (b - mean) * g / sqrt(v + eps) + beta``."""
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("fold_batchnorm: bn must track running statistics")
@@ -45,6 +45,8 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     where, inside every nn.Sequential, each mobilenet_ext conv followed by a
     BatchNorm2d has the BatchNorm folded into its weight and bias, and a
     ReLU / ReLU6 / Hardswish right after it moved into the conv's kernel.
+    A plain nn.Conv2d followed by a BatchNorm2d (e.g. the stem) gets the
+    BatchNorm folded too; its activation stays a separate module.
     The folded BatchNorm and the moved activation become nn.Identity.
 
     Run :func:`mobilenet_ext.convert` first so the convolutions are ours.
@@ -82,6 +84,16 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                         conv.activation = act
                         seq._modules[names[i + 2]] = nn.Identity()
                         i += 1
+                i += 2
+            elif (
+                type(conv) is nn.Conv2d
+                and i + 1 < len(names)
+                and type(seq._modules[names[i + 1]]) is nn.BatchNorm2d
+            ):
+                # a dense conv (e.g. the 3x3 stem) stays nn.Conv2d; its
+                # BatchNorm is still folded into its weight and bias
+                fold_batchnorm(conv, seq._modules[names[i + 1]])
+                seq._modules[names[i + 1]] = nn.Identity()
                 i += 2
             else:
                 i += 1
