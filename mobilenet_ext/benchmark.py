@@ -485,14 +485,15 @@ def geomean(xs: Iterable[float]) -> Optional[float]:
 # ==========================================================================
 def _git_info() -> Dict[str, Any]:
     def git(*a: str) -> Optional[str]:
+        """stdout of a git command ("" when empty), None when git fails (no git, not a checkout)."""
         try:
-            return subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip() or None
+            p = subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return None
+        return p.stdout.strip() if p.returncode == 0 else None
 
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+    return {"commit": git("rev-parse", "HEAD") or None, "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None,
             "dirty": bool(status) if status is not None else None}
 
 

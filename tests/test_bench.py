@@ -71,6 +71,7 @@ def test_tiny_run_writes_json_md_plots(tmp_path, capsys):
     for k in ("machine", "versions", "git", "roofline", "groups", "targets", "command", "created"):
         assert k in res
     assert res["machine"]["mobilenet_ext_cpu_isa"] == mx.cpu_isa()
+    assert res["git"]["commit"] is None or (len(res["git"]["commit"]) == 40 and res["git"]["dirty"] in (True, False))
     assert "avx512" in res["machine"] and "cpu_model" in res["machine"]
     assert res["roofline"]["copy_GBps"] > 0 and res["roofline"]["gemm_GFLOPs"]["f32"] > 0
     assert res["failures"] == 0
