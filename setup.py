@@ -80,7 +80,19 @@ if is_x86:
             "mnx_cpu_avx2",
             {
                 "sources": sorted(glob.glob("csrc/cpu/avx2/*.cpp")),
-                "cflags": common_cflags + ["-mavx2", "-mfma"],
+                "cflags": common_cflags + ["-mavx2", "-mfma", "-DMNX_HAVE_AVX512=1"],
+                "obj_deps": {"": kernel_headers},
+            },
+        )
+    )
+    # AVX-512F kernels, linked after the AVX2 family that calls them; they
+    # only run when dispatch.cpp finds AVX-512F (cpu_use_avx512()).
+    kernel_libs.append(
+        (
+            "mnx_cpu_avx512",
+            {
+                "sources": sorted(glob.glob("csrc/cpu/avx512/*.cpp")),
+                "cflags": common_cflags + ["-mavx512f", "-mavx2", "-mfma"],
                 "obj_deps": {"": kernel_headers},
             },
         )

@@ -2,6 +2,7 @@
 // implementations in csrc/glue/{cpu,cuda}_ops.cpp; fake kernels and autograd
 // are registered in mobilenet_ext/ops.py.
 #include <Python.h>
+#include <cstring>
 #include <torch/library.h>
 
 #include "cpu/cpu_kernels.h"
@@ -45,8 +46,12 @@ TORCH_LIBRARY(mobilenet_ext, m) {
 
 namespace {
 
+// The selected family, plus "+avx512" when AVX-512 kernels run inside it.
 PyObject* py_cpu_isa(PyObject*, PyObject*) {
-  return PyUnicode_FromString(mnx::cpu::selected_isa());
+  const char* isa = mnx::cpu::selected_isa();
+  if (std::strcmp(isa, "avx2") == 0 && mnx::cpu::cpu_use_avx512())
+    return PyUnicode_FromString("avx2+avx512");
+  return PyUnicode_FromString(isa);
 }
 
 PyObject* py_cuda_built(PyObject*, PyObject*) {

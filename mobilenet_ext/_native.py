@@ -48,8 +48,10 @@ _C = load()
 
 
 def cpu_isa() -> str:
-    """Instruction set of the float32 CPU kernels in use: 'avx2', 'neon' or
-    'scalar' (MOBILENET_EXT_ISA=scalar forces the portable kernels)."""
+    """Instruction set of the float32 CPU kernels in use: 'avx2',
+    'avx2+avx512' (AVX2 family with its AVX-512F kernels on a CPU that has
+    them), 'neon' or 'scalar'. MOBILENET_EXT_ISA=avx2 switches the AVX-512
+    kernels off, MOBILENET_EXT_ISA=scalar forces the portable kernels."""
     return _C.cpu_isa()
 
 

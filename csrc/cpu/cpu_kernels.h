@@ -70,6 +70,10 @@ const GemmKernels<double>& gemm_kernels_f64();
 // Name of the ISA the float32 kernels use ("avx2", "neon" or "scalar").
 const char* selected_isa();
 bool cpu_has_avx2_fma();
+bool cpu_has_avx512f();
+// true when the AVX-512 kernels may run: the CPU has AVX-512F and
+// MOBILENET_EXT_ISA does not cap the ISA at avx2 or scalar
+bool cpu_use_avx512();
 
 template <typename T>
 inline T apply_activation(T v, Activation act) {

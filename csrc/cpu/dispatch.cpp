@@ -29,6 +29,30 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
+bool cpu_has_avx512f() {
+#if MNX_X86 && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("fma");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+// AVX-512 kernels run inside the AVX2 family when the CPU has AVX-512F,
+// unless MOBILENET_EXT_ISA is "avx2" or "scalar".
+bool cpu_use_avx512() {
+  static const bool use = [] {
+    const char* env = std::getenv("MOBILENET_EXT_ISA");
+    const bool capped = env && (std::strcmp(env, "avx2") == 0 || std::strcmp(env, "scalar") == 0);
+    return !capped && cpu_has_avx512f();
+  }();
+  return use;
+}
+
 namespace {
 
 enum class Isa { Scalar, Avx2, Neon };

@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "depthwise_avx2_common.h"
+#if MNX_HAVE_AVX512
+#include "../avx512/avx512_depthwise.h"
+#endif
 
 namespace mnx {
 namespace cpu {
@@ -92,6 +95,12 @@ bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
                                  Activation act, int64_t begin, int64_t end) {
   const float* wt = tap_major_weights(s, w);
   if (!wt) return false;
+#if MNX_HAVE_AVX512
+  if (cpu_use_avx512() && depthwise_forward_nhwc_kxk_avx512_supported(s)) {
+    depthwise_forward_nhwc_kxk_avx512(s, x, wt, bias, y, act, begin, end);
+    return true;
+  }
+#endif
   if (depthwise_forward_nhwc_kxk_avx2_supported(s)) {
     depthwise_forward_nhwc_kxk_avx2(s, x, wt, bias, y, act, begin, end);
     return true;
@@ -133,7 +142,12 @@ static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
   t.PW = K - 1 - s.PW;
   t.OH = s.H;
   t.OW = s.W;
-  if (!depthwise_forward_nhwc_kxk_avx2_supported(t)) return false;
+#if MNX_HAVE_AVX512
+  const bool use512 = cpu_use_avx512() && depthwise_forward_nhwc_kxk_avx512_supported(t);
+#else
+  const bool use512 = false;
+#endif
+  if (!use512 && !depthwise_forward_nhwc_kxk_avx2_supported(t)) return false;
   // tap-major flipped weights [KK][C] for this thread, reused across calls
   thread_local std::vector<float> wf;
   const int64_t KK = K * K;
@@ -144,6 +158,13 @@ static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
   }  // coverage: unreachable
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t i = 0; i < KK; ++i) wf[i * s.C + c] = w[c * KK + KK - 1 - i];
+#if MNX_HAVE_AVX512
+  if (use512) {
+    depthwise_forward_nhwc_kxk_avx512(t, gy, wf.data(), nullptr, gx,
+                                      Activation::None, begin, end);
+    return true;
+  }
+#endif
   depthwise_forward_nhwc_kxk_avx2(t, gy, wf.data(), nullptr, gx,
                                   Activation::None, begin, end);
   return true;
