@@ -8,6 +8,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define MNX_X86 1
 #include "avx2/avx2_kernels.h"
+#include "avx512/avx512_gemm.h"
 #endif
 #if defined(__aarch64__)
 #define MNX_ARM 1
@@ -90,6 +91,7 @@ const DepthwiseKernels<float> kDepthwiseAvx2F32 = {
     depthwise_grad_weight_avx2_f32, "avx2",
     depthwise_grad_weight_nhwc_partial_avx2};
 const GemmKernels<float> kGemmAvx2F32 = {gemm_avx2_f32, "avx2"};
+const GemmKernels<float> kGemmAvx512F32 = {gemm_avx512_f32, "avx512"};
 #endif
 #if MNX_ARM
 const DepthwiseKernels<float> kDepthwiseNeonF32 = {
@@ -120,7 +122,7 @@ const GemmKernels<float>& gemm_kernels_f32() {
   switch (selected()) {
 #if MNX_X86
     case Isa::Avx2:
-      return kGemmAvx2F32;
+      return cpu_use_avx512() ? kGemmAvx512F32 : kGemmAvx2F32;
 #endif
 #if MNX_ARM
     case Isa::Neon:

@@ -44,6 +44,13 @@ int main() {
     t.check(std::string(mnx::cpu::depthwise_neon_path(s, 0)) == "nhwc_m1");
 #elif defined(__x86_64__)
     t.check(isa == (mnx::cpu::cpu_has_avx2_fma() ? "avx2" : "scalar"));
+    // the GEMM is the AVX-512 one exactly when the CPU has AVX-512F and
+    // MOBILENET_EXT_ISA does not cap the ISA at avx2
+    const bool capped = env && std::strcmp(env, "avx2") == 0;
+    if (isa == "avx2")
+      t.check(std::string(gm.isa) ==
+              (mnx::cpu::cpu_has_avx512f() && !capped ? "avx512" : "avx2"));
+    t.check(mnx::cpu::cpu_use_avx512() == (mnx::cpu::cpu_has_avx512f() && !capped));
 #endif
   }
   return t.finish("test_dispatch");

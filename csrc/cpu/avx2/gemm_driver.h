@@ -172,7 +172,9 @@ inline void pack_a(const float* Ab, int64_t a_rs, int64_t a_cs, int64_t m,
   }
 }
 
-template <class Kern>
+// KC: depth of a K block (the family may choose it for its register tile:
+// a KC x NR panel of B should stay in L1).
+template <class Kern, int64_t KC = kKC>
 void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
                   const float* bias, const float* residual, int64_t begin,
                   int64_t end) {
@@ -193,9 +195,9 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
   // runs over the virtual index kv = b * K + k in KC blocks that span
   // batches (A and B packed segment by segment), instead of one short step
   // per batch. Same FMA chain per element, longer micro-kernel runs.
-  const bool virt = g.sum_batch && g.batch > 1 && K > 0 && K < kKC;
+  const bool virt = g.sum_batch && g.batch > 1 && K > 0 && K < KC;
   const int64_t Kv = virt ? g.batch * K : K;
-  const int64_t nkb = Kv > 0 ? (Kv + kKC - 1) / kKC : 1;
+  const int64_t nkb = Kv > 0 ? (Kv + KC - 1) / KC : 1;
   const int64_t kcb = Kv > 0 ? (Kv + nkb - 1) / nkb : 0;  // even K blocks
   const int64_t steps =
       no_reduction ? 1 : (g.sum_batch && !virt ? g.batch : 1) * nkb;
