@@ -125,6 +125,11 @@ inline DwNchwTiles dw_nchw_tiles(const DepthwiseShape& s, int elem_bytes) {
   const int64_t row_groups = ceil_div(s.OH, R);
   int64_t ty = kDwThreads / t.tx;
   if (ty > row_groups) ty = row_groups;
+  // one plane's halo tile must fit the static shared-memory limit (tall,
+  // narrow maps in float64)
+  while (ty > 1 && static_cast<int64_t>((ty * R - 1) * S + K) * ((t.tx - 1) * S + K) *
+                           elem_bytes > kStaticSmemMax)
+    --ty;
   t.ty = static_cast<int>(ty);
   t.out_w = t.tx;
   t.out_h = t.ty * R;
@@ -200,6 +205,9 @@ inline DwNhwcTiles dw_nhwc_tiles(const DepthwiseShape& s, int elem_bytes,
   t.vec = 16 / elem_bytes;
   const int64_t cvecs = s.C / t.vec;
   t.tx = static_cast<int>(cvecs < 32 ? cvecs : 32);
+  // the block's transposed weights must fit the static shared-memory limit
+  // (7x7 in fp16 / bf16: 49 taps x 8 channels x 4 bytes per vector lane)
+  while (t.tx > 1 && s.KH * s.KW * t.tx * t.vec * acc_bytes > kStaticSmemMax) t.tx /= 2;
   t.ty = 128 / t.tx;
   if (t.ty < 1) t.ty = 1;
   t.col_groups = ceil_div(s.OW, kDwNhwcColsPerThread);
@@ -385,6 +393,7 @@ struct GemmPlan {
   bool a_k_contig = true, b_k_contig = false;
   int bm = 0, bn = 0, bk = 0;   // block tile of the chosen kernel
   int64_t tiles_m = 0, tiles_n = 0;
+  bool m_on_x = true;           // M tiles on gridDim.x (2^31 - 1), N tiles on y
   int64_t batches = 1;          // C batches (1 when sum_batch)
   int64_t k_tiles_per_batch = 0;
   int64_t k_iters = 0;          // K iterations over all summed batches
@@ -414,6 +423,8 @@ constexpr int64_t kGemmMaxWorkspaceElems = int64_t(32) << 20;
 inline void gemm_plan_splits(GemmPlan& p, const GemmArgs& g) {
   p.tiles_m = ceil_div(g.M, p.bm);
   p.tiles_n = ceil_div(g.N, p.bn);
+  // gridDim.y is limited to 65535: the larger tile count goes on x
+  p.m_on_x = p.tiles_n <= kGridYZMax;
   p.k_tiles_per_batch = ceil_div(g.K, p.bk);
   p.k_iters = p.k_tiles_per_batch * (g.sum_batch ? g.batch : 1);
   const int64_t blocks = p.tiles_m * p.tiles_n * p.batches;
@@ -481,6 +492,17 @@ MNX_HD void gemm_k_iter(int64_t it, int64_t k_tiles_per_batch, int bk, bool sum_
     *batch = c_batch;
     *k0 = it * bk;
   }
+}
+
+// Grid dimensions of the GEMM kernels (z: splits x C batches of a launch)
+// and block (x, y) -> tile (m, n).
+inline bool gemm_grid_ok(const GemmPlan& p) {
+  const int64_t x = p.m_on_x ? p.tiles_m : p.tiles_n, y = p.m_on_x ? p.tiles_n : p.tiles_m;
+  return x <= kGridXMax && y <= kGridYZMax && p.splits <= kGridYZMax;
+}
+MNX_HD void gemm_block_tile(const GemmPlan& p, int64_t bx, int64_t by, int64_t* tm, int64_t* tn) {
+  *tm = p.m_on_x ? bx : by;
+  *tn = p.m_on_x ? by : bx;
 }
 
 // Range of K iterations of split `split`.

@@ -58,7 +58,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ Ac As[kStageK][kTile];  // As[k][m]
   __shared__ Ac Bs[kStageK][kTile];  // Bs[k][n]
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int64_t m0 = (int64_t)blockIdx.x * kTile, n0 = (int64_t)blockIdx.y * kTile;
+  int64_t tm, tn;
+  tiling::gemm_block_tile(p, blockIdx.x, blockIdx.y, &tm, &tn);
+  const int64_t m0 = tm * kTile, n0 = tn * kTile;
   const int64_t split = blockIdx.z % p.splits;
   const int64_t cb = batch_begin + blockIdx.z / p.splits;
   int64_t it0, it1;
@@ -204,7 +206,9 @@ __global__ void __launch_bounds__(tiling::kGemmThreads, 2)
 
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wm = warp / tiling::kGemmWarpsN, wn = warp % tiling::kGemmWarpsN;
-  const int64_t m0 = (int64_t)blockIdx.x * kGemmBM, n0 = (int64_t)blockIdx.y * kGemmBN;
+  int64_t tm, tn;
+  tiling::gemm_block_tile(p, blockIdx.x, blockIdx.y, &tm, &tn);
+  const int64_t m0 = tm * kGemmBM, n0 = tn * kGemmBN;
   const int64_t split = blockIdx.z % p.splits;
   const int64_t cb = batch_begin + blockIdx.z / p.splits;
   int64_t it0, it1;
@@ -357,15 +361,15 @@ template <typename T>
 cudaError_t launch_gemm(const GemmArgs& g, const GemmPlan& p, const T* A, const T* B, T* C,
                         const T* bias, const T* residual, void* workspace, cudaStream_t st) {
   using Ac = typename Acc<T>::type;
-  if (p.tiles_m > tiling::kGridXMax || p.tiles_n > tiling::kGridYZMax)
-    return cudaErrorInvalidConfiguration;
+  if (!tiling::gemm_grid_ok(p)) return cudaErrorInvalidConfiguration;
   if (p.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
   Ac* ws = static_cast<Ac*>(workspace);
   // C batches in chunks so that gridDim.z = splits * batches <= 65535
   const int64_t per_launch = tiling::kGridYZMax / p.splits;
   for (int64_t b0 = 0; b0 < p.batches; b0 += per_launch) {
     const int64_t nb = p.batches - b0 < per_launch ? p.batches - b0 : per_launch;
-    const dim3 grid((unsigned)p.tiles_m, (unsigned)p.tiles_n, (unsigned)(nb * p.splits));
+    const dim3 grid((unsigned)(p.m_on_x ? p.tiles_m : p.tiles_n),
+                    (unsigned)(p.m_on_x ? p.tiles_n : p.tiles_m), (unsigned)(nb * p.splits));
     if (p.mma) {
       if constexpr (is_half_type<T>()) {
         float* wsf = reinterpret_cast<float*>(ws);

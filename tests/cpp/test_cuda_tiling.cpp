@@ -464,9 +464,13 @@ bool gemm_replay_case(const GemmArgs& g, int64_t a_size, int64_t b_size) {
   const bool AK = p.a_k_contig, BK = p.b_k_contig;
   const int a_len = operand_row_len(AK), b_len = operand_row_len(BK);
   std::vector<double> sA(kGemmTileElems), sB(kGemmTileElems);
+  EXPECT(gemm_grid_ok(p), "grid");
+  const int64_t gx = p.m_on_x ? p.tiles_m : p.tiles_n, gy = p.m_on_x ? p.tiles_n : p.tiles_m;
   for (int64_t z = 0; z < p.splits * p.batches; ++z)
-    for (int64_t tm = 0; tm < p.tiles_m; ++tm)
-      for (int64_t tn = 0; tn < p.tiles_n; ++tn) {
+    for (int64_t bx = 0; bx < gx; ++bx)
+      for (int64_t by = 0; by < gy; ++by) {
+        int64_t tm, tn;
+        gemm_block_tile(p, bx, by, &tm, &tn);
         const int64_t m0 = tm * kGemmBM, n0 = tn * kGemmBN, split = z % p.splits, cb = z / p.splits;
         int64_t it0, it1;
         gemm_split_range(p, split, &it0, &it1);
@@ -705,6 +709,10 @@ bool big_shape_case() {
   const GemmPlan gp = gemm_plan(g, true, true, true);
   EXPECT(gp.mma && gp.tiles_m == ceil_div(g.M, 128) && gp.tiles_m <= kGridXMax, "big gemm tiles");
   EXPECT(gemm_workspace_index(gp, g, 0, 0, g.M - 1, g.N - 1) == g.M * g.N - 1, "ws index");
+  // NCHW forward with a 4096x4096 map: N tiles beyond 65535 go on x
+  g = pointwise_gemms(1, 64, 64, int64_t(4096) * 4096)[0].g;
+  const GemmPlan sp = gemm_plan(g, false, true, true);
+  EXPECT(!sp.m_on_x && gemm_grid_ok(sp), "N tiles on x");
   // grad_weight with a huge K gets split-K, bounded workspace
   g = pointwise_gemms(256, 64, 64, 56 * 56)[4].g;
   const GemmPlan wp = gemm_plan(g, true, true, true);
@@ -734,6 +742,10 @@ int main() {
             }
           }
         }
+  // shared-memory caps: tall narrow float64 maps, 7x7 fp16 with 256+ channels
+  counter.check(dw_forward_case(dw_shape(1, 2, 700, 3, 7, 2, 3, 1, Layout::NCHW), 8));
+  counter.check(dw_forward_case(dw_shape(1, 2, 700, 3, 7, 1, 3, 1, Layout::NCHW), 8));
+  counter.check(dw_forward_case(dw_shape(1, 8 * 36, 4, 9, 7, 1, 3, 1, Layout::NHWC), 2));
   // many planes: tz > 1 with partial last plane group, 40 channel vectors
   counter.check(dw_forward_case(dw_shape(3, 37, 7, 7, 3, 1, 1, 1, Layout::NCHW), 2));
   counter.check(dw_forward_case(dw_shape(1, 8 * 40, 5, 6, 5, 2, 2, 1, Layout::NHWC), 2));
