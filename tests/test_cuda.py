@@ -135,3 +135,188 @@ def test_converted_mobilenet_v2_cuda():
     x = torch.randn(2, 3, 64, 64, device="cuda")
     with torch.no_grad():
         _close(conv(x), model(x).double(), torch.float32, "mobilenet_v2")
+
+
+# ---------------------------------------------------------------------------
+# The specialised kernels (csrc/cuda/cuda_tiling.h decides which runs):
+#  depthwise NCHW tiled / NHWC vectorised forward for K in {3, 5, 7}, stride
+#  1 / 2, padding < K; stride-1 grad_input as a flipped forward; one-pass
+#  grad_weight with a deterministic second stage; tensor-core GEMM (fp16 /
+#  bf16, 16-byte-chunkable operands) with split-K for few C tiles.
+# ---------------------------------------------------------------------------
+def _specialised_dw_grid():
+    cases = []
+    maps = [(1, 1), (7, 7), (14, 14), (17, 9), (33, 40), (112, 3)]
+    i = 0
+    for k in (3, 5, 7):
+        for s in (1, 2):
+            for p in range(k):
+                H, W = maps[i % len(maps)]
+                while H + 2 * p < k:
+                    H += 3
+                while W + 2 * p < k:
+                    W += 2
+                # C a multiple of 8 reaches the NHWC vector kernel for every
+                # dtype; C = 12 only for float32 / float64 (fp16 falls back)
+                C = [8, 16, 24, 12, 40][i % 5]
+                cases.append(dict(k=k, s=s, p=p, H=H, W=W, N=1 + i % 2, C=C))
+                i += 1
+    return cases
+
+
+SPECIALISED_DW = _specialised_dw_grid()
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", SPECIALISED_DW, ids=lambda c: "k{k}-s{s}-p{p}-{N}x{C}x{H}x{W}".format(**c))
+def test_depthwise_specialised_cuda(case, dtype, layout):
+    g = torch.Generator().manual_seed(3)
+    k, C = case["k"], case["C"]
+    x0 = torch.randn(case["N"], C, case["H"], case["W"], generator=g).to("cuda", dtype)
+    x = make_layout(x0, layout).requires_grad_(True)
+    w = torch.randn(C, 1, k, k, generator=g).to("cuda", dtype).requires_grad_(True)
+    b = torch.randn(C, generator=g).to("cuda", dtype).requires_grad_(True)
+    y = ops.depthwise_conv2d(x, w, b, case["s"], case["p"], 1)
+    gy = torch.randn(y.shape, generator=g).to("cuda", dtype)
+    ref_y, ref_gx, ref_gw, ref_gb = conv_reference(x, w, b, case["s"], case["p"], 1, groups=C, grad_out=gy)
+    _close(y, ref_y, dtype, "forward")
+    if layout == "nhwc" and y.shape[2] * y.shape[3] > 1:
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    gx, gw, gb = torch.autograd.grad(y, [x, w, b], gy)
+    _close(gx, ref_gx, dtype, "grad_input")
+    _close(gw, ref_gw, dtype, "grad_weight")
+    _close(gb, ref_gb, dtype, "grad_bias")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("act", [None, "relu", "relu6", "hardswish"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2), (7, 1), (7, 2)])
+def test_depthwise_fused_specialised_cuda(k, s, dtype, act, layout):
+    acts = {None: lambda t: t, "relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish}
+    g = torch.Generator().manual_seed(4)
+    x = make_layout(torch.randn(2, 32, 19, 23, generator=g) * 3, layout).to("cuda", dtype)
+    w, b = torch.randn(32, 1, k, k, generator=g).to("cuda", dtype), torch.randn(32, generator=g).to("cuda", dtype)
+    y = ops.depthwise_conv2d_fused(x, w, b, s, k // 2, 1, activation=act)
+    _close(y, acts[act](conv_reference(x, w, b, s, k // 2, 1, groups=32)), dtype, "depthwise fused")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_depthwise_misaligned_and_large_cuda(dtype):
+    """A channels_last view whose data pointer is not 16-byte aligned takes
+    the generic kernel; large maps take several tiles and plane groups."""
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(1 * 16 * 20 * 20 + 1, generator=g).to("cuda", dtype)
+    x = base[1:].view(1, 20, 20, 16).permute(0, 3, 1, 2)  # channels_last, offset 1 element
+    assert x.is_contiguous(memory_format=torch.channels_last) and x.data_ptr() % 16 != 0
+    w = torch.randn(16, 1, 3, 3, generator=g).to("cuda", dtype)
+    _close(ops.depthwise_conv2d(x, w, None, 1, 1), conv_reference(x, w, None, 1, 1, 1, groups=16), dtype, "misaligned")
+    for layout in ["nchw", "nhwc"]:
+        xl = make_layout(torch.randn(2, 24, 150, 131, generator=g), layout).to("cuda", dtype)
+        wl = torch.randn(24, 1, 5, 5, generator=g).to("cuda", dtype)
+        _close(ops.depthwise_conv2d(xl, wl, None, 2, 2), conv_reference(xl, wl, None, 2, 2, 1, groups=24), dtype, "large")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("k,s,d,m", [(3, 1, 1, 1), (5, 2, 1, 1), (7, 1, 2, 1), (3, 2, 1, 2)])
+def test_grad_weight_bitwise_deterministic_cuda(k, s, d, m, dtype, layout):
+    """Same bits on every run and under use_deterministic_algorithms (no
+    atomics anywhere); large N * OH gives many chunks."""
+    g = torch.Generator().manual_seed(6)
+    x = make_layout(torch.randn(16, 24, 56, 56, generator=g), layout).to("cuda", dtype)
+    w = torch.randn(24 * m, 1, k, k, generator=g).to("cuda", dtype)
+    pad = d * (k - 1) // 2
+    y = ops.depthwise_conv2d(x, w, None, s, pad, d)
+    gy = make_layout(torch.randn(y.shape, generator=g), layout).to("cuda", dtype)
+    ext = torch.ops.mobilenet_ext
+    args = ([s, s], [pad, pad], [d, d])
+    first = ext.depthwise_conv2d_backward_weight(gy, x, w, *args)
+    for _ in range(3):
+        assert torch.equal(first, ext.depthwise_conv2d_backward_weight(gy, x, w, *args))
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert torch.equal(first, ext.depthwise_conv2d_backward_weight(gy, x, w, *args))
+    finally:
+        torch.use_deterministic_algorithms(prev)
+    ref = conv_reference(x, w, None, s, pad, d, groups=24, grad_out=gy)[2]
+    _close(first, ref, dtype, "grad_weight")
+
+
+# Pointwise shapes for the tensor-core kernel: channel counts multiples of 8
+# (NHWC always chunkable, NCHW when H*W % 8 == 0), MobileNet late layers with
+# 7x7 maps (split-K), tails in every dimension, and non-chunkable fallbacks.
+PW_TC_CASES = [
+    dict(N=2, Cin=32, Cout=64, H=56, W=56),
+    dict(N=1, Cin=960, Cout=160, H=7, W=7),
+    dict(N=4, Cin=160, Cout=960, H=7, W=7),
+    dict(N=1, Cin=24, Cout=144, H=28, W=28),
+    dict(N=3, Cin=136, Cout=40, H=8, W=9),
+    dict(N=1, Cin=16, Cout=8, H=1, W=1),
+    dict(N=2, Cin=20, Cout=12, H=5, W=5),  # not chunkable: SIMT
+]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", PW_TC_CASES, ids=lambda c: "{N}x{Cin}->{Cout}x{H}x{W}".format(**c))
+def test_pointwise_tensor_core_cuda(case, dtype, layout):
+    g = torch.Generator().manual_seed(7)
+    x = make_layout(torch.randn(case["N"], case["Cin"], case["H"], case["W"], generator=g), layout).to("cuda", dtype).requires_grad_(True)
+    w = (torch.randn(case["Cout"], case["Cin"], 1, 1, generator=g) / case["Cin"] ** 0.5).to("cuda", dtype).requires_grad_(True)
+    b = torch.randn(case["Cout"], generator=g).to("cuda", dtype).requires_grad_(True)
+    y = ops.pointwise_conv2d(x, w, b)
+    gy = torch.randn(y.shape, generator=g).to("cuda", dtype)
+    ref_y, ref_gx, ref_gw, ref_gb = conv_reference(x, w, b, 1, 0, 1, 1, grad_out=gy)
+    _close(y, ref_y, dtype, "forward")
+    gx, gw, gb = torch.autograd.grad(y, [x, w, b], gy)
+    _close(gx, ref_gx, dtype, "grad_input")
+    _close(gw, ref_gw, dtype, "grad_weight")
+    _close(gb, ref_gb, dtype, "grad_bias")
+    ext = torch.ops.mobilenet_ext
+    a1 = ext.pointwise_conv2d_backward_weight(gy, x.detach(), w.detach())
+    assert torch.equal(a1, ext.pointwise_conv2d_backward_weight(gy, x.detach(), w.detach()))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("act", [None, "relu", "relu6", "hardswish"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("hw", [(56, 56), (7, 7)])
+def test_pointwise_fused_tensor_core_cuda(hw, dtype, act, layout):
+    """bias + activation + residual epilogue, with and without split-K."""
+    acts = {None: lambda t: t, "relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish}
+    g = torch.Generator().manual_seed(8)
+    x = make_layout(torch.randn(2, 96, *hw, generator=g), layout).to("cuda", dtype)
+    wp = (torch.randn(24, 96, 1, 1, generator=g) / 96 ** 0.5).to("cuda", dtype)
+    bp = torch.randn(24, generator=g).to("cuda", dtype)
+    r = make_layout(torch.randn(2, 24, *hw, generator=g), layout).to("cuda", dtype)
+    y = ops.pointwise_conv2d_fused(x, wp, bp, activation=act, residual=r)
+    _close(y, acts[act](conv_reference(x, wp, bp, 1, 0, 1, groups=1)) + r.double(), dtype, "pointwise fused")
+
+
+def test_pointwise_misaligned_operand_cuda():
+    """A half tensor at an odd element offset cannot use cp.async: SIMT."""
+    base = torch.randn(2 * 16 * 8 * 8 + 1, device="cuda", dtype=torch.float16)
+    x = base[1:].view(2, 16, 8, 8)
+    w = torch.randn(32, 16, 1, 1, device="cuda", dtype=torch.float16)
+    _close(ops.pointwise_conv2d(x, w), conv_reference(x, w, None, 1, 0, 1, 1), torch.float16, "misaligned")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_on_side_stream_and_second_device_cuda(dtype):
+    """Kernels run on the current stream (results valid after syncing that
+    stream only) and under a device guard when another device is current."""
+    x = torch.randn(4, 64, 28, 28, device="cuda", dtype=dtype)
+    w = torch.randn(64, 1, 3, 3, device="cuda", dtype=dtype)
+    ref = ops.depthwise_conv2d(x, w, None, 1, 1)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        y = ops.depthwise_conv2d(x, w, None, 1, 1)
+    s.synchronize()
+    assert torch.equal(y, ref)
+    if torch.cuda.device_count() > 1:
+        with torch.cuda.device(1):
+            assert torch.equal(ops.depthwise_conv2d(x, w, None, 1, 1), ref)

@@ -40,6 +40,19 @@ const void* ptr_or_null(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr() : nullptr;
 }
 
+// Scratch memory for a kernel (split-K / per-chunk partial sums) from
+// torch's caching allocator on the current device; used on the current
+// stream only, so its stream-ordered reuse is safe.
+at::Tensor workspace(const at::Tensor& like, size_t bytes) {
+  if (bytes == 0) return at::Tensor();
+  return at::empty({static_cast<int64_t>(bytes)},
+                   like.options().dtype(at::kByte).memory_format(
+                       at::MemoryFormat::Contiguous));
+}
+void* ws_ptr(const at::Tensor& t) {
+  return t.defined() ? t.mutable_data_ptr() : nullptr;
+}
+
 at::Tensor dw_forward_impl(const char* op, const at::Tensor& input,
                            const at::Tensor& weight,
                            const c10::optional<at::Tensor>& bias,
@@ -120,9 +133,12 @@ at::Tensor depthwise_conv2d_backward_weight_cuda(const at::Tensor& grad_output,
   if (s.N == 0) return gw;
   const auto x = contiguous_in(input, s.layout);
   const auto gy = contiguous_in(grad_output, s.layout);
+  const cuda::DType dt = dtype_of(op, input);
+  const auto ws =
+      workspace(input, cuda::depthwise_grad_weight_workspace_bytes(dt, s));
   check_launch(op, cuda::depthwise_grad_weight(
-                       dtype_of(op, input), s, gy.const_data_ptr(),
-                       x.const_data_ptr(), gw.mutable_data_ptr(),
+                       dt, s, gy.const_data_ptr(), x.const_data_ptr(),
+                       gw.mutable_data_ptr(), ws_ptr(ws),
                        at::cuda::getCurrentCUDAStream()));
   return gw;
 }
@@ -148,11 +164,13 @@ at::Tensor pw_forward_impl(const char* op, const at::Tensor& input,
   GemmArgs g = pointwise_forward_gemm(s);
   g.act = act;
   const bool nchw = s.layout == Layout::NCHW;
-  check_launch(op, cuda::gemm(dtype_of(op, input), g,
-                              nchw ? w.const_data_ptr() : x.const_data_ptr(),
-                              nchw ? x.const_data_ptr() : w.const_data_ptr(),
-                              y.mutable_data_ptr(), ptr_or_null(b),
-                              ptr_or_null(r), at::cuda::getCurrentCUDAStream()));
+  const void* A = nchw ? w.const_data_ptr() : x.const_data_ptr();
+  const void* B = nchw ? x.const_data_ptr() : w.const_data_ptr();
+  const cuda::DType dt = dtype_of(op, input);
+  const auto ws = workspace(input, cuda::gemm_workspace_bytes(dt, g, A, B));
+  check_launch(op, cuda::gemm(dt, g, A, B, y.mutable_data_ptr(),
+                              ptr_or_null(b), ptr_or_null(r), ws_ptr(ws),
+                              at::cuda::getCurrentCUDAStream()));
   return y;
 }
 
@@ -185,10 +203,12 @@ at::Tensor pointwise_conv2d_backward_input_cuda(const at::Tensor& grad_output,
   const auto w = weight.contiguous();
   const GemmArgs g = pointwise_grad_input_gemm(s);
   const bool nchw = s.layout == Layout::NCHW;
-  check_launch(op, cuda::gemm(dtype_of(op, input), g,
-                              nchw ? w.const_data_ptr() : gy.const_data_ptr(),
-                              nchw ? gy.const_data_ptr() : w.const_data_ptr(),
-                              gx.mutable_data_ptr(), nullptr, nullptr,
+  const void* A = nchw ? w.const_data_ptr() : gy.const_data_ptr();
+  const void* B = nchw ? gy.const_data_ptr() : w.const_data_ptr();
+  const cuda::DType dt = dtype_of(op, input);
+  const auto ws = workspace(input, cuda::gemm_workspace_bytes(dt, g, A, B));
+  check_launch(op, cuda::gemm(dt, g, A, B, gx.mutable_data_ptr(), nullptr,
+                              nullptr, ws_ptr(ws),
                               at::cuda::getCurrentCUDAStream()));
   return gx;
 }
@@ -205,10 +225,13 @@ at::Tensor pointwise_conv2d_backward_weight_cuda(const at::Tensor& grad_output,
   const auto x = contiguous_in(input, s.layout);
   const auto gy = contiguous_in(grad_output, s.layout);
   const GemmArgs g = pointwise_grad_weight_gemm(s);
-  check_launch(op, cuda::gemm(dtype_of(op, input), g, gy.const_data_ptr(),
-                              x.const_data_ptr(), gw.mutable_data_ptr(),
-                              nullptr, nullptr,
-                              at::cuda::getCurrentCUDAStream()));
+  const cuda::DType dt = dtype_of(op, input);
+  const auto ws = workspace(input, cuda::gemm_workspace_bytes(
+                                       dt, g, gy.const_data_ptr(),
+                                       x.const_data_ptr()));
+  check_launch(op, cuda::gemm(dt, g, gy.const_data_ptr(), x.const_data_ptr(),
+                              gw.mutable_data_ptr(), nullptr, nullptr,
+                              ws_ptr(ws), at::cuda::getCurrentCUDAStream()));
   return gw;
 }
 
