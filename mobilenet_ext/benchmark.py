@@ -110,6 +110,10 @@ METHODS = {
     "peak_mem": "fwd+bwd only: peak of bytes allocated during one step above what was live before it; CPU: "
                 "running sum in time order of the allocation/free events torch.profiler(profile_memory=True) "
                 "records for PyTorch's CPU allocator; CUDA: torch.cuda.max_memory_allocated - allocated before",
+    "onnxruntime": "CPU model rows at batch 1 NCHW: the nn.Conv2d model exported with torch.onnx, "
+                   "intra_op_num_threads = threads, spin-waiting of its workers off; in those rows each "
+                   "sample is preceded by a 20 ms pause and one untimed call, so no runtime's idle "
+                   "threads compete with the one being timed",
     "validation": "before timing: max|ours - torch| / max(1, max|torch|) of the output (and input/weight "
                   "gradients for bwd, fwdbwd) within tolerance, else the row is FAILED and the run exits 1",
 }
@@ -433,14 +437,20 @@ def _calibrate(c: _Candidate, settings: Settings) -> float:
 
 def time_alternating(cands: Sequence[_Candidate], settings: Settings,
                      budget_s: Optional[float] = None,
-                     hints: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+                     hints: Optional[Dict[str, float]] = None,
+                     settle_s: float = 0.0) -> Dict[str, Any]:
     """Time ``cands`` in alternating rounds (the order flips every round).
 
     Each round is at least ``settings.min_rounds`` and at most
     ``settings.max_rounds`` rounds, as many as fit in ``budget_s``.
     Returns per candidate the median seconds per call and all samples, the
     number of rounds and calls per measurement.  Round ``r`` gives one sample
-    of each candidate, so per-round ratios can be formed."""
+    of each candidate, so per-round ratios can be formed.
+
+    ``settle_s > 0``: before each sample, sleep that long and make one
+    untimed call, so that worker threads of the candidate timed before it
+    (ONNX Runtime's or OpenMP's pool, spin-waiting after their last task)
+    have gone idle and do not compete with this one for the cores."""
     budget = settings.budget_s if budget_s is None else budget_s
     # A slow candidate (its validation call, ``hints``, took > 20 ms) is not called again to calibrate.
     hints = hints or {}
@@ -458,6 +468,9 @@ def time_alternating(cands: Sequence[_Candidate], settings: Settings,
     for r in range(rounds):
         seq = order if r % 2 == 0 else order[::-1]
         for i in seq:
+            if settle_s > 0:
+                time.sleep(settle_s)
+                cands[i].call(0)
             samples[cands[i].name].append(_measure_once(cands[i], numbers[i], settings, slow[i]))
         done = r + 1
         # A machine that slowed down since the calibration must not stretch the case without bound.
@@ -861,6 +874,11 @@ def _ort_session(model: torch.nn.Module, x: torch.Tensor, threads: int, tmpdir: 
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's workers spin-wait after a run by default; on a 2-core machine that
+    # kept both cores busy for tens of ms and doubled the time of whatever ran
+    # next (mobilenet_v2 b1 on our ops: 10 ms alone, 19-28 ms right after an
+    # ORT call). Without spinning ORT alone was ~5% slower (5.2 vs 4.9 ms).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     return sess, sess.get_inputs()[0].name
 
@@ -958,7 +976,9 @@ def run_model_case(case: ModelCase, settings: Settings) -> Dict[str, Any]:
         return row
     budget = max(settings.budget_s, 1.0 if not settings.quick else 0.3)
     try:
-        r = time_alternating(cands, settings, budget_s=budget, hints=hints)
+        # With ORT in the rotation each sample waits for the other runtime's threads to go idle.
+        settle = 0.02 if len(cands) > 2 and dev == "cpu" else 0.0
+        r = time_alternating(cands, settings, budget_s=budget, hints=hints, settle_s=settle)
     except Exception as e:  # noqa: BLE001
         row.update(status="FAILED", error=f"timing: {type(e).__name__}: {e}")
         return row
