@@ -44,6 +44,19 @@ bool depthwise_forward_nchw_kxk_rows_avx2(const DepthwiseShape& s,
                                           const float* bias, float* y,
                                           Activation act, int64_t begin,
                                           int64_t end);
+// Square 3x3/5x5/7x7, stride 1 or 2, dilation 1, multiplier 1, on blocks of
+// 8 channels interleaved to [column][8] (depthwise_nchw_c8_kxk_avx2.cpp);
+// returns false when its per-thread scratch cannot be allocated.
+bool depthwise_forward_nchw_c8_kxk_avx2_supported(const DepthwiseShape& s);
+bool depthwise_forward_nchw_c8_kxk_avx2(const DepthwiseShape& s, const float* x,
+                                        const float* w, const float* bias,
+                                        float* y, Activation act, int64_t begin,
+                                        int64_t end);
+// The same blocks for grad_weight (units: blocks of 8 channels).
+bool depthwise_grad_weight_nchw_c8_kxk_avx2(const DepthwiseShape& s,
+                                            const float* gy, const float* x,
+                                            float* gw, int64_t begin,
+                                            int64_t end);
 bool depthwise_nhwc_avx2_supported(const DepthwiseShape& s);
 // Square 3x3/5x5/7x7, stride 1 or 2, dilation 1, C % 8 == 0
 // (depthwise_nhwc_kxk_avx2.cpp); `wt` is the tap-major weight copy [KH*KW][C].

@@ -17,44 +17,6 @@ namespace {
 
 using namespace avx2;
 
-// T pixels starting at input column iw0 (all taps in bounds), channels
-// [cb, cb + 8). rows[kh] is the input row of tap row kh or null (outside).
-// Per tap row the K weights stay in registers and each of the S*(T-1)+K
-// input columns the T pixels touch is loaded once and fed to every
-// (pixel, kw) pair that reads it: ~0.5 loads per FMA for 3x3 stride 1
-// instead of one. The loops have compile-time bounds and are unrolled fully
-// (the pragmas: GCC 12 -O3 miscompiled the partially unrolled form, which
-// test_depthwise caught; -O2 and the full unroll are correct).
-template <int K, int S, int T>
-inline void group(const float* const* rows, int64_t C, int64_t cb,
-                  int64_t iw0, const float* wt, const float* bias, float* out,
-                  Activation act) {
-  constexpr int kCols = S * (T - 1) + K;
-  __m256 acc[T];
-  const __m256 b = bias ? _mm256_loadu_ps(bias + cb) : _mm256_setzero_ps();
-  for (int t = 0; t < T; ++t) acc[t] = b;
-  for (int kh = 0; kh < K; ++kh) {
-    const float* r = rows[kh];
-    if (!r) continue;
-    __m256 w[K];
-    for (int kw = 0; kw < K; ++kw)
-      w[kw] = _mm256_loadu_ps(wt + (kh * K + kw) * C + cb);
-    const float* p = r + iw0 * C + cb;
-#pragma GCC unroll 32
-    for (int j = 0; j < kCols; ++j) {
-      const __m256 v = _mm256_loadu_ps(p + j * C);
-      // pixel t reads column j with tap kw = j - S * t, 0 <= kw < K
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) {
-        const int kw = j - S * t;
-        if (kw >= 0 && kw < K) acc[t] = _mm256_fmadd_ps(v, w[kw], acc[t]);
-      }
-    }
-  }
-  for (int t = 0; t < T; ++t)
-    _mm256_storeu_ps(out + t * C + cb, activate(acc[t], act));
-}
-
 // One pixel whose taps may fall outside the image (columns checked).
 template <int K>
 inline void border_pixel(const float* const* rows, int64_t C, int64_t W,
@@ -98,13 +60,13 @@ void forward_rows(const DepthwiseShape& s, const float* x, const float* wt,
     int64_t ow = lo;
     for (; ow + 8 <= hi; ow += 8)
       for (int64_t cb = 0; cb < C; cb += 8)
-        group<K, S, 8>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
+        pixel_group<K, S, 8>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
     for (; ow + 4 <= hi; ow += 4)
       for (int64_t cb = 0; cb < C; cb += 8)
-        group<K, S, 4>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
+        pixel_group<K, S, 4>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
     for (; ow < hi; ++ow)
       for (int64_t cb = 0; cb < C; cb += 8)
-        group<K, S, 1>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
+        pixel_group<K, S, 1>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
     for (; ow < OW; ++ow)
       border_pixel<K>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
   }

@@ -1,0 +1,323 @@
+// AVX2/FMA depthwise forward for NCHW tensors, square 3x3 / 5x5 / 7x7
+// kernels, stride 1 or 2 (same along H and W), dilation 1, multiplier 1,
+// computed on blocks of 8 channels with vectors along the channels ("c8").
+//
+// Why: the row-ring kernel (depthwise_nchw_kxk_rows_avx2.cpp) vectorises
+// along W and needs one unaligned input load and one weight broadcast per
+// FMA; at 5x5 and 7x7 that is load-bound, and on narrow planes (28 or 14
+// columns) part of every vector is padding. Here 8 channel planes are
+// interleaved row by row into a per-thread ring of K zero-padded rows laid
+// out [column][8 channels] (an 8x8 transpose per 8 columns), and each output
+// row is computed by the NHWC pixel-group micro-kernel (avx2::pixel_group:
+// per tap row the K weight vectors stay in registers and every input column
+// is loaded once for all the (pixel, tap) pairs that read it, well under one
+// load per FMA), into a row buffer that is transposed back to the 8 output
+// planes. Rows of taps above or below the image are skipped; columns outside
+// it read the ring's zero padding, so there is no border code.
+//
+// One work unit is one (n, channel) plane as everywhere in NCHW; a range of
+// units is processed in blocks of up to 8 consecutive channels of one image
+// (a partial block fills the unused lanes with zeros and stores only its
+// planes). Every output element is computed from the same taps in the same
+// order whatever the block, so results do not depend on how units are split.
+#include <cstring>
+#include <vector>
+
+#include "depthwise_avx2_common.h"
+
+namespace mnx {
+namespace cpu {
+namespace {
+
+using namespace avx2;
+
+constexpr int64_t kMaxC8OutWidth = 4096;
+
+// 8x8 transpose of rows r[0..7] in place.
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// dst[(PW + iw) * 8 + i] = plane_i[iw] for iw in [0, W), i < nb (planes
+// `plane` floats apart, starting at src); lanes i >= nb are 0. The padding
+// columns of dst are zeroed by the caller once per slot.
+inline void interleave_row(const float* src, int64_t plane, int64_t nb, int64_t W,
+                           float* dst) {
+  int64_t iw = 0;
+  if (nb == 8) {
+    for (; iw + 8 <= W; iw += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * plane + iw);
+      transpose8(r);
+      for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + (iw + j) * 8, r[j]);
+    }
+  }
+  for (; iw < W; ++iw)
+    for (int64_t i = 0; i < 8; ++i) dst[iw * 8 + i] = i < nb ? src[i * plane + iw] : 0.f;
+}
+
+// plane_i[ow] = src[ow * 8 + i] for ow in [0, OW), i < nb (planes `plane`
+// floats apart, starting at dst).
+inline void deinterleave_row(const float* src, int64_t nb, int64_t OW, float* dst,
+                             int64_t plane) {
+  int64_t ow = 0;
+  if (nb == 8) {
+    for (; ow + 8 <= OW; ow += 8) {
+      __m256 r[8];
+      for (int j = 0; j < 8; ++j) r[j] = _mm256_load_ps(src + (ow + j) * 8);
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * plane + ow, r[i]);
+    }
+  }
+  for (; ow < OW; ++ow)
+    for (int64_t i = 0; i < nb; ++i) dst[i * plane + ow] = src[ow * 8 + i];
+}
+
+struct Scratch {
+  float* ring;   // K slots of `slot` floats: padded input rows [col][8]
+  float* yrow;   // one output row [OW][8]
+  float* wt;     // tap-major weights of the block [K*K][8]
+  float* bias;   // [8]
+  int64_t slot;  // floats per ring slot
+};
+
+template <int K, int S>
+void forward_block(const DepthwiseShape& s, const float* x, const float* w,
+                   const float* bias, float* y, Activation act, int64_t n,
+                   int64_t c0, int64_t nb, const Scratch& sc) {
+  const int64_t HW = s.H * s.W, OHW = s.OH * s.OW, OW = s.OW;
+  for (int t = 0; t < K * K; ++t)
+    for (int64_t i = 0; i < 8; ++i) sc.wt[t * 8 + i] = i < nb ? w[(c0 + i) * K * K + t] : 0.f;
+  for (int64_t i = 0; i < 8; ++i) sc.bias[i] = (bias && i < nb) ? bias[c0 + i] : 0.f;
+  const float* xb = x + (n * s.C + c0) * HW;
+  float* yb = y + (n * s.C + c0) * OHW;
+  int64_t tag[K];
+  for (int i = 0; i < K; ++i) tag[i] = -1;
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    const float* rows[K];
+    for (int kh = 0; kh < K; ++kh) {
+      const int64_t ih = oh * S - s.PH + kh;
+      if (ih < 0 || ih >= s.H) {
+        rows[kh] = nullptr;
+        continue;
+      }
+      float* dst = sc.ring + (ih % K) * sc.slot;
+      if (tag[ih % K] != ih) {
+        interleave_row(xb + ih * s.W, HW, nb, s.W, dst + s.PW * 8);
+        tag[ih % K] = ih;
+      }
+      rows[kh] = dst;
+    }
+    // Groups of 8 (or 4) pixels; the last group is shifted left to end at
+    // OW, recomputing a few pixels (same taps, same order: the same values)
+    // rather than running narrow groups whose few FMA chains stall on latency.
+    if (OW >= 8) {
+      for (int64_t ow = 0;; ow += 8) {
+        const int64_t o = imin(ow, OW - 8);
+        pixel_group<K, S, 8>(rows, 8, 0, o * S, sc.wt, sc.bias, sc.yrow + o * 8, act);
+        if (o + 8 >= OW) break;
+      }
+    } else if (OW >= 4) {
+      pixel_group<K, S, 4>(rows, 8, 0, 0, sc.wt, sc.bias, sc.yrow, act);
+      const int64_t o = OW - 4;
+      pixel_group<K, S, 4>(rows, 8, 0, o * S, sc.wt, sc.bias, sc.yrow + o * 8, act);
+    } else {
+      for (int64_t ow = 0; ow < OW; ++ow)
+        pixel_group<K, S, 1>(rows, 8, 0, ow * S, sc.wt, sc.bias, sc.yrow + ow * 8, act);
+    }
+    deinterleave_row(sc.yrow, nb, OW, yb + oh * OW, OHW);
+  }
+}
+
+template <int K, int S>
+void forward_units(const DepthwiseShape& s, const float* x, const float* w,
+                   const float* bias, float* y, Activation act, int64_t begin,
+                   int64_t end, const Scratch& sc) {
+  const int64_t C = s.C;
+  for (int64_t u = begin; u < end;) {
+    const int64_t n = u / C, c0 = u % C;
+    const int64_t nb = imin(imin(8, end - u), C - c0);
+    forward_block<K, S>(s, x, w, bias, y, act, n, c0, nb, sc);
+    u += nb;
+  }
+}
+
+// grad_weight of one block of nb (<= 8) channels over the whole batch:
+// gw[c][kh][kw] = sum over n, oh, ow of gy[n][c][oh][ow] * x[n][c][oh*S - PH
+// + kh][ow*S - PW + kw], taps outside the image skipped (not multiplied by
+// the zero padding, so a NaN in grad_output next to the border stays out,
+// as in the reference). Lanes are channels, so no horizontal sums: per
+// (output row, tap row) K register accumulators (two sets of K for K <= 5,
+// to keep 8+ FMA chains in flight) run over the row, then are added to the
+// K x K block accumulators. The order of every sum is fixed by the shape.
+template <int K, int S>
+void grad_weight_block(const DepthwiseShape& s, const float* gy, const float* x,
+                       float* gw, int64_t c0, int64_t nb, const Scratch& sc) {
+  constexpr int U = K <= 5 ? 2 : 1;  // accumulator sets along the row
+  const int64_t HW = s.H * s.W, OHW = s.OH * s.OW, OW = s.OW;
+  // output columns whose K taps are all inside the image
+  const int64_t lo = imin((s.PW + S - 1) / S, OW);
+  const int64_t hi = imax(lo, imin(OW, s.W - K + s.PW >= 0 ? (s.W - K + s.PW) / S + 1 : 0));
+  __m256 tot[K * K];
+  for (int t = 0; t < K * K; ++t) tot[t] = _mm256_setzero_ps();
+  for (int64_t n = 0; n < s.N; ++n) {
+    const float* xb = x + (n * s.C + c0) * HW;
+    const float* gb = gy + (n * s.C + c0) * OHW;
+    int64_t tag[K];
+    for (int i = 0; i < K; ++i) tag[i] = -1;
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      interleave_row(gb + oh * OW, OHW, nb, OW, sc.yrow);
+      for (int kh = 0; kh < K; ++kh) {
+        const int64_t ih = oh * S - s.PH + kh;
+        if (ih < 0 || ih >= s.H) continue;
+        float* row = sc.ring + (ih % K) * sc.slot;
+        if (tag[ih % K] != ih) {
+          interleave_row(xb + ih * s.W, HW, nb, s.W, row + s.PW * 8);
+          tag[ih % K] = ih;
+        }
+        __m256 a[U][K];
+        for (int q = 0; q < U; ++q)
+          for (int kw = 0; kw < K; ++kw) a[q][kw] = _mm256_setzero_ps();
+        // border columns: taps checked
+        auto border = [&](int64_t ow) {
+          const __m256 g = _mm256_load_ps(sc.yrow + ow * 8);
+          for (int kw = 0; kw < K; ++kw) {
+            const int64_t iw = ow * S - s.PW + kw;
+            if (iw < 0 || iw >= s.W) continue;
+            a[0][kw] = _mm256_fmadd_ps(g, _mm256_load_ps(row + (ow * S + kw) * 8), a[0][kw]);
+          }
+        };
+        for (int64_t ow = 0; ow < lo; ++ow) border(ow);
+        int64_t ow = lo;
+        for (; ow + U <= hi; ow += U) {
+#pragma GCC unroll 2
+          for (int q = 0; q < U; ++q) {
+            const __m256 g = _mm256_load_ps(sc.yrow + (ow + q) * 8);
+            const float* p = row + (ow + q) * S * 8;
+#pragma GCC unroll 7
+            for (int kw = 0; kw < K; ++kw)
+              a[q][kw] = _mm256_fmadd_ps(g, _mm256_load_ps(p + kw * 8), a[q][kw]);
+          }
+        }
+        for (; ow < hi; ++ow) {
+          const __m256 g = _mm256_load_ps(sc.yrow + ow * 8);
+          const float* p = row + ow * S * 8;
+          for (int kw = 0; kw < K; ++kw)
+            a[0][kw] = _mm256_fmadd_ps(g, _mm256_load_ps(p + kw * 8), a[0][kw]);
+        }
+        for (; ow < OW; ++ow) border(ow);
+        for (int kw = 0; kw < K; ++kw) {
+          __m256 v = a[0][kw];
+          for (int q = 1; q < U; ++q) v = _mm256_add_ps(v, a[q][kw]);
+          tot[kh * K + kw] = _mm256_add_ps(tot[kh * K + kw], v);
+        }
+      }
+    }
+  }
+  alignas(32) float lane[8];
+  for (int t = 0; t < K * K; ++t) {
+    _mm256_store_ps(lane, tot[t]);
+    for (int64_t i = 0; i < nb; ++i) gw[(c0 + i) * K * K + t] = lane[i];
+  }
+}
+
+// Per-thread scratch for `K` ring rows of `cols` padded columns, a row of
+// `row` pixels and a K x K weight block; null if it could not be had.
+bool get_scratch(int64_t K, int64_t cols, int64_t row, Scratch* sc) {
+  const int64_t slot = cols * 8;
+  const int64_t need = K * slot + row * 8 + K * K * 8 + 8;
+  // reused across calls on this thread; 32-byte aligned for the row stores
+  thread_local std::vector<__m256> buf;
+  try {
+    if (static_cast<int64_t>(buf.size()) * 8 < need) buf.resize((need + 7) / 8);
+  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
+    return false;  // coverage: unreachable
+  }  // coverage: unreachable
+  float* base = reinterpret_cast<float*>(buf.data());
+  *sc = Scratch{base, base + K * slot, base + K * slot + row * 8,
+                base + K * slot + row * 8 + K * K * 8, slot};
+  // zero padding columns (and lanes) of every slot; interleave_row only
+  // writes the image columns [PW, PW + W)
+  std::memset(sc->ring, 0, sizeof(float) * K * slot);
+  return true;
+}
+
+}  // namespace
+
+bool depthwise_forward_nchw_c8_kxk_avx2_supported(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW && s.mult == 1 && s.KH == s.KW &&
+         (s.KH == 3 || s.KH == 5 || s.KH == 7) && s.DH == 1 && s.DW == 1 &&
+         s.SH == s.SW && (s.SH == 1 || s.SH == 2) && s.OW >= 1 &&
+         s.OW <= kMaxC8OutWidth;
+}
+
+// Returns false (nothing written) if the per-thread scratch could not be had.
+bool depthwise_forward_nchw_c8_kxk_avx2(const DepthwiseShape& s, const float* x,
+                                        const float* w, const float* bias,
+                                        float* y, Activation act, int64_t begin,
+                                        int64_t end) {
+  const int64_t K = s.KH, S = s.SH;
+  // padded columns read: (OW - 1) * S + K, at least the interleaved row
+  Scratch sc;
+  if (!get_scratch(K, imax((s.OW - 1) * S + K, s.PW + s.W), s.OW, &sc)) return false;
+#define MNX_C8_CASE(KK, SS)                                                  \
+  if (K == KK && S == SS) {                                                  \
+    forward_units<KK, SS>(s, x, w, bias, y, act, begin, end, sc);            \
+    return true;                                                             \
+  }
+  MNX_C8_CASE(3, 1)
+  MNX_C8_CASE(3, 2)
+  MNX_C8_CASE(5, 1)
+  MNX_C8_CASE(5, 2)
+  MNX_C8_CASE(7, 1)
+  MNX_C8_CASE(7, 2)
+#undef MNX_C8_CASE
+  return false;  // coverage: unreachable (the supported() check comes first)
+}
+
+// Units are blocks of kDepthwiseWeightChannelBlock (8) channels, as in every
+// grad_weight kernel. Returns false (nothing written) without scratch.
+bool depthwise_grad_weight_nchw_c8_kxk_avx2(const DepthwiseShape& s,
+                                            const float* gy, const float* x,
+                                            float* gw, int64_t begin,
+                                            int64_t end) {
+  static_assert(kDepthwiseWeightChannelBlock == 8, "one 8-lane block per unit");
+  const int64_t K = s.KH, S = s.SH;
+  Scratch sc;
+  if (!get_scratch(K, imax((s.OW - 1) * S + K, s.PW + s.W), s.OW, &sc)) return false;
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t c0 = u * 8, nb = imin(8, s.C - c0);
+#define MNX_C8_GW_CASE(KK, SS) \
+    if (K == KK && S == SS) grad_weight_block<KK, SS>(s, gy, x, gw, c0, nb, sc);
+    MNX_C8_GW_CASE(3, 1)
+    MNX_C8_GW_CASE(3, 2)
+    MNX_C8_GW_CASE(5, 1)
+    MNX_C8_GW_CASE(5, 2)
+    MNX_C8_GW_CASE(7, 1)
+    MNX_C8_GW_CASE(7, 2)
+#undef MNX_C8_GW_CASE
+  }
+  return true;
+}
+
+}  // namespace cpu
+}  // namespace mnx
