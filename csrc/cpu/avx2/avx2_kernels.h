@@ -52,6 +52,13 @@ bool depthwise_forward_nchw_c8_kxk_avx2(const DepthwiseShape& s, const float* x,
                                         const float* w, const float* bias,
                                         float* y, Activation act, int64_t begin,
                                         int64_t end);
+// grad_input (stride 1 or 2, padding <= K-1) as the stride-1 correlation of
+// grad_output zero-dilated by the stride with the taps flipped.
+bool depthwise_grad_input_nchw_c8_kxk_avx2_supported(const DepthwiseShape& s);
+bool depthwise_grad_input_nchw_c8_kxk_avx2(const DepthwiseShape& s,
+                                           const float* gy, const float* w,
+                                           float* gx, int64_t begin,
+                                           int64_t end);
 // The same blocks for grad_weight (units: blocks of 8 channels).
 bool depthwise_grad_weight_nchw_c8_kxk_avx2(const DepthwiseShape& s,
                                             const float* gy, const float* x,

@@ -2,8 +2,8 @@
 //
 // Square 3x3/5x5/7x7 kernels with stride 1 or 2 and multiplier 1 (every
 // MobileNet and ConvNeXt layer) go first to the 8-channel block kernels of
-// depthwise_nchw_c8_kxk_avx2.cpp: the forward, the stride-1 grad_input (as a
-// flipped forward) and grad_weight. Multipliers > 1 on those kernels take
+// depthwise_nchw_c8_kxk_avx2.cpp: the forward, grad_input (padding <= K-1,
+// as a flipped correlation of the zero-dilated grad_output) and grad_weight. Multipliers > 1 on those kernels take
 // the row ring (depthwise_nchw_kxk_rows_avx2.cpp). Everything else:
 //  forward      planes with fewer than 16 output columns: channel blocks of
 //               8 transposed to a stack buffer, vectors along C (any stride);
@@ -504,43 +504,6 @@ void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
   }
 }
 
-// Stride 1, dilation 1, multiplier 1, square 3x3/5x5/7x7 with padding
-// <= K-1: grad_input is the forward convolution of grad_output with the
-// kernel flipped in both axes and padding K-1-P, so it runs on the 8-channel
-// block forward kernel (depthwise_nchw_c8_kxk_avx2.cpp). Returns false (nothing
-// written) when the shape is not covered or a scratch buffer is missing.
-static bool grad_input_nchw_as_forward(const DepthwiseShape& s, const float* gy,
-                                const float* w, float* gx, int64_t begin,
-                                int64_t end) {
-  const int64_t K = s.KH;
-  if (!(s.mult == 1 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
-        s.KW == K && s.PH <= K - 1 && s.PW <= K - 1))
-    return false;
-  DepthwiseShape t = s;
-  t.H = s.OH;
-  t.W = s.OW;
-  t.PH = K - 1 - s.PH;
-  t.PW = K - 1 - s.PW;
-  t.OH = s.H;
-  t.OW = s.W;
-  if (!depthwise_forward_nchw_c8_kxk_avx2_supported(t)) return false;
-  // flipped weights of the channels in [begin, end), per thread, reused
-  thread_local std::vector<float> flipped;
-  const int64_t KK = K * K, c0 = begin % s.C;
-  const int64_t c1 = end - begin >= s.C ? s.C : (end - 1) % s.C + 1;
-  try {
-    if (static_cast<int64_t>(flipped.size()) < s.C * KK) flipped.resize(s.C * KK);
-  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
-    return false;  // coverage: unreachable
-  }  // coverage: unreachable
-  // units are (n, c) planes; flip every channel the range touches
-  const bool wraps = end - begin >= s.C || c1 <= c0;
-  for (int64_t c = wraps ? 0 : c0; c < (wraps ? s.C : c1); ++c)
-    for (int64_t i = 0; i < KK; ++i) flipped[c * KK + i] = w[c * KK + KK - 1 - i];
-  return depthwise_forward_nchw_c8_kxk_avx2(t, gy, flipped.data(), nullptr, gx,
-                                            Activation::None, begin, end);
-}
-
 bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
          ((s.SH == 1 && s.SW == 1) || s.SW == 2 || small_plane(s));
@@ -549,7 +512,11 @@ bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s) {
 void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
                                     const float* w, float* gx, int64_t begin,
                                     int64_t end) {
-  if (grad_input_nchw_as_forward(s, gy, w, gx, begin, end)) return;
+  // 3x3/5x5/7x7, stride 1/2, multiplier 1, padding <= K-1: 8-channel blocks
+  // (a stride-1 flipped correlation of the zero-dilated grad_output)
+  if (depthwise_grad_input_nchw_c8_kxk_avx2_supported(s) &&
+      depthwise_grad_input_nchw_c8_kxk_avx2(s, gy, w, gx, begin, end))
+    return;
   if (small_plane(s)) return grad_input_small_planes(s, gy, w, gx, begin, end);
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   float* tmp = nullptr;

@@ -57,22 +57,23 @@ inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// dst[(PW + iw) * 8 + i] = plane_i[iw] for iw in [0, W), i < nb (planes
-// `plane` floats apart, starting at src); lanes i >= nb are 0. The padding
-// columns of dst are zeroed by the caller once per slot.
+// dst[iw * D * 8 + i] = plane_i[iw] for iw in [0, W), i < nb (planes
+// `plane` floats apart, starting at src); lanes i >= nb are 0. Columns in
+// between (D > 1: the zeros inserted by a transposed convolution) and the
+// padding columns are zeroed by the caller once per slot.
 inline void interleave_row(const float* src, int64_t plane, int64_t nb, int64_t W,
-                           float* dst) {
+                           int64_t D, float* dst) {
   int64_t iw = 0;
   if (nb == 8) {
     for (; iw + 8 <= W; iw += 8) {
       __m256 r[8];
       for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * plane + iw);
       transpose8(r);
-      for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + (iw + j) * 8, r[j]);
+      for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + (iw + j) * D * 8, r[j]);
     }
   }
   for (; iw < W; ++iw)
-    for (int64_t i = 0; i < 8; ++i) dst[iw * 8 + i] = i < nb ? src[i * plane + iw] : 0.f;
+    for (int64_t i = 0; i < 8; ++i) dst[iw * D * 8 + i] = i < nb ? src[i * plane + iw] : 0.f;
 }
 
 // plane_i[ow] = src[ow * 8 + i] for ow in [0, OW), i < nb (planes `plane`
@@ -100,29 +101,43 @@ struct Scratch {
   int64_t slot;  // floats per ring slot
 };
 
+// A stride-S correlation of K x K taps over C planes of Hin x Win, each
+// zero-dilated by D (D - 1 zeros between neighbours: a transposed
+// convolution's input) and padded by PH / PW, giving Hout x Wout planes.
+// The forward is D = 1; grad_input is the stride-1 correlation of
+// grad_output dilated by the forward stride, with the taps flipped.
+struct Corr {
+  int64_t C, Hin, Win, Hout, Wout, PH, PW, D;
+  bool flip;  // taps in reverse order (w[K*K - 1 - t])
+};
+
 template <int K, int S>
-void forward_block(const DepthwiseShape& s, const float* x, const float* w,
+void forward_block(const Corr& g, const float* x, const float* w,
                    const float* bias, float* y, Activation act, int64_t n,
                    int64_t c0, int64_t nb, const Scratch& sc) {
-  const int64_t HW = s.H * s.W, OHW = s.OH * s.OW, OW = s.OW;
-  for (int t = 0; t < K * K; ++t)
-    for (int64_t i = 0; i < 8; ++i) sc.wt[t * 8 + i] = i < nb ? w[(c0 + i) * K * K + t] : 0.f;
+  const int64_t HW = g.Hin * g.Win, OHW = g.Hout * g.Wout, OW = g.Wout;
+  const int64_t last = (g.Hin - 1) * g.D;  // last dilated input row
+  for (int t = 0; t < K * K; ++t) {
+    const int src = g.flip ? K * K - 1 - t : t;
+    for (int64_t i = 0; i < 8; ++i) sc.wt[t * 8 + i] = i < nb ? w[(c0 + i) * K * K + src] : 0.f;
+  }
   for (int64_t i = 0; i < 8; ++i) sc.bias[i] = (bias && i < nb) ? bias[c0 + i] : 0.f;
-  const float* xb = x + (n * s.C + c0) * HW;
-  float* yb = y + (n * s.C + c0) * OHW;
+  const float* xb = x + (n * g.C + c0) * HW;
+  float* yb = y + (n * g.C + c0) * OHW;
   int64_t tag[K];
   for (int i = 0; i < K; ++i) tag[i] = -1;
-  for (int64_t oh = 0; oh < s.OH; ++oh) {
+  for (int64_t oh = 0; oh < g.Hout; ++oh) {
     const float* rows[K];
     for (int kh = 0; kh < K; ++kh) {
-      const int64_t ih = oh * S - s.PH + kh;
-      if (ih < 0 || ih >= s.H) {
-        rows[kh] = nullptr;
+      const int64_t a = oh * S - g.PH + kh;  // dilated input row
+      if (a < 0 || a > last || a % g.D != 0) {
+        rows[kh] = nullptr;  // padding or an inserted zero row: skipped
         continue;
       }
+      const int64_t ih = a / g.D;
       float* dst = sc.ring + (ih % K) * sc.slot;
       if (tag[ih % K] != ih) {
-        interleave_row(xb + ih * s.W, HW, nb, s.W, dst + s.PW * 8);
+        interleave_row(xb + ih * g.Win, HW, nb, g.Win, g.D, dst + g.PW * 8);
         tag[ih % K] = ih;
       }
       rows[kh] = dst;
@@ -149,14 +164,14 @@ void forward_block(const DepthwiseShape& s, const float* x, const float* w,
 }
 
 template <int K, int S>
-void forward_units(const DepthwiseShape& s, const float* x, const float* w,
+void forward_units(const Corr& g, const float* x, const float* w,
                    const float* bias, float* y, Activation act, int64_t begin,
                    int64_t end, const Scratch& sc) {
-  const int64_t C = s.C;
+  const int64_t C = g.C;
   for (int64_t u = begin; u < end;) {
     const int64_t n = u / C, c0 = u % C;
     const int64_t nb = imin(imin(8, end - u), C - c0);
-    forward_block<K, S>(s, x, w, bias, y, act, n, c0, nb, sc);
+    forward_block<K, S>(g, x, w, bias, y, act, n, c0, nb, sc);
     u += nb;
   }
 }
@@ -185,13 +200,13 @@ void grad_weight_block(const DepthwiseShape& s, const float* gy, const float* x,
     int64_t tag[K];
     for (int i = 0; i < K; ++i) tag[i] = -1;
     for (int64_t oh = 0; oh < s.OH; ++oh) {
-      interleave_row(gb + oh * OW, OHW, nb, OW, sc.yrow);
+      interleave_row(gb + oh * OW, OHW, nb, OW, 1, sc.yrow);
       for (int kh = 0; kh < K; ++kh) {
         const int64_t ih = oh * S - s.PH + kh;
         if (ih < 0 || ih >= s.H) continue;
         float* row = sc.ring + (ih % K) * sc.slot;
         if (tag[ih % K] != ih) {
-          interleave_row(xb + ih * s.W, HW, nb, s.W, row + s.PW * 8);
+          interleave_row(xb + ih * s.W, HW, nb, s.W, 1, row + s.PW * 8);
           tag[ih % K] = ih;
         }
         __m256 a[U][K];
@@ -270,18 +285,20 @@ bool depthwise_forward_nchw_c8_kxk_avx2_supported(const DepthwiseShape& s) {
          s.OW <= kMaxC8OutWidth;
 }
 
-// Returns false (nothing written) if the per-thread scratch could not be had.
-bool depthwise_forward_nchw_c8_kxk_avx2(const DepthwiseShape& s, const float* x,
-                                        const float* w, const float* bias,
-                                        float* y, Activation act, int64_t begin,
-                                        int64_t end) {
-  const int64_t K = s.KH, S = s.SH;
-  // padded columns read: (OW - 1) * S + K, at least the interleaved row
+namespace {
+
+// Runs the correlation `g` (K x K taps, stride S) over units [begin, end)
+// of (n, c) output planes; false (nothing written) without scratch.
+bool run_corr(const Corr& g, int64_t K, int64_t S, const float* x,
+              const float* w, const float* bias, float* y, Activation act,
+              int64_t begin, int64_t end) {
+  // padded columns read: (Wout - 1) * S + K, at least the interleaved row
   Scratch sc;
-  if (!get_scratch(K, imax((s.OW - 1) * S + K, s.PW + s.W), s.OW, &sc)) return false;
+  if (!get_scratch(K, imax((g.Wout - 1) * S + K, g.PW + (g.Win - 1) * g.D + 1), g.Wout, &sc))
+    return false;
 #define MNX_C8_CASE(KK, SS)                                                  \
   if (K == KK && S == SS) {                                                  \
-    forward_units<KK, SS>(s, x, w, bias, y, act, begin, end, sc);            \
+    forward_units<KK, SS>(g, x, w, bias, y, act, begin, end, sc);            \
     return true;                                                             \
   }
   MNX_C8_CASE(3, 1)
@@ -291,7 +308,36 @@ bool depthwise_forward_nchw_c8_kxk_avx2(const DepthwiseShape& s, const float* x,
   MNX_C8_CASE(7, 1)
   MNX_C8_CASE(7, 2)
 #undef MNX_C8_CASE
-  return false;  // coverage: unreachable (the supported() check comes first)
+  return false;  // coverage: unreachable (the supported() checks come first)
+}
+
+}  // namespace
+
+// Returns false (nothing written) if the per-thread scratch could not be had.
+bool depthwise_forward_nchw_c8_kxk_avx2(const DepthwiseShape& s, const float* x,
+                                        const float* w, const float* bias,
+                                        float* y, Activation act, int64_t begin,
+                                        int64_t end) {
+  const Corr g{s.C, s.H, s.W, s.OH, s.OW, s.PH, s.PW, 1, false};
+  return run_corr(g, s.KH, s.SH, x, w, bias, y, act, begin, end);
+}
+
+bool depthwise_grad_input_nchw_c8_kxk_avx2_supported(const DepthwiseShape& s) {
+  return depthwise_forward_nchw_c8_kxk_avx2_supported(s) && s.PH <= s.KH - 1 &&
+         s.PW <= s.KW - 1 && s.W <= kMaxC8OutWidth;
+}
+
+// grad_input[ih][iw] = sum over taps of w[kh][kw] * grad_output[oh][ow] with
+// ih = oh*S - PH + kh: the stride-1 correlation of grad_output zero-dilated
+// by S, padded by K-1-P, with the taps flipped. Units: (n, c) planes of
+// grad_input.
+bool depthwise_grad_input_nchw_c8_kxk_avx2(const DepthwiseShape& s,
+                                           const float* gy, const float* w,
+                                           float* gx, int64_t begin,
+                                           int64_t end) {
+  const int64_t K = s.KH;
+  const Corr g{s.C, s.OH, s.OW, s.H, s.W, K - 1 - s.PH, K - 1 - s.PW, s.SH, true};
+  return run_corr(g, K, 1, gy, w, nullptr, gx, Activation::None, begin, end);
 }
 
 // Units are blocks of kDepthwiseWeightChannelBlock (8) channels, as in every
