@@ -67,11 +67,18 @@ bool depthwise_grad_weight_nchw_c8_kxk_avx2(const DepthwiseShape& s,
 bool depthwise_nhwc_avx2_supported(const DepthwiseShape& s);
 // Square 3x3/5x5/7x7, stride 1 or 2, dilation 1, C % 8 == 0
 // (depthwise_nhwc_kxk_avx2.cpp); `wt` is the tap-major weight copy [KH*KW][C].
+// Return false when their per-thread row ring cannot be allocated.
 bool depthwise_forward_nhwc_kxk_avx2_supported(const DepthwiseShape& s);
-void depthwise_forward_nhwc_kxk_avx2(const DepthwiseShape& s, const float* x,
+bool depthwise_forward_nhwc_kxk_avx2(const DepthwiseShape& s, const float* x,
                                      const float* wt, const float* bias,
                                      float* y, Activation act, int64_t begin,
                                      int64_t end);
+// grad_input for those kernels with padding <= K-1; `wf` is the tap-major
+// copy of the flipped weights.
+bool depthwise_grad_input_nhwc_kxk_avx2_supported(const DepthwiseShape& s);
+bool depthwise_grad_input_nhwc_kxk_avx2(const DepthwiseShape& s, const float* gy,
+                                        const float* wf, float* gx,
+                                        int64_t begin, int64_t end);
 bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
                                  const float* w, const float* bias, float* y,
                                  Activation act, int64_t begin, int64_t end);

@@ -101,10 +101,9 @@ bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
     return true;  // coverage: needs avx512f
   }
 #endif
-  if (depthwise_forward_nhwc_kxk_avx2_supported(s)) {
-    depthwise_forward_nhwc_kxk_avx2(s, x, wt, bias, y, act, begin, end);
+  if (depthwise_forward_nhwc_kxk_avx2_supported(s) &&
+      depthwise_forward_nhwc_kxk_avx2(s, x, wt, bias, y, act, begin, end))
     return true;
-  }
   Tap taps[kMaxTaps];
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.OH, oh = u % s.OH;
@@ -125,29 +124,30 @@ bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
   return true;
 }
 
-// Stride 1, dilation 1, square 3x3/5x5/7x7 with padding <= K-1, C % 8 == 0:
-// grad_input is the forward convolution of grad_output with the kernel
-// flipped in both axes and padding K-1-P, so it runs on the 8-pixel-group
-// forward kernel. Returns true when it handled the call.
+// Square 3x3/5x5/7x7, stride 1 or 2, dilation 1, padding <= K-1, C % 8 == 0:
+// grad_input is the stride-1 correlation of grad_output (zero-dilated by the
+// stride) with the kernel flipped in both axes and padding K-1-P, run by the
+// padded-ring kernel of depthwise_nhwc_kxk_avx2.cpp (on CPUs with AVX-512F,
+// stride 1 runs the AVX-512 forward, which also takes C % 8 != 0). Returns
+// true when it handled the call.
 static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
                                 const float* w, float* gx, int64_t begin,
                                 int64_t end) {
   const int64_t K = s.KH;
-  if (!(s.SH == 1 && s.SW == 1 && s.KW == K && s.PH <= K - 1 && s.PW <= K - 1))
-    return false;
+  bool use512 = false;
   DepthwiseShape t = s;
-  t.H = s.OH;
-  t.W = s.OW;
-  t.PH = K - 1 - s.PH;
-  t.PW = K - 1 - s.PW;
-  t.OH = s.H;
-  t.OW = s.W;
 #if MNX_HAVE_AVX512
-  const bool use512 = cpu_use_avx512() && depthwise_forward_nhwc_kxk_avx512_supported(t);
-#else
-  const bool use512 = false;
+  if (s.SH == 1 && s.SW == 1 && s.KW == K && s.PH <= K - 1 && s.PW <= K - 1) {
+    t.H = s.OH;
+    t.W = s.OW;
+    t.PH = K - 1 - s.PH;
+    t.PW = K - 1 - s.PW;
+    t.OH = s.H;
+    t.OW = s.W;
+    use512 = cpu_use_avx512() && depthwise_forward_nhwc_kxk_avx512_supported(t);
+  }
 #endif
-  if (!use512 && !depthwise_forward_nhwc_kxk_avx2_supported(t)) return false;
+  if (!use512 && !depthwise_grad_input_nhwc_kxk_avx2_supported(s)) return false;
   // tap-major flipped weights [KK][C] for this thread, reused across calls
   thread_local std::vector<float> wf;
   const int64_t KK = K * K;
@@ -165,9 +165,7 @@ static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
     return true;  // coverage: needs avx512f
   }
 #endif
-  depthwise_forward_nhwc_kxk_avx2(t, gy, wf.data(), nullptr, gx,
-                                  Activation::None, begin, end);
-  return true;
+  return depthwise_grad_input_nhwc_kxk_avx2(s, gy, wf.data(), gx, begin, end);
 }
 
 bool depthwise_grad_input_nhwc_avx2(const DepthwiseShape& s, const float* gy,
