@@ -93,6 +93,10 @@ PW_CASES = [
         (1, 144, 24, 16, 16, False, "nchw"),
         (2, 300, 77, 9, 10, True, "nchw"),
         (2, 300, 77, 9, 10, True, "nhwc"),
+        # 1x1 maps (squeeze-excitation): one GEMM with M = N in either layout
+        (5, 72, 24, 1, 1, True, "nchw"),
+        (5, 24, 72, 1, 1, False, "nhwc"),
+        (33, 40, 17, 1, 1, True, "nchw"),
     ]
 ]
 

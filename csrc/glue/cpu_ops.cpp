@@ -371,6 +371,14 @@ void run_gemm_split_reduction(const GemmArgs& g, const scalar_t* A,
   });
 }
 
+// The layout a pointwise GEMM is formulated in. With 1x1 maps (squeeze-
+// excitation) both layouts lie in memory as [N, C]; the NHWC form makes one
+// GEMM with M = N instead of N matrix-vector products with one column. The
+// output keeps the input's memory format either way.
+Layout pointwise_gemm_layout(const PointwiseShape& s) {
+  return s.H * s.W == 1 ? Layout::NHWC : s.layout;
+}
+
 at::Tensor pw_forward_impl(const char* op, const at::Tensor& input,
                            const at::Tensor& weight,
                            const c10::optional<at::Tensor>& bias,
@@ -388,13 +396,15 @@ at::Tensor pw_forward_impl(const char* op, const at::Tensor& input,
   if (bias.has_value() && bias->defined()) b = bias->contiguous();
   if (residual.has_value() && residual->defined())
     r = contiguous_in(*residual, s.layout);
-  GemmArgs g = pointwise_forward_gemm(s);
+  PointwiseShape sg = s;
+  sg.layout = pointwise_gemm_layout(s);
+  GemmArgs g = pointwise_forward_gemm(sg);
   g.act = act;
   MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();
-    const scalar_t* A = s.layout == Layout::NCHW ? wp : xp;
-    const scalar_t* B = s.layout == Layout::NCHW ? xp : wp;
+    const scalar_t* A = sg.layout == Layout::NCHW ? wp : xp;
+    const scalar_t* B = sg.layout == Layout::NCHW ? xp : wp;
     run_gemm<scalar_t>(g, A, B, y.data_ptr<scalar_t>(),
                        b.defined() ? b.data_ptr<scalar_t>() : nullptr,
                        r.defined() ? r.data_ptr<scalar_t>() : nullptr);
@@ -428,12 +438,14 @@ at::Tensor pointwise_conv2d_backward_input_cpu(const at::Tensor& grad_output,
   if (gx.numel() == 0) return gx;
   const auto gy = contiguous_in(grad_output, s.layout);
   const auto w = weight.contiguous();
-  const GemmArgs g = pointwise_grad_input_gemm(s);
+  PointwiseShape sg = s;
+  sg.layout = pointwise_gemm_layout(s);
+  const GemmArgs g = pointwise_grad_input_gemm(sg);
   MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
     const scalar_t* gyp = gy.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();
-    const scalar_t* A = s.layout == Layout::NCHW ? wp : gyp;
-    const scalar_t* B = s.layout == Layout::NCHW ? gyp : wp;
+    const scalar_t* A = sg.layout == Layout::NCHW ? wp : gyp;
+    const scalar_t* B = sg.layout == Layout::NCHW ? gyp : wp;
     run_gemm<scalar_t>(g, A, B, gx.data_ptr<scalar_t>(), nullptr, nullptr);
   });
   return gx;
