@@ -1,6 +1,9 @@
-// AVX2/FMA depthwise forward for NCHW tensors, square 3x3 / 5x5 / 7x7
+// AVX2/FMA depthwise kernels for NCHW tensors, square 3x3 / 5x5 / 7x7
 // kernels, stride 1 or 2 (same along H and W), dilation 1, multiplier 1,
-// computed on blocks of 8 channels with vectors along the channels ("c8").
+// computed on blocks of 8 channels with vectors along the channels ("c8"):
+// the forward, grad_input (stride 1 or 2, padding <= K-1, as a flipped
+// correlation of the zero-dilated grad_output) and grad_weight (at the end
+// of the file).
 //
 // Why: the row-ring kernel (depthwise_nchw_kxk_rows_avx2.cpp) vectorises
 // along W and needs one unaligned input load and one weight broadcast per
