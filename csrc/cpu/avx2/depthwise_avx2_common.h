@@ -58,6 +58,27 @@ static inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// grad_input of a stride-1 depthwise convolution with square K x K taps and
+// padding P <= K-1 is the forward over grad_output with the taps flipped and
+// padding K-1-P: the shape of that forward (input OH x OW, output H x W).
+static inline DepthwiseShape flipped_forward_shape(const DepthwiseShape& s) {
+  DepthwiseShape t = s;
+  t.H = s.OH;
+  t.W = s.OW;
+  t.PH = s.KH - 1 - s.PH;
+  t.PW = s.KW - 1 - s.PW;
+  t.OH = s.H;
+  t.OW = s.W;
+  return t;
+}
+
+// The input row read by dilated row a (= oh * S - PH + kh) of a correlation
+// over rows zero-dilated by D (0..last the dilated extent), or -1 when it is
+// padding or an inserted zero row (that tap row is skipped).
+static inline int64_t dilated_row(int64_t a, int64_t last, int64_t D) {
+  return (a < 0 || a > last || a % D != 0) ? -1 : a / D;
+}
+
 // Depthwise micro-kernel on pixel-major rows (pixel stride C floats, as in
 // NHWC): T output pixels starting at input column iw0 (all taps in bounds),
 // channels [cb, cb + 8), stride S, square K x K taps; `wt` is tap-major

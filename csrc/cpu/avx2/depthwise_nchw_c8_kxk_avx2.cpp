@@ -132,12 +132,11 @@ void forward_block(const Corr& g, const float* x, const float* w,
   for (int64_t oh = 0; oh < g.Hout; ++oh) {
     const float* rows[K];
     for (int kh = 0; kh < K; ++kh) {
-      const int64_t a = oh * S - g.PH + kh;  // dilated input row
-      if (a < 0 || a > last || a % g.D != 0) {
-        rows[kh] = nullptr;  // padding or an inserted zero row: skipped
+      const int64_t ih = dilated_row(oh * S - g.PH + kh, last, g.D);
+      if (ih < 0) {
+        rows[kh] = nullptr;
         continue;
       }
-      const int64_t ih = a / g.D;
       float* dst = sc.ring + (ih % K) * sc.slot;
       if (tag[ih % K] != ih) {
         interleave_row(xb + ih * g.Win, HW, nb, g.Win, g.D, dst + g.PW * 8);

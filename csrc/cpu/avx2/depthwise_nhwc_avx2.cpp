@@ -138,12 +138,7 @@ static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
   DepthwiseShape t = s;
 #if MNX_HAVE_AVX512
   if (s.SH == 1 && s.SW == 1 && s.KW == K && s.PH <= K - 1 && s.PW <= K - 1) {
-    t.H = s.OH;
-    t.W = s.OW;
-    t.PH = K - 1 - s.PH;
-    t.PW = K - 1 - s.PW;
-    t.OH = s.H;
-    t.OW = s.W;
+    t = flipped_forward_shape(s);
     use512 = cpu_use_avx512() && depthwise_forward_nhwc_kxk_avx512_supported(t);
   }
 #endif

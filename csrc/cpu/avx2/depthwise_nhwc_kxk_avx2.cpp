@@ -51,12 +51,12 @@ void corr_rows(const Corr& g, const float* x, const float* wt,
     const int64_t n = u / g.Hout, oh = u % g.Hout;
     const float* rows[K];
     for (int kh = 0; kh < K; ++kh) {
-      const int64_t a = oh * S - g.PH + kh;  // dilated input row
-      if (a < 0 || a > last || a % g.D != 0) {
-        rows[kh] = nullptr;  // padding or an inserted zero row: skipped
+      const int64_t ih = dilated_row(oh * S - g.PH + kh, last, g.D);
+      if (ih < 0) {
+        rows[kh] = nullptr;
         continue;
       }
-      const int64_t ih = a / g.D, key = n * g.Hin + ih;
+      const int64_t key = n * g.Hin + ih;
       float* dst = ring + (ih % K) * slot;
       if (tag[ih % K] != key) {
         const float* src = x + key * g.Win * C;
@@ -222,14 +222,8 @@ bool depthwise_grad_input_nhwc_kxk_avx2(const DepthwiseShape& s, const float* gy
   const int64_t K = s.KH;
   if (s.SH == 1) {
     // the forward of grad_output with the flipped taps and padding K-1-P
-    DepthwiseShape t = s;
-    t.H = s.OH;
-    t.W = s.OW;
-    t.PH = K - 1 - s.PH;
-    t.PW = K - 1 - s.PW;
-    t.OH = s.H;
-    t.OW = s.W;
-    return depthwise_forward_nhwc_kxk_avx2(t, gy, wf, nullptr, gx, Activation::None, begin, end);
+    return depthwise_forward_nhwc_kxk_avx2(flipped_forward_shape(s), gy, wf, nullptr, gx,
+                                           Activation::None, begin, end);
   }
   const Corr g{s.C, s.OH, s.OW, s.H, s.W, K - 1 - s.PH, K - 1 - s.PW, s.SH};
   return run_corr(g, K, 1, gy, wf, nullptr, gx, Activation::None, begin, end);
