@@ -5,7 +5,14 @@
 Environment:
     FORCE_CUDA=1              build the CUDA kernels even without a visible GPU
     MOBILENET_EXT_NO_CUDA=1   never build them
-    TORCH_CUDA_ARCH_LIST      e.g. "8.0;9.0" (honoured by torch's cpp_extension)
+    TORCH_CUDA_ARCH_LIST      e.g. "8.0;9.0" (honoured by torch's cpp_extension);
+                              unset: the visible GPUs' architectures, or
+                              DEFAULT_CUDA_ARCH_LIST when none is visible
+
+Without either variable the CUDA kernels are built when nvcc is found, torch
+is a CUDA build and a GPU is visible; nvcc without a visible GPU builds the
+CPU kernels only and says so (one line, also kept in
+mobilenet_ext/_build_info.py as BUILD_NOTE).
     MAX_JOBS                  parallel compile jobs (honoured by ninja)
     CUDA_HOME                 defaults to /usr/local/cuda when nvcc is there
 
@@ -36,13 +43,38 @@ from torch.utils.cpp_extension import (  # noqa: E402
 )
 
 
-def want_cuda() -> bool:
-    if os.environ.get("MOBILENET_EXT_NO_CUDA", "0") == "1":
+# Architectures compiled for when FORCE_CUDA=1, no GPU is visible and
+# TORCH_CUDA_ARCH_LIST is unset (torch's cpp_extension would otherwise find an
+# empty list and fail): A100 (sm_80) and H100/H200 (sm_90).
+DEFAULT_CUDA_ARCH_LIST = "8.0;9.0"
+
+
+def gpu_visible() -> bool:
+    try:
+        return bool(torch.cuda.is_available()) and torch.cuda.device_count() > 0
+    except Exception:  # a broken driver counts as no GPU
         return False
+
+
+def want_cuda():
+    """(build the CUDA kernels?, one line saying why)"""
+    if os.environ.get("MOBILENET_EXT_NO_CUDA", "0") == "1":
+        return False, "CUDA kernels not built: MOBILENET_EXT_NO_CUDA=1"
+    nvcc = bool(CUDA_HOME) and os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
     if os.environ.get("FORCE_CUDA", "0") == "1":
-        return True
-    nvcc = CUDA_HOME and os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
-    return bool(torch.version.cuda) and bool(nvcc)
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not gpu_visible():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
+            return True, (f"CUDA kernels built (FORCE_CUDA=1) for the default architectures "
+                          f"{DEFAULT_CUDA_ARCH_LIST} (no GPU visible, TORCH_CUDA_ARCH_LIST unset)")
+        return True, f"CUDA kernels built (FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST') or 'the visible GPUs'})"
+    if not torch.version.cuda:
+        return False, f"CUDA kernels not built: torch {torch.__version__} is a CPU-only build"
+    if not nvcc:
+        return False, "CUDA kernels not built: nvcc not found (set CUDA_HOME)"
+    if not gpu_visible():
+        return False, (f"CUDA kernels not built: nvcc found ({CUDA_HOME}) but no GPU is visible; "
+                       "FORCE_CUDA=1 builds them anyway")
+    return True, "CUDA kernels built for the visible GPU(s)"
 
 
 def nvidia_wheel_includes():
@@ -106,7 +138,8 @@ elif is_arm64:
         )
     )
 
-with_cuda = want_cuda()
+with_cuda, build_note = want_cuda()
+print(f"[mobilenet_ext] {build_note}", file=sys.stderr)
 torch_version = torch.__version__
 define_macros = [("MNX_TORCH_VERSION", f'"{torch_version}"')]
 # torch picks the C++ standard its headers need. -fopenmp: at::parallel_for
@@ -145,6 +178,7 @@ with open(os.path.join(ROOT, "mobilenet_ext", "_build_info.py"), "w") as f:
         "# Written by setup.py at build time.\n"
         f"TORCH_VERSION = {torch_version!r}\n"
         f"WITH_CUDA = {with_cuda!r}\n"
+        f"BUILD_NOTE = {build_note!r}\n"
     )
 
 class BuildExt(BuildExtension):

@@ -3,14 +3,26 @@
     import mobilenet_ext as mx
     y = mx.ops.depthwise_conv2d(x, w, b, stride=1, padding=1)
     model = mx.convert(torchvision.models.mobilenet_v2())
+    fast = mx.fuse(model.eval())
+    mx.models.mobilenet_v2(), mx.profile(model, (1, 3, 224, 224))
+
+Submodules: ``ops`` (functional API), ``nn`` (layers), ``models``, ``flops``
+(``profile`` and the ``flops`` command); ``check``, ``benchmark``, ``train``
+and ``export`` (the other commands of ``python -m mobilenet_ext``) are
+imported on use. ``convert``, ``fuse`` and ``profile`` are functions; their
+implementations live in private modules so that no function hides a module
+of the same name.
 """
 from ._native import cpu_isa, cuda_built
 from . import ops
 from . import nn
-from .convert import convert
-from .fuse import fuse
-from .profile import profile
+from . import models
+from . import flops
+from ._convert import convert
+from ._fuse import fold_batchnorm, fuse
+from .flops import profile
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "nn", "convert", "fuse", "profile", "cpu_isa", "cuda_built", "__version__"]
+__all__ = ["ops", "nn", "models", "flops", "convert", "fuse", "fold_batchnorm", "profile", "cpu_isa", "cuda_built",
+           "__version__"]

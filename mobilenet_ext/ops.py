@@ -3,8 +3,9 @@
 The ops live in the ``torch.ops.mobilenet_ext`` namespace (declared in
 ``csrc/ops.cpp``); this module registers their fake (meta) kernels so that
 ``torch.compile(fullgraph=True)`` and ``torch.export`` trace them, their
-autograd formulas (whose backward runs our own backward ops) and their FLOP
-counts for ``torch.utils.flop_counter``.
+autograd formulas (whose backward runs our own backward ops), their FLOP
+counts for ``torch.utils.flop_counter`` and their decompositions to
+``aten.convolution`` (applied by ``torch.onnx.export`` only).
 """
 from __future__ import annotations
 
@@ -367,3 +368,51 @@ def _register_flops():
 
 
 _register_flops()
+
+
+# --------------------------------------------------------------------------
+# Decompositions to aten.convolution, for exporters that lower to standard
+# operators. torch.onnx.export (the dynamo exporter, torch's default) applies
+# the entries of torch._decomp's global table to every op it has no ONNX
+# translation for, so a plain ``torch.onnx.export(model, (x,), f)`` of a
+# converted or fused model writes standard ``Conv`` (+ Relu / Clip /
+# HardSwish / Add) nodes. Nothing else applies this table by default:
+# eager calls, torch.compile (inductor) and torch.export keep our ops
+# (tests/test_onnx_export.py checks both sides).
+# --------------------------------------------------------------------------
+def _register_decompositions() -> None:
+    from torch._decomp import register_decomposition
+
+    aten = torch.ops.aten
+
+    def act(y: Tensor, code: int) -> Tensor:
+        if code == 1:
+            return aten.relu.default(y)
+        if code == 2:
+            return aten.hardtanh.default(y, 0.0, 6.0)
+        if code == 3:
+            return aten.hardswish.default(y)
+        return y
+
+    def conv(input, weight, bias, stride, padding, dilation, groups):
+        return aten.convolution.default(input, weight, bias, stride, padding, dilation, False, [0, 0], groups)
+
+    @register_decomposition(_ops.depthwise_conv2d.default)
+    def _dw(input, weight, bias, stride, padding, dilation):
+        return conv(input, weight, bias, stride, padding, dilation, input.shape[1])
+
+    @register_decomposition(_ops.depthwise_conv2d_fused.default)
+    def _dwf(input, weight, bias, stride, padding, dilation, activation):
+        return act(conv(input, weight, bias, stride, padding, dilation, input.shape[1]), activation)
+
+    @register_decomposition(_ops.pointwise_conv2d.default)
+    def _pw(input, weight, bias):
+        return conv(input, weight, bias, [1, 1], [0, 0], [1, 1], 1)
+
+    @register_decomposition(_ops.pointwise_conv2d_fused.default)
+    def _pwf(input, weight, bias, activation, residual):
+        y = act(conv(input, weight, bias, [1, 1], [0, 0], [1, 1], 1), activation)
+        return y if residual is None else aten.add.Tensor(y, residual)
+
+
+_register_decompositions()

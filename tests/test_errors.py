@@ -60,14 +60,18 @@ def test_bad_input_raises(call, exc, match):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU for a mixed-device input")
 def test_mixed_devices_raise():
-    with pytest.raises((ValueError, RuntimeError), match="weight must be on the input's device"):
+    with pytest.raises(ValueError, match=r"depthwise_conv2d: weight must be on the input's device cpu, got cuda"):
         ops.depthwise_conv2d(x, w.cuda())
+    with pytest.raises(ValueError, match=r"pointwise_conv2d: weight must be on the input's device cuda(:0)?, got cpu"):
+        ops.pointwise_conv2d(x.cuda(), wp)
 
 
 def test_meta_device_mismatch_raises():
     # a weight on another device than the input is rejected even without a GPU
-    with pytest.raises((ValueError, RuntimeError)):
+    with pytest.raises(ValueError, match=r"depthwise_conv2d: weight must be on the input's device cpu, got meta"):
         ops.depthwise_conv2d(x, w.to("meta"))
+    with pytest.raises(ValueError, match=r"pointwise_conv2d: bias must be on the input's device cpu, got meta"):
+        ops.pointwise_conv2d(x, wp, torch.randn(6, device="meta"))
 
 
 def test_layer_constructor_errors():

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mobilenet_ext as mx
 from mobilenet_ext import models as M
-from mobilenet_ext.profile import PUBLISHED, V1_PAPER, main, add_arguments, profile
+from mobilenet_ext.flops import PUBLISHED, V1_PAPER, main, add_arguments, profile
 
 
 @pytest.fixture(autouse=True, scope="module")
