@@ -276,14 +276,22 @@ def export_model(model: nn.Module, out_dir: str, input_size: int = 224, batch_si
 # --------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------
-def _load_checkpoint(path: str) -> Tuple[dict, dict]:
-    if not os.path.isfile(path):
-        raise ExportError(f"--checkpoint: {path!r} does not exist")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or "model_state" not in ck or "config" not in ck:
-        raise ExportError(f"--checkpoint: {path!r} is not a checkpoint written by 'python -m mobilenet_ext train' "
-                          "(expected keys 'model_state' and 'config')")
-    return ck["config"], ck["model_state"]
+def _load_checkpoint(path: str, trust: bool = False) -> Tuple[dict, dict]:
+    """(config, model_state) of a 'train' checkpoint, loaded safely by
+    :func:`mobilenet_ext.train.load_checkpoint` (``torch.load`` with
+    ``weights_only=True``; ``trust``, the CLI's ``--trust-checkpoint``, opts in
+    to full unpickling).  Raises :class:`ExportError` naming the file."""
+    from .train import TrainError, load_checkpoint
+
+    try:
+        ck = load_checkpoint(path, trust=trust, what="--checkpoint")
+    except TrainError as e:
+        raise ExportError(str(e)) from None
+    state = ck["model_state"]
+    if not any(k.startswith("classifier.") and k.endswith(".weight") and state[k].dim() >= 1 for k in state):
+        raise ExportError(f"--checkpoint: {path!r} has no classifier weight in 'model_state' (expected a "
+                          "'classifier.N.weight' tensor of a MobileNet)")
+    return ck["config"], state
 
 
 def build(args: argparse.Namespace) -> Tuple[nn.Module, str]:
@@ -294,7 +302,7 @@ def build(args: argparse.Namespace) -> Tuple[nn.Module, str]:
     name, width, classes = args.model, args.width_mult, args.num_classes
     state = None
     if args.checkpoint:
-        cfg, state = _load_checkpoint(args.checkpoint)
+        cfg, state = _load_checkpoint(args.checkpoint, getattr(args, "trust_checkpoint", False))
         name, width = cfg["model"], cfg["width_mult"]
         classes = int(state["classifier.3.weight"].shape[0] if "classifier.3.weight" in state
                       else state[[k for k in state if k.startswith("classifier.") and k.endswith(".weight")][-1]].shape[0])
@@ -322,7 +330,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--backend", choices=("ext", "torch"), default="ext")
     parser.add_argument("--checkpoint", metavar="CKPT", default=None,
-                        help="weights (and model, width) from a 'train' checkpoint (DIR/last.pt)")
+                        help="weights (and model, width) from a 'train' checkpoint (DIR/last.pt), loaded with "
+                             "torch.load(weights_only=True)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load a --checkpoint that the safe loader refuses with full unpickling, which runs any "
+                             "code in the file: only for files you made or trust")
     parser.add_argument("--no-fuse", action="store_true",
                         help="export the unfused model (default: mx.fuse, so the fused ops are exported)")
     parser.add_argument("--out", metavar="DIR", default="export", help="output directory (default: export)")

@@ -25,6 +25,14 @@ the model, optimizer, scheduler, AMP scaler and every rank's RNG states, so
 ``--resume`` continues exactly where the run stopped (bit for bit on the ext
 backend, whose kernels are deterministic).
 
+Files from elsewhere: checkpoints hold only tensors, numbers, strings, lists
+and dicts and are read with ``torch.load(weights_only=True)`` after a check of
+the zip container (:func:`load_checkpoint`; ``--trust-checkpoint`` opts in to
+full unpickling for a file the user trusts); CIFAR-10 batches are read by a
+restricted unpickler that resolves only numpy's array and dtype
+reconstruction.  Checkpoints are replaced atomically (temporary file,
+fsync, rename, fsync of the folder).
+
 Multi-process: launched by ``torchrun`` (``WORLD_SIZE`` > 1) it initialises
 a process group (gloo on CPU, NCCL on CUDA), shards every epoch with a
 DistributedSampler and wraps the model in DistributedDataParallel;
@@ -38,12 +46,15 @@ import argparse
 import contextlib
 import hashlib
 import json
+import io
 import math
 import os
 import pickle
 import random
 import sys
 import time
+import zipfile
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -54,7 +65,7 @@ from torch import Tensor, nn
 __all__ = [
     "TrainError", "Dataset", "load_digits", "load_cifar10", "build_model", "param_groups",
     "make_optimizer", "WarmupCosine", "EpochResult", "TrainResult", "train", "state_digest",
-    "add_arguments", "main",
+    "add_arguments", "main", "load_checkpoint",
 ]
 
 MODELS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
@@ -125,35 +136,174 @@ def load_digits(image_size: int = 32) -> Dataset:
                    pad=max(1, image_size // 16), flip=False)
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(f"{module}.{name}")
+        self.qualname = f"{module}.{name}"
+
+
+class _Callable:
+    """Base of what :class:`_CifarUnpickler` hands out for an allowed global:
+    instances without attributes (``__slots__ = ()``), so a pickle's BUILD
+    opcode cannot set state on them; the behaviour is in the class."""
+
+    __slots__ = ()
+
+
+class _Reconstruct(_Callable):
+    """``numpy.core.multiarray._reconstruct`` as numpy's ``ndarray.__reduce__``
+    calls it: ``(ndarray, (0,), b'b')``, an empty array that the pickle's
+    BUILD then fills through ``ndarray.__setstate__`` (numpy checks the data
+    length against the shape)."""
+
+    __slots__ = ()
+
+    def __call__(self, subtype: Any, shape: Any, dtype: Any) -> Any:
+        import numpy as np
+
+        if subtype is not _NDARRAY or shape != (0,) or dtype not in (b"b", "b"):
+            raise pickle.UnpicklingError("numpy array reconstruction with unexpected arguments "
+                                         "(numpy writes (numpy.ndarray, (0,), b'b'))")
+        return np.ndarray((0,), np.int8)
+
+
+# numpy writes numpy.ndarray only as _reconstruct's first argument: a token, not callable, stands for it
+_NDARRAY = _Callable()
+
+
+class _Dtype(_Callable):
+    """``numpy.dtype`` for a type code string (numpy pickles a dtype as
+    ``dtype('u1', False, True)`` plus BUILD state); booleans, integers and
+    floats only."""
+
+    __slots__ = ()
+
+    def __call__(self, spec: Any, align: Any = False, copy: Any = True) -> Any:
+        import numpy as np
+
+        if type(spec) is not str or len(spec) > 8:
+            raise pickle.UnpicklingError(f"numpy dtype from {type(spec).__name__} (expected a short type code)")
+        dt = np.dtype(spec, align=bool(align), copy=bool(copy))
+        if dt.kind not in "biuf":
+            raise pickle.UnpicklingError(f"numpy dtype {dt} (only booleans, integers and floats)")
+        return dt
+
+
+class _FromBuffer(_Callable):
+    """``numpy.core.numeric._frombuffer``: how numpy pickles an array with
+    protocol 5 (the default from Python 3.14 on)."""
+
+    __slots__ = ()
+
+    def __call__(self, buf: Any, dtype: Any, shape: Any, order: Any) -> Any:
+        import numpy as np
+
+        if not isinstance(buf, (bytes, bytearray)) or not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" \
+                or type(shape) is not tuple or not all(type(s) is int and s >= 0 for s in shape) \
+                or order not in ("C", "F"):
+            raise pickle.UnpicklingError("numpy array from a buffer with unexpected arguments")
+        return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape, order=order).copy()
+
+
+class _Latin1(_Callable):
+    """``_codecs.encode(text, 'latin1')``: how Python 3 writes a bytes object
+    with pickle protocols 0-2."""
+
+    __slots__ = ()
+
+    def __call__(self, text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+        if type(text) is not str or encoding not in ("latin1", "latin-1") or errors != "strict":
+            raise pickle.UnpicklingError("_codecs.encode other than (str, 'latin1'), protocol 2's bytes encoding")
+        return text.encode("latin1")
+
+
+_CIFAR_GLOBALS: Dict[Tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _Reconstruct(),
+    ("numpy._core.multiarray", "_reconstruct"): _Reconstruct(),
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _Dtype(),
+    ("numpy.core.numeric", "_frombuffer"): _FromBuffer(),
+    ("numpy._core.numeric", "_frombuffer"): _FromBuffer(),
+    ("_codecs", "encode"): _Latin1(),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 python batch and nothing else: of the globals a
+    pickle may name, only numpy array / dtype reconstruction and protocol 2's
+    bytes encoding resolve (each to a wrapper that checks its arguments);
+    every other global is refused before anything is called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        fn = _CIFAR_GLOBALS.get((module, name))
+        if fn is None:
+            raise _RefusedGlobal(module, name)
+        return fn
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("persistent ids (a CIFAR-10 batch has none)")
+
+
 def _read_cifar_batch(path: str) -> Tuple[Tensor, Tensor]:
+    """One CIFAR-10 batch file (a pickled dict: b'data' uint8 [N, 3072],
+    b'labels' N ints in 0..9, b'batch_label', b'filenames'), read with
+    :class:`_CifarUnpickler`; raises :class:`TrainError` naming the file for
+    anything else."""
     if not os.path.isfile(path):
         raise TrainError(f"--data: CIFAR-10 file {path!r} is missing (expected the python version, "
                          "cifar-10-batches-py with data_batch_1..5 and test_batch)")
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            raw = f.read()
+    except OSError as e:
+        raise TrainError(f"--data: cannot read {path!r}: {e}") from None
+    if not raw:
+        raise TrainError(f"--data: {path!r} is empty (expected a CIFAR-10 python pickle)")
+    try:
+        d = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except _RefusedGlobal as e:
+        raise TrainError(f"--data: {path!r} refers to the Python global {e.qualname}, which a CIFAR-10 batch never "
+                         "contains; refusing to load it (expected a dict of bytes keys, lists, ints and numpy "
+                         "arrays)") from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure is malformed input
         raise TrainError(f"--data: {path!r} is not a CIFAR-10 python pickle ({type(e).__name__}: {e})") from None
+    try:
+        return _cifar_arrays(d, path)
+    except TrainError:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. odd keys whose comparison fails
+        raise TrainError(f"--data: {path!r} is not a CIFAR-10 batch ({type(e).__name__}: {e})") from None
+
+
+def _cifar_arrays(d: Any, path: str) -> Tuple[Tensor, Tensor]:
+    import numpy as np
+
     if not isinstance(d, dict):
         raise TrainError(f"--data: {path!r} should hold a dict with b'data' and b'labels', got {type(d).__name__}")
     data = d.get(b"data", d.get("data"))
     labels = d.get(b"labels", d.get("labels"))
     if data is None or labels is None:
-        keys = sorted(str(k) for k in d)
+        keys = sorted(repr(k) for k in d)
         raise TrainError(f"--data: {path!r} should have keys b'data' and b'labels', got {keys}")
-    import numpy as np
-
-    data = np.asarray(data)
-    labels = np.asarray(labels)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise TrainError(f"--data: {path!r}: b'data' should be a uint8 array [N, 3072], "
-                         f"got {data.dtype} {list(data.shape)}")
-    if labels.shape != (data.shape[0],) or labels.size and (labels.min() < 0 or labels.max() > 9):
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = (f"{data.dtype} {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__)
+        raise TrainError(f"--data: {path!r}: b'data' should be a uint8 array [N, 3072], got {got}")
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and labels.dtype.kind in "iu"
+        label_list = labels.tolist() if ok else []
+    else:
+        ok = isinstance(labels, list) and all(type(v) is int for v in labels)
+        label_list = labels if ok else []
+    if not ok:
+        got = (f"an array {labels.dtype} {list(labels.shape)}" if isinstance(labels, np.ndarray)
+               else f"a {type(labels).__name__}" + (" with non-int items" if isinstance(labels, list) else ""))
+        raise TrainError(f"--data: {path!r}: b'labels' should be a list of ints, got {got}")
+    if len(label_list) != data.shape[0] or any(v < 0 or v > 9 for v in label_list):
         raise TrainError(f"--data: {path!r}: b'labels' should be {data.shape[0]} ints in 0..9, "
-                         f"got shape {list(labels.shape)}"
-                         + (f" with range {labels.min()}..{labels.max()}" if labels.size else ""))
+                         f"got {len(label_list)}"
+                         + (f" with range {min(label_list)}..{max(label_list)}" if label_list else ""))
     x = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
-    return x, torch.from_numpy(labels.astype("int64"))
+    return x, torch.tensor(label_list, dtype=torch.int64)
 
 
 def load_cifar10(root: str) -> Dataset:
@@ -391,24 +541,302 @@ class TrainResult:
 
 
 def _rng_state() -> Dict[str, Any]:
+    """This process's RNG states as tensors, strings and numbers only (what
+    ``torch.load(weights_only=True)`` reads back without any allowlist)."""
     import numpy as np
 
+    kind, key, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {"bit_generator": str(kind), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
     }
 
 
-def _set_rng_state(s: Dict[str, Any]) -> None:
+def _set_rng_state(s: Any, where: str) -> None:
+    """Restore what :func:`_rng_state` returned; also takes the states of
+    checkpoints written before it (numpy's state tuple with its uint32
+    array, Python's ``random.getstate()`` tuple).  Raises
+    :class:`TrainError` naming ``where`` when the state is malformed."""
     import numpy as np
 
-    torch.set_rng_state(s["torch"])
-    if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    def int_tensor(t: Any, n: int, what: str) -> List[int]:
+        if not isinstance(t, Tensor) or t.dtype != torch.int64 or t.shape != (n,):
+            raise TrainError(f"{where}: RNG state {what} should be an int64 tensor [{n}], got "
+                             + (f"{t.dtype} {list(t.shape)}" if isinstance(t, Tensor) else type(t).__name__))
+        return t.tolist()
+
+    try:
+        if not isinstance(s, dict):
+            raise TrainError(f"{where}: RNG state should be a dict, got {type(s).__name__}")
+        t = s.get("torch")
+        if not isinstance(t, Tensor) or t.dtype != torch.uint8 or t.dim() != 1:
+            raise TrainError(f"{where}: RNG state 'torch' should be a uint8 tensor, got {type(t).__name__}")
+        cuda = s.get("cuda")
+        if cuda is not None and not (isinstance(cuda, (list, tuple)) and
+                                     all(isinstance(c, Tensor) and c.dtype == torch.uint8 for c in cuda)):
+            raise TrainError(f"{where}: RNG state 'cuda' should be a list of uint8 tensors or None")
+        n = s.get("numpy")
+        if isinstance(n, dict):
+            key = int_tensor(n.get("key"), 624, "'numpy' key")
+            np_state = (str(n.get("bit_generator")), np.array(key, dtype=np.uint32), int(n.get("pos")),
+                        int(n.get("has_gauss")), float(n.get("cached_gaussian")))
+        elif isinstance(n, tuple) and len(n) == 5:  # earlier checkpoints: np.random.get_state() itself
+            np_state = n
+        else:
+            raise TrainError(f"{where}: RNG state 'numpy' is malformed ({type(n).__name__})")
+        py = s.get("python")
+        if isinstance(py, dict):
+            gauss = py.get("gauss_next")
+            py_state = (int(py.get("version")), tuple(int_tensor(py.get("internal"), 625, "'python' internal")),
+                        None if gauss is None else float(gauss))
+        elif isinstance(py, tuple) and len(py) == 3:  # earlier checkpoints: random.getstate() itself
+            py_state = py
+        else:
+            raise TrainError(f"{where}: RNG state 'python' is malformed ({type(py).__name__})")
+        # Every setter validates its argument; all are checked before any state changes.
+        check_np = np.random.RandomState()
+        check_np.set_state(np_state)
+        random.Random().setstate(py_state)
+    except TrainError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed state in a file
+        raise TrainError(f"{where}: RNG state is malformed ({type(e).__name__}: {e})") from None
+    torch.set_rng_state(t)
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(cuda))
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+
+
+# --------------------------------------------------------------------------
+# Checkpoint files
+# --------------------------------------------------------------------------
+TRUST_FLAG = "--trust-checkpoint"
+_SLOW_SAVE_ENV = "MOBILENET_EXT_TEST_SLOW_SAVE"
+
+
+def _numpy_rng_globals() -> List[Any]:
+    """The numpy names a checkpoint written before plain-tensor RNG states
+    needs (``np.random.get_state()``: a uint32 array): array reconstruction
+    under numpy 1's and 2's module names, ndarray, dtype and the uint32
+    dtype class.  Nothing else is added to torch's weights-only allowlist."""
+    import numpy as np
+
+    try:
+        reconstruct = np._core.multiarray._reconstruct
+    except AttributeError:  # numpy 1.x
+        reconstruct = np.core.multiarray._reconstruct
+    return [(reconstruct, "numpy.core.multiarray._reconstruct"),
+            (reconstruct, "numpy._core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _check_zip(raw: bytes, path: str, what: str) -> None:
+    """The container torch.save writes: a zip archive of stored (not
+    compressed) members under one folder with a data.pkl, every CRC right.
+    Checked in Python before torch's reader sees the bytes."""
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        head = raw[:16]
+        raise TrainError(f"{what}: {path!r} is not a checkpoint written by 'python -m mobilenet_ext train': expected "
+                         f"a complete zip archive as torch.save writes, got {len(raw)} bytes starting {head!r} "
+                         "(a truncated or different file)")
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            infos = z.infolist()
+            tops = {i.filename.split("/", 1)[0] for i in infos}
+            if len(tops) != 1 or f"{next(iter(tops))}/data.pkl" not in {i.filename for i in infos}:
+                raise TrainError(f"{what}: {path!r} is a zip archive but not a torch.save file (expected one folder "
+                                 f"with a data.pkl, got {sorted(i.filename for i in infos)[:8]})")
+            packed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED]
+            if packed:
+                raise TrainError(f"{what}: {path!r} has compressed members {packed[:4]}; torch.save stores them "
+                                 "uncompressed")
+            bad = z.testzip()
+    except TrainError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to read the archive is a damaged file
+        raise TrainError(f"{what}: {path!r} is a damaged zip archive ({type(e).__name__}: {e})") from None
+    if bad is not None:
+        raise TrainError(f"{what}: {path!r} is damaged: member {bad!r} fails its CRC check")
+
+
+def _short(e: BaseException) -> str:
+    """The informative last line of an exception (torch's weights-only
+    error spans several lines of advice)."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}"
+
+
+def load_checkpoint(path: str, trust: bool = False, what: str = "--resume") -> Dict[str, Any]:
+    """Load a checkpoint written by :func:`train` from a file that may come
+    from anyone.
+
+    The file must be a complete torch.save zip archive (CRCs checked); it is
+    read with ``torch.load(weights_only=True)``, which builds tensors, dicts,
+    lists, strings and numbers and never calls anything the file names.
+    Checkpoints written before the RNG states became plain tensors also hold
+    numpy's RNG state: for those, exactly numpy's array reconstruction,
+    ``ndarray``, ``dtype`` and the uint32 dtype are allowed as well.  A file
+    naming any other Python global is refused, with the names, unless
+    ``trust`` (the CLI's ``--trust-checkpoint``): then it is fully
+    unpickled, which can run code from the file.
+
+    Returns the checkpoint dict (tensors on the CPU) after checking that it
+    has a ``config`` dict with ``model`` and ``width_mult`` and a
+    ``model_state`` of tensors; anything wrong raises :class:`TrainError`
+    starting with ``what`` and naming the file."""
+    if not os.path.isfile(path):
+        raise TrainError(f"{what}: checkpoint {path!r} does not exist")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise TrainError(f"{what}: cannot read checkpoint {path!r}: {e}") from None
+    if not raw:
+        raise TrainError(f"{what}: checkpoint {path!r} is empty (0 bytes)")
+    _check_zip(raw, path, what)
+    if trust:
+        try:
+            ck = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any failure is a bad file
+            raise TrainError(f"{what}: checkpoint {path!r} could not be loaded ({_short(e)})") from None
+    else:
+        with torch.serialization.safe_globals(_numpy_rng_globals()):
+            try:
+                refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(raw)))
+            except Exception as e:  # noqa: BLE001
+                raise TrainError(f"{what}: checkpoint {path!r} is not a readable torch.save file ({_short(e)})") \
+                    from None
+            if refused:
+                raise TrainError(
+                    f"{what}: checkpoint {path!r} refers to Python objects the safe loader does not build: "
+                    f"{', '.join(refused)}.  A checkpoint written by 'python -m mobilenet_ext train' holds only "
+                    "tensors, numbers, strings, lists and dicts (older ones also numpy's RNG state, which loads "
+                    f"safely).  If you made this file yourself or trust where it came from, pass {TRUST_FLAG} to "
+                    "load it with full unpickling, which runs any code the file contains; 'train --resume "
+                    f"{TRUST_FLAG}' then writes its next checkpoint in the safe format")
+            try:
+                ck = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - any failure is a bad file
+                raise TrainError(f"{what}: checkpoint {path!r} could not be loaded safely ({_short(e)}); "
+                                 f"pass {TRUST_FLAG} only if you trust the file") from None
+    try:
+        _check_checkpoint(ck, path, what)
+    except TrainError:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. odd keys in a crafted file
+        raise TrainError(f"{what}: checkpoint {path!r} is malformed ({_short(e)})") from None
+    return ck
+
+
+def _check_checkpoint(ck: Any, path: str, what: str) -> None:
+    head = f"{what}: checkpoint {path!r}"
+    if not isinstance(ck, dict):
+        raise TrainError(f"{head} should hold a dict (written by 'python -m mobilenet_ext train'), "
+                         f"got {type(ck).__name__}")
+    missing = [k for k in ("config", "model_state") if k not in ck]
+    if missing:
+        raise TrainError(f"{head} is not a checkpoint written by 'python -m mobilenet_ext train' (expected keys "
+                         f"'model_state' and 'config', missing {missing}; it has {sorted(map(repr, ck))[:10]})")
+    cfg, state = ck["config"], ck["model_state"]
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), str) \
+            or type(cfg.get("width_mult")) not in (int, float):
+        raise TrainError(f"{head}: 'config' should be a dict with a str 'model' and a number 'width_mult', got "
+                         + (f"model={cfg.get('model')!r}, width_mult={cfg.get('width_mult')!r}"
+                            if isinstance(cfg, dict) else type(cfg).__name__))
+    if not isinstance(state, dict) or not state or \
+            not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise TrainError(f"{head}: 'model_state' should be a non-empty dict of parameter names to tensors, got "
+                         + (f"{len(state)} entries" if isinstance(state, dict) else type(state).__name__))
+
+
+def _int_field(ck: Dict[str, Any], key: str, head: str) -> int:
+    v = ck.get(key)
+    if type(v) is not int or v < 0:
+        raise TrainError(f"{head}: '{key}' should be an int >= 0, got {v!r}")
+    return v
+
+
+def _plain(v: Any) -> Any:
+    """A config value as a plain type (what the safe loader reads back):
+    paths become strings."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    return str(v)
+
+
+def _slow_save_seconds() -> float:
+    v = os.environ.get(_SLOW_SAVE_ENV, "")
+    if not v:
+        return 0.0
+    try:
+        s = float(v)
+    except ValueError:
+        raise TrainError(f"environment variable {_SLOW_SAVE_ENV} (test-only) must be a number of seconds, "
+                         f"got {v!r}") from None
+    return max(s, 0.0)
+
+
+def _fsync_dir(folder: str) -> None:
+    if os.name == "nt":  # a directory cannot be opened for fsync on Windows; os.replace is already atomic there
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: str, payload: bytes) -> None:
+    """Replace ``path`` by ``payload`` so that a crash at any moment leaves
+    either the previous file or the complete new one: write ``path.tmp`` in
+    the same folder, flush and fsync it, ``os.replace`` it over ``path``,
+    fsync the folder (so the rename itself is on disk).
+
+    Test-only hook: with ``MOBILENET_EXT_TEST_SLOW_SAVE=SECONDS`` in the
+    environment the write is stretched over about that long (eight chunks
+    with pauses, a pause before and one after the rename) and a line
+    ``[MOBILENET_EXT_TEST_SLOW_SAVE] writing PATH`` goes to stderr first, so
+    tests/test_untrusted.py can SIGKILL a run in the middle of a save."""
+    slow = _slow_save_seconds()
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = path + ".tmp"
+    if slow:
+        print(f"[{_SLOW_SAVE_ENV}] writing {path}", file=sys.stderr, flush=True)
+    with open(tmp, "wb") as f:
+        if slow:
+            n = 8
+            step = -(-len(payload) // n)
+            for i in range(n):
+                f.write(payload[i * step:(i + 1) * step])
+                f.flush()
+                time.sleep(slow / 16)
+        else:
+            f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    if slow:
+        time.sleep(slow / 4)
+    os.replace(tmp, path)
+    _fsync_dir(folder)
+    if slow:
+        time.sleep(slow / 4)
+
+
+def _save_atomic(obj: Any, path: str) -> None:
+    """``torch.save(obj, path)`` through :func:`_write_atomic`."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _write_atomic(path, buf.getvalue())
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -552,29 +980,27 @@ def _train(args: argparse.Namespace, ds: Optional[Dataset], device: torch.device
     history: List[EpochResult] = []
     ckpt_path = _checkpoint_path(args)
     if args.resume is not None:
-        if ckpt_path is None or not os.path.isfile(ckpt_path):
-            raise TrainError(f"--resume: checkpoint {ckpt_path!r} does not exist")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt_path is None:
+            raise TrainError("--resume without a path needs --out DIR (it resumes from DIR/last.pt)")
+        ckpt = load_checkpoint(ckpt_path, trust=bool(getattr(args, "trust_checkpoint", False)), what="--resume")
+        head = f"--resume: checkpoint {ckpt_path!r}"
         for key in ("model", "width_mult", "dataset"):
             want = getattr(args, key, None) if key != "dataset" else ds.name
             if ckpt["config"].get(key) != want:
-                raise TrainError(f"--resume: checkpoint {ckpt_path!r} was trained with {key}="
-                                 f"{ckpt['config'].get(key)!r}, this run has {key}={want!r}")
+                raise TrainError(f"{head} was trained with {key}={ckpt['config'].get(key)!r}, this run has "
+                                 f"{key}={want!r}")
         saved_spe = ckpt.get("steps_per_epoch")
         if ckpt["config"].get("epochs") != args.epochs or saved_spe != steps_per_epoch:
             raise TrainError(
-                f"--resume: checkpoint {ckpt_path!r} follows a schedule of {ckpt['config'].get('epochs')} epochs x "
+                f"{head} follows a schedule of {ckpt['config'].get('epochs')} epochs x "
                 f"{saved_spe} steps, this run has {args.epochs} epochs x {steps_per_epoch} steps (--epochs, "
                 "--batch-size and the number of processes must match the original run)")
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-        history = [EpochResult(**h) for h in ckpt.get("history", [])]
+        start_epoch, step, history = _restore(ckpt, head, model, optimizer, scheduler, scaler)
         rngs = ckpt.get("rng") or []
+        if not isinstance(rngs, list):
+            raise TrainError(f"{head}: 'rng' should be a list of per-process RNG states, got {type(rngs).__name__}")
         if len(rngs) == dist_info.world_size:
-            _set_rng_state(rngs[dist_info.rank])
+            _set_rng_state(rngs[dist_info.rank], head)
         else:
             log(f"warning: checkpoint has RNG states of {len(rngs)} process(es), this run has "
                 f"{dist_info.world_size}; dropout masks will differ from an uninterrupted run")
@@ -661,11 +1087,91 @@ def _train(args: argparse.Namespace, ds: Optional[Dataset], device: torch.device
     result.digest = state_digest(model)
     if args.dump_rank_state and args.out is not None:
         os.makedirs(args.out, exist_ok=True)
-        torch.save({"model_state": model.state_dict(), "steps": step, "step_losses": result.step_losses,
-                    "rank": dist_info.rank, "world_size": dist_info.world_size},
-                   os.path.join(args.out, f"rank{dist_info.rank}_state.pt"))
+        _save_atomic({"model_state": model.state_dict(), "steps": step, "step_losses": result.step_losses,
+                      "rank": dist_info.rank, "world_size": dist_info.world_size},
+                     os.path.join(args.out, f"rank{dist_info.rank}_state.pt"))
     _check_in_sync(args, result.digest, dist_info, log)
     return result
+
+
+def _check_like(saved: Any, fresh: Any, where: str) -> None:
+    """Raise :class:`TrainError` unless ``saved`` (from a checkpoint) has the
+    structure of ``fresh`` (this run's own state): the same dict keys and
+    list lengths, tensors of the same shape and dtype, values of the same
+    kind (any number for a number)."""
+    def bad(what: str) -> TrainError:
+        return TrainError(f"{where} should be {what}, got "
+                          + (f"{saved.dtype} {list(saved.shape)}" if isinstance(saved, Tensor) else
+                             f"keys {sorted(map(repr, saved))[:8]}" if isinstance(saved, dict) else
+                             f"{type(saved).__name__} of length {len(saved)}" if isinstance(saved, (list, tuple))
+                             else f"{type(saved).__name__} {saved!r}"[:200]))
+
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict) or set(saved) != set(fresh):
+            raise bad(f"a dict with keys {sorted(map(repr, fresh))}")
+        for k, v in fresh.items():
+            _check_like(saved[k], v, f"{where}[{k!r}]")
+    elif isinstance(fresh, (list, tuple)):
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(fresh):
+            raise bad(f"a list of {len(fresh)}")
+        for i, (a, b) in enumerate(zip(saved, fresh)):
+            _check_like(a, b, f"{where}[{i}]")
+    elif isinstance(fresh, Tensor):
+        if not isinstance(saved, Tensor) or saved.shape != fresh.shape or saved.dtype != fresh.dtype:
+            raise bad(f"a {fresh.dtype} tensor {list(fresh.shape)}")
+    elif type(fresh) in (int, float):
+        if type(saved) not in (int, float):
+            raise bad("a number")
+    elif type(saved) is not type(fresh):
+        raise bad(f"a {type(fresh).__name__}")
+
+
+def _restore(ckpt: Dict[str, Any], head: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             scaler: Any) -> Tuple[int, int, List[EpochResult]]:
+    """Check every part of a loaded checkpoint against this run's own
+    objects, then load them; returns (epoch, step, history).  Anything that
+    does not fit raises :class:`TrainError` (``head`` names the file)."""
+    epoch, step = _int_field(ckpt, "epoch", head), _int_field(ckpt, "step", head)
+    opt = ckpt.get("optimizer")
+    fresh_opt = optimizer.state_dict()
+    if not isinstance(opt, dict) or set(opt) != {"state", "param_groups"}:
+        raise TrainError(f"{head}: 'optimizer' should be an optimizer state_dict (keys 'state', 'param_groups')")
+    _check_like(opt["param_groups"], fresh_opt["param_groups"], f"{head}: optimizer param_groups")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    state = opt["state"]
+    if not isinstance(state, dict):
+        raise TrainError(f"{head}: optimizer 'state' should be a dict, got {type(state).__name__}")
+    for idx, s in state.items():
+        if type(idx) is not int or not 0 <= idx < len(params) or not isinstance(s, dict):
+            raise TrainError(f"{head}: optimizer state entry {idx!r} should be a parameter index below "
+                             f"{len(params)} with a dict")
+        for name, v in s.items():
+            ok = isinstance(name, str) and (
+                (isinstance(v, Tensor) and (v.dim() == 0 or v.shape == params[idx].shape)) or type(v) in (int, float))
+            if not ok:
+                raise TrainError(f"{head}: optimizer state [{idx}][{name!r}] should be a tensor shaped like the "
+                                 f"parameter {list(params[idx].shape)} or a number")
+    _check_like(ckpt.get("scheduler"), scheduler.state_dict(), f"{head}: 'scheduler'")
+    try:
+        _check_like(ckpt.get("scaler"), scaler.state_dict(), f"{head}: 'scaler'")
+    except TrainError as e:
+        raise TrainError(f"{e} (--amp must match the original run)") from None
+    hist = ckpt.get("history", [])
+    names = {f.name for f in dataclasses.fields(EpochResult)}
+    if not isinstance(hist, list) or not all(isinstance(h, dict) and set(h) == names and
+                                             all(type(v) in (int, float) for v in h.values()) for h in hist):
+        raise TrainError(f"{head}: 'history' should be a list of dicts with the numbers {sorted(names)}")
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as e:
+        raise TrainError(f"{head} does not fit this model ({_short(e)})") from None
+    try:
+        optimizer.load_state_dict(opt)
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+    except Exception as e:  # noqa: BLE001 - after the checks above, only a damaged file gets here
+        raise TrainError(f"{head}: optimizer / scheduler / scaler state could not be loaded ({_short(e)})") from None
+    return epoch, step, [EpochResult(**h) for h in hist]
 
 
 def _save_checkpoint(args, ds, model, optimizer, scheduler, scaler, epoch, step, history, dist_info, log,
@@ -681,7 +1187,7 @@ def _save_checkpoint(args, ds, model, optimizer, scheduler, scaler, epoch, step,
     if not dist_info.is_main:
         return
     os.makedirs(args.out, exist_ok=True)
-    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config = {k: _plain(v) for k, v in vars(args).items() if k != "func"}
     config["dataset"] = ds.name
     ckpt = {
         "config": config,
@@ -695,12 +1201,11 @@ def _save_checkpoint(args, ds, model, optimizer, scheduler, scaler, epoch, step,
         "history": [vars(h) for h in history],
         "rng": rngs,
     }
-    path = os.path.join(args.out, CHECKPOINT_NAME)
-    tmp = path + ".tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)  # never leave a half-written last.pt
-    with open(os.path.join(args.out, "history.json"), "w") as f:
-        json.dump({"config": config, "history": [vars(h) for h in history]}, f, indent=1)
+    # Both files are replaced atomically: a run killed at any moment leaves the previous complete last.pt or
+    # the new one (never a truncated file), and a history.json that parses.
+    _save_atomic(ckpt, os.path.join(args.out, CHECKPOINT_NAME))
+    _write_atomic(os.path.join(args.out, "history.json"),
+                  json.dumps({"config": config, "history": [vars(h) for h in history]}, indent=1).encode())
 
 
 def _check_in_sync(args, digest: str, dist_info: _Dist, log) -> None:
@@ -754,7 +1259,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "--checkpoint", dest="out", metavar="DIR", default=None,
                         help="write DIR/last.pt (after every epoch) and DIR/history.json")
     parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                        help="resume from CKPT (default: --out DIR/last.pt)")
+                        help="resume from CKPT (default: --out DIR/last.pt); loaded with torch.load(weights_only=True)")
+    parser.add_argument(TRUST_FLAG, dest="trust_checkpoint", action="store_true",
+                        help="load a --resume checkpoint that the safe loader refuses (it names Python objects "
+                             "other than tensors, numbers, strings, lists, dicts) with full unpickling, which runs "
+                             "any code in the file: only for files you made or trust")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop after this many optimizer steps in total (the schedule still spans --epochs)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
