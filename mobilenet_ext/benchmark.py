@@ -27,6 +27,10 @@ Roofline
     TF32 off on CUDA).  Each row reports GB/s over the compulsory bytes
     (inputs, outputs and weights once), GFLOP/s (2 per multiply-add) and the
     percentage of the roofline ``min(peak_flops, intensity * bandwidth)``.
+    On the CPU the bandwidth is cache-aware: copies of 1, 4, 16 and 64 MiB
+    (read + write) are timed too, and a case is held to the smallest copy at
+    least as large as its compulsory bytes (a batch-1 layer that fits in L2
+    is compared with an L2-resident copy, not with DRAM).
 
 Peak memory
     For forward+backward, the peak of bytes allocated during one step above
@@ -106,7 +110,9 @@ METHODS = {
     "bytes": "compulsory bytes: fwd = x + y + w (+ bias); bwd = dy + x + w read, dx + dw written; fwdbwd = both",
     "flops": "2 per multiply-add; bwd = 2 x forward (input and weight gradients), fwdbwd = 3 x forward",
     "pct_roofline": "achieved GFLOP/s / min(gemm GFLOP/s, flops/bytes x copy GB/s), both ceilings measured "
-                    "at the start of the run",
+                    "at the start of the run; on the CPU the copy bandwidth is cache-aware: that of the smallest "
+                    "measured copy (1, 4, 16, 64 MiB read + write, then the DRAM copy) at least as large as the "
+                    "case's compulsory bytes",
     "peak_mem": "fwd+bwd only: peak of bytes allocated during one step above what was live before it; CPU: "
                 "running sum in time order of the allocation/free events torch.profiler(profile_memory=True) "
                 "records for PyTorch's CPU allocator; CUDA: torch.cuda.max_memory_allocated - allocated before",
@@ -554,21 +560,38 @@ def versions() -> Dict[str, Optional[str]]:
     return v
 
 
+# Copy sizes (bytes read + written, total) of the cache-aware bandwidth
+# ladder on the CPU: from about an L2's size to well past the L3s of the
+# machines this runs on. A case is held to the bandwidth of the smallest
+# copy at least as large as its compulsory bytes: batch-1 layers whose data
+# sit in cache are compared with a cache-resident copy, not with DRAM.
+CPU_COPY_LADDER = (1 * 2**20, 4 * 2**20, 16 * 2**20, 64 * 2**20)
+
+
+def _copy_GBps(nbytes: int, dev: str, settings: Settings, budget_s: float) -> float:
+    """Best copy_ rate of an ``nbytes`` (read + write) copy, in GB/s."""
+    a = torch.empty(nbytes // 8, device=dev).uniform_()
+    b = torch.empty_like(a)
+    c = _Candidate("copy", lambda i: b.copy_(a))
+    r = time_alternating([c], settings, budget_s=budget_s)
+    return nbytes / min(r["samples"]["copy"]) / 1e9
+
+
 def measure_roofline(settings: Settings) -> Dict[str, Any]:
     """Copy bandwidth (GB/s, read + write) and GEMM rate (GFLOP/s per dtype)
-    measured on this machine with ``settings.threads`` threads."""
+    measured on this machine with ``settings.threads`` threads. On the CPU
+    also the copy bandwidth at the cache-sized copies of
+    ``CPU_COPY_LADDER`` (``copy_GBps_ladder``: [[total bytes, GB/s], ...])."""
     dev = settings.device
     quick = settings.quick
     rb = min(1.0, max(0.05, 2 * settings.budget_s))  # timing time per ceiling
     out: Dict[str, Any] = {}
     nbytes = (64 if quick else 128) * 2**20 if dev == "cpu" else 512 * 2**20
-    a = torch.empty(nbytes // 4, device=dev).uniform_()
-    b = torch.empty_like(a)
-    c = _Candidate("copy", lambda i: b.copy_(a))
-    r = time_alternating([c], settings, budget_s=rb)
-    out["copy_GBps"] = 2 * nbytes / min(r["samples"]["copy"]) / 1e9
+    out["copy_GBps"] = _copy_GBps(2 * nbytes, dev, settings, rb)
     out["copy_bytes"] = nbytes
-    del a, b
+    if dev == "cpu":
+        ladder = [[n, _copy_GBps(n, dev, settings, rb / 2)] for n in CPU_COPY_LADDER if n < 2 * nbytes]
+        out["copy_GBps_ladder"] = ladder + [[2 * nbytes, out["copy_GBps"]]]
     gemm: Dict[str, float] = {}
     n = (1024 if dev == "cpu" else 8192)
     for dt in settings.dtypes:
@@ -582,17 +605,40 @@ def measure_roofline(settings: Settings) -> Dict[str, Any]:
         gemm[DTYPE_SHORT[dt]] = 2 * n**3 / min(r["samples"]["gemm"]) / 1e9
     out["gemm_GFLOPs"] = gemm
     out["gemm_n"] = n
-    out["method"] = ("best of alternating-timer samples: copy_ of a {} MiB tensor (2 x bytes), "
-                     "torch.mm {}^3 (2n^3 FLOP){}").format(nbytes // 2**20, n,
-                                                        ", TF32 off" if dev == "cuda" else "")
+    out["method"] = ("best of alternating-timer samples: copy_ of a {} MiB tensor (2 x bytes){}, "
+                     "torch.mm {}^3 (2n^3 FLOP){}").format(
+                         nbytes // 2**20,
+                         "; cache-aware: copies of " + ", ".join(f"{x // 2**20} MiB" for x in CPU_COPY_LADDER)
+                         + " (read + write) held against cases with at most as many compulsory bytes"
+                         if dev == "cpu" else "",
+                         n, ", TF32 off" if dev == "cuda" else "")
     return out
+
+
+def _ladder_text(roof: Dict[str, Any]) -> str:
+    ladder = roof.get("copy_GBps_ladder")
+    if not ladder:
+        return ""
+    return " (cache-aware: " + ", ".join(f"{n / 2**20:.0f} MiB {g:.0f}" for n, g in ladder[:-1]) + " GB/s)"
+
+
+def bandwidth_for(roof: Dict[str, Any], nbytes: float) -> float:
+    """The copy bandwidth a case with ``nbytes`` compulsory bytes is held
+    to: that of the smallest measured copy at least as large (its data sit
+    in the same cache level), the DRAM copy beyond the ladder. Results
+    without a ladder (older runs, CUDA) use the one DRAM figure."""
+    for size, gbps in roof.get("copy_GBps_ladder") or ():
+        if nbytes <= size:
+            return gbps
+    return roof["copy_GBps"]
 
 
 def roofline_pct(flops: float, nbytes: float, seconds: float, roof: Dict[str, Any], dtype: torch.dtype
                  ) -> Tuple[float, float, float, str]:
-    """(GB/s, GFLOP/s, % of roofline, bound) of one run."""
+    """(GB/s, GFLOP/s, % of roofline, bound) of one run; the roofline is
+    ``min(gemm rate, flops / bytes x bandwidth_for(bytes))``."""
     peak = roof["gemm_GFLOPs"].get(DTYPE_SHORT[dtype]) or roof["gemm_GFLOPs"].get("f32")
-    bw = roof["copy_GBps"]
+    bw = bandwidth_for(roof, nbytes)
     gbps = nbytes / seconds / 1e9
     gflops = flops / seconds / 1e9
     attainable = min(peak, flops / nbytes * bw)
@@ -1164,7 +1210,7 @@ def _md_header(res: Dict[str, Any]) -> List[str]:
         f"threads {res['threads']}, load {res.get('loadavg_1min', {}).get('start')}, "
         f"commit {str(res['git'].get('commit'))[:12]}"
         f"{' (dirty)' if res['git'].get('dirty') else ''}, {res['created']}  ",
-        f"Roofline: copy {roof['copy_GBps']:.1f} GB/s, sgemm {gemm}",
+        f"Roofline: copy {roof['copy_GBps']:.1f} GB/s{_ladder_text(roof)}, sgemm {gemm}",
     ]
 
 
@@ -1355,7 +1401,7 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
                  "more and the figures will be noisy: benchmark on a quiet machine (or --threads 1)")
     roof = measure_roofline(settings)
     gemm = ", ".join(f"{k} {v:.0f}" for k, v in roof["gemm_GFLOPs"].items())
-    print_fn(f"roofline: copy {roof['copy_GBps']:.1f} GB/s, gemm GFLOP/s: {gemm}")
+    print_fn(f"roofline: copy {roof['copy_GBps']:.1f} GB/s{_ladder_text(roof)}, gemm GFLOP/s: {gemm}")
     all_cases = list(lc) + list(mc)
     est = [_estimate_case_s(c, settings, roof) for c in all_cases]
     print_fn(f"estimated time: {_fmt_dur(sum(est))} (ETA {(datetime.datetime.now() + datetime.timedelta(seconds=sum(est))).strftime('%H:%M:%S')})")
