@@ -1,7 +1,9 @@
 """Several Python threads calling the ops at once.
 
-The ops keep no global mutable state (workspaces are per call), so calls from
-concurrent Python threads (each of which may also run at::parallel_for) on
+The ops keep no shared mutable state: workspaces are per call, or per thread
+(the depthwise kernels' row and padding buffers and the GEMM's packing
+buffers are thread_local, grown to the largest shape a thread has seen and
+reused), so calls from concurrent Python threads (each of which may also run at::parallel_for) on
 *shared* weight tensors must give exactly the serial results. Since the
 kernels are bitwise deterministic for any intra-op thread count (see
 test_determinism.py), the comparison is bitwise. Gradients are taken with

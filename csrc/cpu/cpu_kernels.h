@@ -60,8 +60,10 @@ void gemm_scalar(const GemmArgs& g, const T* A, const T* B, T* C,
                  const T* bias, const T* residual, int64_t begin, int64_t end);
 
 // --- selection ----------------------------------------------------------------
-// Best available kernels for this CPU. MOBILENET_EXT_ISA=scalar|avx2|neon
-// (read once) forces a family, for testing and benchmarking.
+// Best available kernels for this CPU (read once from CPUID). The variable
+// MOBILENET_EXT_ISA, read once, can only lower the choice: "scalar" forces
+// the portable kernels, "avx2" keeps the AVX2 family but switches off the
+// AVX-512 kernels it calls; any other value (e.g. "neon") changes nothing.
 const DepthwiseKernels<float>& depthwise_kernels_f32();
 const DepthwiseKernels<double>& depthwise_kernels_f64();
 const GemmKernels<float>& gemm_kernels_f32();

@@ -4,7 +4,9 @@
 //
 // Covered:
 //   NCHW forward      stride_w 1 or 2, up to 49 taps, any dilation/multiplier
-//   NCHW grad_input   stride 1, up to 49 taps, any dilation/multiplier
+//   NCHW grad_input   stride 1 or stride_w 2 (and any stride on planes with
+//                     fewer than 16 output columns), up to 49 taps, any
+//                     dilation/multiplier
 //   NCHW grad_weight  stride_w 1 or 2, up to 49 taps, any dilation/multiplier
 //   NHWC all three    multiplier 1, any kernel size/stride/padding/dilation
 #include "avx2_kernels.h"

@@ -13,7 +13,9 @@
 //               step, weights broadcast once per plane), the borders use the
 //               scalar formula, so padding costs no copy.
 //  grad_input   stride 1 (a correlation of grad_output with the weights,
-//               same vectorisation); other strides run the scalar kernel.
+//               same vectorisation) and stride_w 2 with any stride_h (by
+//               parity classes of the input columns, through a per-thread
+//               row buffer); other strides run the scalar kernel.
 //  small planes grad_input and grad_weight use the same 8-channel
 //               transposition (any stride, multiplier 1).
 //  grad_weight  stride 1 or 2 along W: per output channel, one vector
