@@ -172,15 +172,18 @@ _NDARRAY = _Callable()
 
 
 class _Dtype(_Callable):
-    """``numpy.dtype`` for a type code string (numpy pickles a dtype as
-    ``dtype('u1', False, True)`` plus BUILD state); booleans, integers and
-    floats only."""
+    """``numpy.dtype`` for a type code (numpy pickles a dtype as
+    ``dtype('u1', False, True)`` plus BUILD state; in the original Python 2
+    files the code is a byte string, ``dtype(b'u1', 0, 1)``); booleans,
+    integers and floats only."""
 
     __slots__ = ()
 
     def __call__(self, spec: Any, align: Any = False, copy: Any = True) -> Any:
         import numpy as np
 
+        if type(spec) is bytes:
+            spec = spec.decode("ascii")
         if type(spec) is not str or len(spec) > 8:
             raise pickle.UnpicklingError(f"numpy dtype from {type(spec).__name__} (expected a short type code)")
         dt = np.dtype(spec, align=bool(align), copy=bool(copy))
@@ -205,6 +208,16 @@ class _FromBuffer(_Callable):
         return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape, order=order).copy()
 
 
+class _EmptyBytes(_Callable):
+    """``bytes()``: how Python 3 writes an empty bytes object with pickle
+    protocols 0-2 (no arguments accepted)."""
+
+    __slots__ = ()
+
+    def __call__(self) -> bytes:
+        return b""
+
+
 class _Latin1(_Callable):
     """``_codecs.encode(text, 'latin1')``: how Python 3 writes a bytes object
     with pickle protocols 0-2."""
@@ -225,13 +238,15 @@ _CIFAR_GLOBALS: Dict[Tuple[str, str], Any] = {
     ("numpy.core.numeric", "_frombuffer"): _FromBuffer(),
     ("numpy._core.numeric", "_frombuffer"): _FromBuffer(),
     ("_codecs", "encode"): _Latin1(),
+    ("__builtin__", "bytes"): _EmptyBytes(),
+    ("builtins", "bytes"): _EmptyBytes(),
 }
 
 
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickles a CIFAR-10 python batch and nothing else: of the globals a
     pickle may name, only numpy array / dtype reconstruction and protocol 2's
-    bytes encoding resolve (each to a wrapper that checks its arguments);
+    bytes encoding (``_codecs.encode``, ``bytes()``) resolve (each to a wrapper that checks its arguments);
     every other global is refused before anything is called."""
 
     def find_class(self, module: str, name: str) -> Any:
@@ -640,29 +655,28 @@ def _check_zip(raw: bytes, path: str, what: str) -> None:
     """The container torch.save writes: a zip archive of stored (not
     compressed) members under one folder with a data.pkl, every CRC right.
     Checked in Python before torch's reader sees the bytes."""
+    head = f"{what}: checkpoint {path!r}"
     if not zipfile.is_zipfile(io.BytesIO(raw)):
-        head = raw[:16]
-        raise TrainError(f"{what}: {path!r} is not a checkpoint written by 'python -m mobilenet_ext train': expected "
-                         f"a complete zip archive as torch.save writes, got {len(raw)} bytes starting {head!r} "
-                         "(a truncated or different file)")
+        raise TrainError(f"{head} is not one written by 'python -m mobilenet_ext train': expected a complete zip "
+                         f"archive as torch.save writes, got {len(raw)} bytes starting {raw[:16]!r} (a truncated "
+                         "or different file)")
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as z:
             infos = z.infolist()
             tops = {i.filename.split("/", 1)[0] for i in infos}
             if len(tops) != 1 or f"{next(iter(tops))}/data.pkl" not in {i.filename for i in infos}:
-                raise TrainError(f"{what}: {path!r} is a zip archive but not a torch.save file (expected one folder "
-                                 f"with a data.pkl, got {sorted(i.filename for i in infos)[:8]})")
+                raise TrainError(f"{head} is a zip archive but not a torch.save file (expected one folder with a "
+                                 f"data.pkl, got {sorted(i.filename for i in infos)[:8]})")
             packed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED]
             if packed:
-                raise TrainError(f"{what}: {path!r} has compressed members {packed[:4]}; torch.save stores them "
-                                 "uncompressed")
+                raise TrainError(f"{head} has compressed members {packed[:4]}; torch.save stores them uncompressed")
             bad = z.testzip()
     except TrainError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure to read the archive is a damaged file
-        raise TrainError(f"{what}: {path!r} is a damaged zip archive ({type(e).__name__}: {e})") from None
+        raise TrainError(f"{head} is a damaged zip archive ({type(e).__name__}: {e})") from None
     if bad is not None:
-        raise TrainError(f"{what}: {path!r} is damaged: member {bad!r} fails its CRC check")
+        raise TrainError(f"{head} is damaged: member {bad!r} fails its CRC check")
 
 
 def _short(e: BaseException) -> str:
