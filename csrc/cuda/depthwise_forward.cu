@@ -14,8 +14,9 @@
 //    3x3 / 5x5 / 7x7.
 //
 // All three accumulate in float32 for fp16 / bf16 (float64 for double) and
-// apply the fused bias + activation epilogue as they write. The tiled kernels
-// also serve the stride-1 grad_input (a forward convolution of grad_output
+// apply the fused bias + activation epilogue as they write. The two
+// specialised kernels (tiled NCHW, vectorised NHWC) also serve the stride-1,
+// multiplier-1 grad_input (a forward convolution of grad_output
 // with the flipped kernel, see depthwise_backward.cu): `flip` reads the taps
 // in reverse order.
 #include "cuda_common.cuh"

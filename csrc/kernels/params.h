@@ -107,8 +107,8 @@ struct GemmArgs {
 // Tiles are small (fine-grained load balance at batch 1); the blocked kernels
 // group the consecutive tiles of one call BLIS-style, so packed panels are
 // shared across tiles and the small tile costs no packing efficiency.
-constexpr int64_t kGemmTileM = 24;  // multiple of 6 and 8 (micro-kernel rows)
-constexpr int64_t kGemmTileN = 64;  // multiple of 16 (micro-kernel cols)
+constexpr int64_t kGemmTileM = 24;  // multiple of the micro-kernel rows (6, 8, 12)
+constexpr int64_t kGemmTileN = 64;  // multiple of the micro-kernel cols (8, 16, 32)
 
 inline int64_t gemm_tiles_m(const GemmArgs& g) {
   return (g.M + kGemmTileM - 1) / kGemmTileM;

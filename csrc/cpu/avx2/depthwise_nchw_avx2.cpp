@@ -3,10 +3,13 @@
 // Square 3x3/5x5/7x7 kernels with stride 1 or 2 and multiplier 1 (every
 // MobileNet and ConvNeXt layer) go first to the 8-channel block kernels of
 // depthwise_nchw_c8_kxk_avx2.cpp: the forward, grad_input (padding <= K-1,
-// as a flipped correlation of the zero-dilated grad_output) and grad_weight. Multipliers > 1 on those kernels take
-// the row ring (depthwise_nchw_kxk_rows_avx2.cpp). Everything else:
-//  forward      planes with fewer than 16 output columns: channel blocks of
-//               8 transposed to a stack buffer, vectors along C (any stride);
+// as a flipped correlation of the zero-dilated grad_output) and grad_weight.
+// With multiplier > 1 on those kernels the forward takes the row ring
+// (depthwise_nchw_kxk_rows_avx2.cpp); grad_input and grad_weight take the
+// kernels below. Everything else:
+//  forward      small planes (multiplier 1, fewer than 16 output columns,
+//               <= 1024 pixels): channel blocks of 8 transposed to a stack
+//               buffer, vectors along C (any stride);
 //               otherwise any kernel size up to 7x7 taps (49), stride 1 or 2 along W
 //               (any stride along H), any dilation and multiplier; the
 //               interior of each output row is vectorised (two vectors per
@@ -476,15 +479,18 @@ bool depthwise_nchw_avx2_supported(const DepthwiseShape& s) {
 void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
                                  const float* w, const float* bias, float* y,
                                  Activation act, int64_t begin, int64_t end) {
-  // small planes: the channel-transposed kernel wins at stride 2 (1x576x14x14
-  // 3x3 s2: 0.5 -> 0.11 ms), the row ring at stride 1 (1x960x7x7 5x5:
-  // 0.24 -> 0.16 ms; 1 thread)
   // 3x3/5x5/7x7, stride 1/2, multiplier 1: 8-channel blocks (measured here
   // against the row ring on every MobileNet/ConvNeXt shape, 2 threads:
   // 1.2-2.2x faster at batch 1 and 32, never slower beyond noise)
   if (depthwise_forward_nchw_c8_kxk_avx2_supported(s) &&
       depthwise_forward_nchw_c8_kxk_avx2(s, x, w, bias, y, act, begin, end))
     return;
+  // Small planes (multiplier 1) get here only when the c8 kernels do not
+  // take them (other kernel shapes, dilation, unequal or larger strides) or
+  // had no scratch: strided ones go to the channel-transposed kernel before
+  // the row ring, stride-1 ones to the row ring first (measured, 1 thread,
+  // before the c8 kernels took these shapes: 1x576x14x14 3x3 s2
+  // 0.5 -> 0.11 ms, 1x960x7x7 5x5 s1 0.24 -> 0.16 ms).
   const bool strided = s.SH > 1 || s.SW > 1;
   if (strided && small_plane(s))
     return forward_small_planes(s, x, w, bias, y, act, begin, end);

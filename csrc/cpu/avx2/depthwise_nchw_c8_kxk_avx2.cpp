@@ -6,9 +6,9 @@
 // of the file).
 //
 // Why: the row-ring kernel (depthwise_nchw_kxk_rows_avx2.cpp) vectorises
-// along W and needs one unaligned input load and one weight broadcast per
-// FMA; at 5x5 and 7x7 that is load-bound, and on narrow planes (28 or 14
-// columns) part of every vector is padding. Here 8 channel planes are
+// along W and needs one unaligned input load per FMA (a weight broadcast
+// serves 8 FMAs); at 5x5 and 7x7 that is load-bound, and on narrow planes
+// (28 or 14 columns) part of every vector is padding. Here 8 channel planes are
 // interleaved row by row into a per-thread ring of K zero-padded rows laid
 // out [column][8 channels] (an 8x8 transpose per 8 columns), and each output
 // row is computed by the NHWC pixel-group micro-kernel (avx2::pixel_group:

@@ -1,17 +1,19 @@
 // AVX2/FMA depthwise forward for NCHW tensors, square 3x3 / 5x5 / 7x7
 // kernels, stride 1 or 2 (same along H and W), dilation 1, any padding and
-// channel multiplier: the MobileNet / ConvNeXt cases.
+// channel multiplier. Multiplier 1 (the MobileNet / ConvNeXt cases) goes to
+// the c8 kernels (depthwise_nchw_c8_kxk_avx2.cpp) first, so this runs
+// multiplier > 1, and multiplier 1 only when the c8 scratch is not had.
 //
 // One work unit is one (n, out-channel) plane. Each input row the plane needs
-// is copied once into a small per-thread ring of K zero-padded rows (for
-// stride 2 split into its even and odd columns), so the inner loop has no
-// bounds checks, no scalar border code and no strided loads: every tap is an
-// unaligned 8-float load at a compile-time offset and one FMA with a weight
-// broadcast held in a register. Rows above and below the image read a shared
-// row of zeros. Each step computes 8 output vectors (2 rows x 32 columns,
-// 4 rows x 16 or 8 rows x 8, by the plane's width) so that 8 independent
-// FMA chains hide the FMA latency; the last vector of a row is stored under
-// a lane mask.
+// is copied once into a small per-thread ring of (R - 1) * S + K zero-padded
+// rows for R output rows per step (for stride 2 split into its even and odd
+// columns), so the inner loop has no bounds checks, no scalar border code
+// and no strided loads: every tap is an unaligned 8-float load at a
+// compile-time offset and one FMA with a weight broadcast held in a
+// register. Rows above and below the image read a shared row of zeros.
+// Each step computes 8 output vectors (2 rows x 32 columns, 4 rows x 16 or
+// 8 rows x 8, by the plane's width) so that 8 independent FMA chains hide
+// the FMA latency; the last vector of a row is stored under a lane mask.
 #include <cstring>
 #include <vector>
 

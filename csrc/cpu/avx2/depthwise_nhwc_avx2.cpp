@@ -1,8 +1,12 @@
 // AVX2/FMA depthwise kernels for channels_last (NHWC) tensors, channel
-// multiplier 1: vectors of 8 along C, any kernel size, stride, padding and
-// dilation. Spatial bounds are checked per tap (scalar index arithmetic), the
-// channel loop is vectorised 4 registers (32 channels) at a time with a
-// masked tail, so no padded copy is ever made.
+// multiplier 1: vectors of 8 along C, any kernel size (up to 1024 taps),
+// stride, padding and dilation. The forward and grad_input of square
+// 3x3/5x5/7x7 at stride 1 or 2 go first to the row kernels of
+// depthwise_nhwc_kxk_avx2.cpp (C % 8 == 0; one of them copies rows into a
+// padded ring) or, when cpu_use_avx512(), to the AVX-512 forward (any C;
+// grad_input at stride 1 only). The general kernels here check spatial bounds
+// per tap (scalar index arithmetic) and vectorise the channel loop 4
+// registers (32 channels) at a time with a masked tail: no padded copy.
 //
 // The weights [C, 1, KH, KW] are read tap-major ([KH*KW][C]) from a
 // per-thread scratch buffer filled once per call and reused across calls
@@ -127,9 +131,10 @@ bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
 // Square 3x3/5x5/7x7, stride 1 or 2, dilation 1, padding <= K-1, C % 8 == 0:
 // grad_input is the stride-1 correlation of grad_output (zero-dilated by the
 // stride) with the kernel flipped in both axes and padding K-1-P, run by the
-// padded-ring kernel of depthwise_nhwc_kxk_avx2.cpp (on CPUs with AVX-512F,
-// stride 1 runs the AVX-512 forward, which also takes C % 8 != 0). Returns
-// true when it handled the call.
+// kernels of depthwise_nhwc_kxk_avx2.cpp (the direct one for 3x3 at stride
+// 1, else the padded ring). When cpu_use_avx512(), stride 1 runs the AVX-512
+// forward instead, which also takes C % 8 != 0. Returns true when it handled
+// the call.
 static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
                                 const float* w, float* gx, int64_t begin,
                                 int64_t end) {

@@ -21,8 +21,8 @@
 //
 // grad_input is the stride-1 correlation of grad_output with the taps
 // flipped and padding K-1-P: at stride 1 the forward of either kernel; at
-// stride 2 the ring over grad_output zero-dilated by 2 (the zeros are laid
-// into the ring once; inserted zero rows are skipped).
+// stride 2 the ring over grad_output zero-dilated by 2 (each row is laid
+// into a zeroed ring slot once; inserted zero rows are skipped).
 #include <cstring>
 #include <vector>
 

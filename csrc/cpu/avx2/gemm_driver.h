@@ -43,9 +43,10 @@ namespace cpu {
 namespace {
 
 // Cache blocking for the 6x16 / 8x8 kernels (measured on Zen 3: 32 KiB L1d,
-// 512 KiB L2, 32 MiB L3): a KC x NR panel of B (32 KiB, streamed) is reused
-// from L1, an MC x KC block of A (295 KiB) from L2, the KC x NC block of B
-// (2 MiB) from L3. KC = 512 measured 0-10% faster than 256.
+// 512 KiB L2, 32 MiB L3): a KC x NR panel of B (32 KiB at NR = 16, streamed)
+// is reused from L1, an MC x KC block of A (288 KiB) from L2, the KC x NC
+// block of B (2 MiB) from L3. KC = 512 measured 0-10% faster than 256 (the
+// AVX-512 12x32 kernel passes KC = 256: its KC x 32 panel is 32 KiB).
 constexpr int64_t kKC = 512;
 constexpr int64_t kNC = 1024;  // multiple of kGemmTileN
 constexpr int64_t kMC = 144;   // multiple of kGemmTileM

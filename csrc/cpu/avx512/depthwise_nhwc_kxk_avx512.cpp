@@ -7,7 +7,8 @@
 //
 // One work unit is one (n, oh) output row (as for every NHWC forward). The
 // interior of a row (output columns whose taps are all inside the image) is
-// computed in groups of T = 8 pixels per 16-channel block: 8 accumulators,
+// computed in groups of T = 8 pixels (then 4, then 1 for what is left) per
+// 16-channel block: T accumulators,
 // per tap row the K weights in registers and each of the S*(T-1)+K input
 // columns the group touches loaded once and fed to every (pixel, tap) pair
 // that reads it. Border pixels check each tap column; tap rows outside the

@@ -2,7 +2,7 @@
 // (csrc/cpu/avx2/gemm_driver.h: packing, cache blocking, work units, the
 // deterministic per-element FMA chain) around a 12x32 register-blocked
 // micro-kernel: 24 zmm accumulators (12 rows x 2 vectors of 16 columns), per
-// k two aligned B loads and 12 broadcasts of A feeding 24 FMAs, i.e. 384
+// k two aligned B loads and 12 broadcasts of A feeding 24 FMAs, i.e. 768
 // flops per 14 loads (the AVX2 6x16 kernel: 192 per 8). 12 x 32 divides the
 // driver's 24 x 64 work-unit tile, so units and their split over threads
 // are the same as for every other family. The epilogue (bias per row or

@@ -96,8 +96,9 @@ void forward_plane(const DepthwiseShape& s, const float* xp, const float* wp,
   }
 }
 
-// grad_input for stride 1:
-// gx[ih, iw] (+)= sum gy[ih + PH - kh*DH, iw + PW - kw*DW] * w[kh, kw]
+// grad_input for stride_w 1 (any stride_h):
+// gx[ih, iw] (+)= sum gy[(ih + PH - kh*DH) / SH, iw + PW - kw*DW] * w[kh, kw]
+// over the kh for which ih + PH - kh*DH is a multiple of SH
 void grad_input_plane_s1(const DepthwiseShape& s, const float* gyp,
                          const float* wp, float* gxp, bool accumulate) {
   const int64_t KH = s.KH, KW = s.KW;

@@ -1,7 +1,7 @@
 // NEON depthwise entry points: route each call to the layout-specific
 // vectorised family when it covers the shape, else to the scalar kernels.
-// depthwise_neon_path() is the single routing decision (see neon_kernels.h
-// for the list of vectorised paths).
+// depthwise_neon_path() names the route taken (it repeats these checks; see
+// neon_kernels.h for the list of vectorised paths).
 #include "neon_kernels.h"
 
 namespace mnx {

@@ -83,8 +83,9 @@ void depthwise_grad_weight_nhwc_partial_neon(const DepthwiseShape& s,
 
 // Name of the path the NEON entry point takes for this shape (op: 0 forward,
 // 1 grad_input, 2 grad_weight), e.g. "nchw_rows_k3s2", "nhwc_m1", "scalar".
-// The entry points route by the same function; tests use it to prove that
-// every vectorised path is exercised.
+// It repeats the entry points' supported() checks in their order (it cannot
+// see a scratch allocation failing); tests use it to prove that every
+// vectorised path is exercised.
 const char* depthwise_neon_path(const DepthwiseShape& s, int op);
 
 }  // namespace cpu
