@@ -22,8 +22,9 @@ Measurement
     shared machine cancels out of the ratio.
 
 Roofline
-    Once per run: copy bandwidth (``Tensor.copy_`` of 128 MiB, read + write
-    bytes) and the sgemm rate (``torch.mm`` 1024^3 on CPU, cuBLAS 8192^3 with
+    Once per run: copy bandwidth (``Tensor.copy_`` of a 128 MiB tensor on
+    CPU, 64 MiB with --quick, 512 MiB on CUDA; read + write bytes) and the
+    sgemm rate (``torch.mm`` 1024^3 on CPU, cuBLAS 8192^3 with
     TF32 off on CUDA).  Each row reports GB/s over the compulsory bytes
     (inputs, outputs and weights once), GFLOP/s (2 per multiply-add) and the
     percentage of the roofline ``min(peak_flops, intensity * bandwidth)``.

@@ -144,10 +144,9 @@ def profile(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224),
 
 # --------------------------------------------------------------------------- CLI
 
-# MobileNetV1 paper (Howard et al. 2017): Table 6 (width) and Table 7 (resolution):
-# (width, resolution, million mult-adds, million params)
 # MobileNetV1 paper (Howard et al. 2017): Table 6 (width at 224) and Table 7
 # (resolution at width 1.0); their shared 1.0-224 row is listed once.
+# (width, resolution, million mult-adds, million params)
 V1_PAPER = [
     (1.0, 224, 569, 4.2), (0.75, 224, 325, 2.6), (0.5, 224, 149, 1.3), (0.25, 224, 41, 0.5),
     (1.0, 192, 418, 4.2), (1.0, 160, 290, 4.2), (1.0, 128, 186, 4.2),

@@ -16,7 +16,8 @@ input, float32 and float64. grad_bias is ``grad.sum`` (PyTorch's reduction) and
 is only checked across repeated calls at a fixed thread count.
 
 Shapes are chosen so that there are more work units than threads and so that
-channel counts are not multiples of the 8-channel block / 6x16 GEMM tile, with
+most channel counts are not multiples of the 8-channel block / GEMM
+micro-tile (6x16 on AVX2), with
 enough (N, OH, OW) / K terms that a different reduction order would change
 the float32 bits with near certainty. They include the scratch-buffer paths:
 the channels_last, multiplier-1 depthwise grad_weight (partial sums per row

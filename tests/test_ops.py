@@ -269,10 +269,11 @@ def test_threads_scale_and_agree():
         assert torch.equal(a, b)
 
 
-# The specialised forward kernels (NCHW row ring, NHWC 8-pixel groups) take
-# square 3x3/5x5/7x7, stride 1/2, dilation 1: widths below, at and past their
-# 8/16/32-column steps, every padding 0..k-1, channel counts that are and are
-# not multiples of 8, every fused activation.
+# The specialised forward kernels (NCHW: 8-channel c8 blocks on AVX2, the row
+# ring on NEON; NHWC: 8-pixel groups) take square 3x3/5x5/7x7, stride 1/2,
+# dilation 1: widths below, at and past their 8/16/32-column steps, every
+# padding 0..k-1, channel counts that are and are not multiples of 8, every
+# fused activation.
 _ACTS = {
     None: lambda t: t,
     "relu": torch.relu,

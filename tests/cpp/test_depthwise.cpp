@@ -235,7 +235,7 @@ int main() {
   }
 
   // 2. The specialised K x K paths: K in 3/5/7, stride 1/2, every padding
-  //    0..K-1 (PH and PW independently cycled), widths giving 1..~20 output
+  //    0..K-1 (PH and PW independently cycled), widths giving 1..~40 output
   //    columns (vector bodies, 1..3-column tails, each step shape), small and
   //    odd heights, channel counts with 16/4-channel bodies and tails,
   //    multipliers 1..3, dilation 2 for some, every activation.
@@ -273,8 +273,10 @@ int main() {
           t.check(run_case(s, Activation::ReLU6, true));
           t.check(run_case(s, Activation::Hardswish, false, /*nan=*/true));
         }
-  // Very wide rows (more than 64 vectors of 8 outputs: the AVX2 grad_weight
-  // computes the border masks past its 64-vector table on the fly).
+  // Very wide rows (more than 64 vectors of 8 outputs). These 3x3 stride
+  // 1/2 multiplier-1 shapes go to the AVX2 c8 kernels, so they no longer
+  // reach the AVX2 per-tap grad_weight's on-the-fly border masks (past its
+  // 64-vector table); no case in this file does.
   for (int64_t S : {1, 2})
     t.check(run_case(make_shape(Layout::NCHW, 1, 3, 1, 5, 1100, 3, 3, S, S, 1, 1, 1, 1),
                      Activation::None, true, /*nan=*/true));

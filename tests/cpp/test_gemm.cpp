@@ -1,5 +1,6 @@
 // Unit tests of the float32 GEMM selected by dispatch (AVX2 on x86-64 with
-// AVX2+FMA, NEON on AArch64) against gemm_scalar<double> on the same data.
+// AVX2+FMA, AVX-512 when cpu_use_avx512(), NEON on AArch64) against
+// gemm_scalar<double> on the same data.
 //
 // Tolerance: float32 accumulation of a length-R reduction (R = K, times the
 // batch with sum_batch) of products of values in [-1, 1]; rounding errors
