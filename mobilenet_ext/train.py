@@ -53,6 +53,7 @@ import pickle
 import random
 import sys
 import time
+import warnings
 import zipfile
 import dataclasses
 from dataclasses import dataclass, field
@@ -735,7 +736,9 @@ def load_checkpoint(path: str, trust: bool = False, what: str = "--resume") -> D
                     "load it with full unpickling, which runs any code the file contains; 'train --resume "
                     f"{TRUST_FLAG}' then writes its next checkpoint in the safe format")
             try:
-                ck = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+                with warnings.catch_warnings():  # a crafted pickle protocol number: the error below says enough
+                    warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                    ck = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
             except Exception as e:  # noqa: BLE001 - any failure is a bad file
                 raise TrainError(f"{what}: checkpoint {path!r} could not be loaded safely ({_short(e)}); "
                                  f"pass {TRUST_FLAG} only if you trust the file") from None
