@@ -12,7 +12,7 @@ import sys
 
 COMMANDS = {
     "check": ("mobilenet_ext.check", "compare every op and layout with nn.Conv2d and print max errors"),
-    "bench": ("mobilenet_ext.benchmark", "benchmark layers and models against nn.Conv2d (tables, JSON, plots)"),
+    "bench": ("mobilenet_ext.bench", "benchmark layers and models against nn.Conv2d (tables, JSON, plots)"),
     "flops": ("mobilenet_ext.flops", "MACs/params of the MobileNets next to the papers' tables"),
     "train": ("mobilenet_ext.train", "train a MobileNet on our ops (digits by default, CIFAR-10 from --data)"),
     "export": ("mobilenet_ext.export", "export a model to ONNX and torch.export and check it numerically"),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import mobilenet_ext as mx
-from mobilenet_ext import benchmark as bm
+from mobilenet_ext import bench as bm
 from mobilenet_ext.__main__ import main as cli
 
 # Two cheap cases: a depthwise fwd+bwd (with peak memory) and a pointwise forward.

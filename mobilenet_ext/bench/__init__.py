@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 SCHEMA = "mobilenet_ext.bench/1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 MODEL_NAMES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 MODEL_SHORT = {"mobilenet_v1": "V1", "mobilenet_v2": "V2", "mobilenet_v3_large": "V3-L",
                "mobilenet_v3_small": "V3-S"}
@@ -214,7 +214,7 @@ class LayerShape:
 
 
 def _shape_of_module(m: torch.nn.Module, in_shape: Sequence[int]) -> Optional[LayerShape]:
-    from .nn import DepthwiseConv2d, PointwiseConv2d
+    from ..nn import DepthwiseConv2d, PointwiseConv2d
 
     _, c, h, w = in_shape
     bias = getattr(m, "bias", None) is not None
@@ -232,8 +232,8 @@ def model_layer_shapes(name: str, resolution: int = 224) -> List[LayerShape]:
     """The depthwise and pointwise layers of ``mobilenet_ext.models.<name>``
     (backend="ext") at ``resolution``, in execution order, found with
     forward hooks on one batch-1 forward pass."""
-    from . import models
-    from .nn import DepthwiseConv2d, PointwiseConv2d
+    from .. import models
+    from ..nn import DepthwiseConv2d, PointwiseConv2d
 
     model = getattr(models, name)(backend="ext").eval()
     found: List[LayerShape] = []
@@ -519,7 +519,7 @@ def _git_info() -> Dict[str, Any]:
 
 def machine_info(settings: Settings) -> Dict[str, Any]:
     """CPU model and ISA flags, core counts, torch/ORT versions, our ISA."""
-    from . import _native
+    from .. import _native
 
     info: Dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                             "machine": platform.machine(), "logical_cpus": os.cpu_count()}
@@ -549,7 +549,7 @@ def machine_info(settings: Settings) -> Dict[str, Any]:
 def versions() -> Dict[str, Optional[str]]:
     import numpy
 
-    from . import __version__
+    from .. import __version__
 
     v: Dict[str, Optional[str]] = {"mobilenet_ext": __version__, "torch": torch.__version__,
                                    "numpy": numpy.__version__}
@@ -721,7 +721,7 @@ def _make_layer_inputs(case: LayerCase, device: str, seed: int):
 
 def _layer_fns(case: LayerCase):
     """(ours, torch) functions of (x, w, b)."""
-    from . import ops
+    from .. import ops
 
     s = case.shape
     if s.kind == "dw":
@@ -872,7 +872,7 @@ def _build_models(case: ModelCase, device: str):
     """(nn.Conv2d model, our model): ours is ``mx.convert`` of the nn.Conv2d
     model (so the weights are the same), then for inference
     ``mx.fuse(ours.eval())``; for training it stays unfused."""
-    from . import convert, fuse, models
+    from .. import convert, fuse, models
 
     ctor = getattr(models, case.model)
     torch.manual_seed(0)
@@ -1518,7 +1518,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if not torch.cuda.is_available():
             raise ArgumentError("--device cuda: CUDA is not available here (torch.cuda.is_available() is False: "
                                 "no GPU or a CPU-only torch)")
-        from . import _native
+        from .. import _native
 
         if not _native.cuda_built():
             raise ArgumentError("--device cuda: mobilenet_ext was built without CUDA "
