@@ -161,8 +161,8 @@ def test_alternation_order_and_ratio():
     calls = []
     s = bm.Settings.for_mode("cpu", 1, [torch.float32], quick=True, budget_s=1e-4, min_rounds=4)
     s.min_sample_s = 0.0
-    a = bm._Candidate("ours", lambda i: calls.append("A"))
-    b = bm._Candidate("torch", lambda i: calls.append("B"))
+    a = bm.Candidate("ours", lambda i: calls.append("A"))
+    b = bm.Candidate("torch", lambda i: calls.append("B"))
     r = bm.time_alternating([a, b], s)
     assert r["rounds"] == 4 and len(r["samples"]["ours"]) == 4 and len(r["samples"]["torch"]) == 4
     timed = "".join(calls[2:])  # after one calibration call each
