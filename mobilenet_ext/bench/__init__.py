@@ -28,13 +28,13 @@ from .render import render_markdown, render_readme, render_table, update_readme
 from .roofline import machine_info, measure_roofline
 from .suite import (QUICK_SHAPES, LayerCase, LayerShape, ModelCase, layer_cases, layer_shapes, model_cases,
                     model_layer_shapes)
-from .targets import evaluate_targets, summarize_groups
+from .targets import TARGETS, Target, evaluate_targets, summarize_groups
 from .timing import Candidate, geomean, ratio_median, time_alternating
 
 __all__ = [
     "LayerShape", "LayerCase", "ModelCase", "layer_shapes", "model_layer_shapes", "layer_cases", "model_cases",
     "QUICK_SHAPES", "MODEL_NAMES", "SCHEMA", "Settings", "Candidate", "time_alternating", "ratio_median",
     "geomean", "machine_info", "measure_roofline", "run_layer_case", "run_model_case", "summarize_groups",
-    "evaluate_targets", "run", "render_table", "render_markdown", "render_readme", "update_readme",
+    "Target", "TARGETS", "evaluate_targets", "run", "render_table", "render_markdown", "render_readme", "update_readme",
     "add_arguments", "main",
 ]

@@ -1,10 +1,29 @@
-"""The summary of a run: geomean speedup per group, and the speed targets of issue #4."""
+"""The summary of a run: geomean speedup per group, and the speed targets of
+issue #4 as data.
+
+Each target is one :class:`Target` row of ``TARGETS``: which rows it looks
+at (``rows`` and the ``where`` conditions), which figure of each row
+(``value``, optionally divided by ``per`` and scaled), the statistic over
+those rows, the comparison and the goal.  :func:`evaluate_targets` evaluates
+every row of the table the same way; a target whose rows are not in the run
+is reported ``measured: None`` ("not measured").  Changing a goal, or adding
+a target, is an edit of the table, not of code.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .common import MODEL_NAMES
 from .timing import geomean
+
+__all__ = ["Target", "TARGETS", "evaluate_target", "evaluate_targets", "summarize_groups"]
+
+Row = Dict[str, Any]
+
+# ==========================================================================
+# Groups
+# ==========================================================================
 
 
 def summarize_groups(layers: List[Dict[str, Any]], models: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -23,62 +42,150 @@ def summarize_groups(layers: List[Dict[str, Any]], models: List[Dict[str, Any]])
     return out
 
 
-def _target(name: str, op: str, value: Optional[float], goal: float, unit: str, n: int) -> Dict[str, Any]:
-    return {"name": name, "target": f"{'<=' if op == 'le' else '>='} {goal:g}{unit}", "goal": goal, "op": op,
-            "measured": value, "unit": unit, "n": n,
-            "ok": None if value is None else (value <= goal if op == "le" else value >= goal)}
+# ==========================================================================
+# Targets
+# ==========================================================================
+#: A condition on a row: (column, operator, operand). Operators: ``==``,
+#: ``>=``, ``in`` (operand a tuple), ``has`` (the column is in the row),
+#: ``not-none`` and ``nonzero`` (``row.get(column)`` is not None / is truthy).
+Condition = Tuple[str, str, Any]
+
+_CONDITIONS: Dict[str, Callable[[Row, str, Any], bool]] = {
+    "==": lambda r, k, v: r[k] == v,
+    ">=": lambda r, k, v: r[k] >= v,
+    "in": lambda r, k, v: r[k] in v,
+    "has": lambda r, k, v: k in r,
+    "not-none": lambda r, k, v: r.get(k) is not None,
+    "nonzero": lambda r, k, v: bool(r.get(k)),
+}
+
+#: Statistic over the selected values; ``None`` when there are none.
+_STATISTICS: Dict[str, Callable[[List[float]], Optional[float]]] = {
+    "geomean": geomean,
+    "min": lambda xs: min(xs, default=None),
+    "max": lambda xs: max(xs, default=None),
+    "first": lambda xs: xs[0] if xs else None,
+}
+
+_COMPARISONS: Dict[str, Tuple[str, Callable[[float, float], bool]]] = {
+    "ge": (">=", lambda measured, goal: measured >= goal),
+    "le": ("<=", lambda measured, goal: measured <= goal),
+}
 
 
-def evaluate_targets(layers: List[Dict[str, Any]], models: List[Dict[str, Any]], roof: Dict[str, Any]
-                     ) -> List[Dict[str, Any]]:
-    """The speed targets of issue #4, measured on this run's rows (``measured``
-    is None when the run did not include the rows a target needs)."""
+@dataclass(frozen=True)
+class Target:
+    """One speed target.
+
+    ``rows``: ``"layers"`` (the run's validated float32 layer rows; all
+    validated rows when it has no float32 ones) or ``"models"`` (the
+    validated model rows). ``where``: conditions every selected row meets.
+    ``value``: the row's column; divided by ``per`` when given, a column of
+    the row or ``"roofline.<key>[.<key>]"`` of the run's roofline (a missing
+    or zero roofline figure leaves the target unmeasured); times ``scale``.
+    ``statistic``: geomean, min, max or first over the selected rows.
+    ``comparison``: ``"ge"`` (measured >= goal) or ``"le"``. ``name`` may
+    hold ``{column}`` fields, filled from the first selected row (from
+    ``name_defaults`` when none is selected).
+    """
+
+    name: str
+    rows: str
+    where: Tuple[Condition, ...]
+    value: str
+    statistic: str
+    comparison: str
+    goal: float
+    unit: str
+    per: Optional[str] = None
+    scale: float = 1
+    name_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _dw(*more: Condition) -> Tuple[Condition, ...]:
+    return (("op", "==", "dw"),) + more
+
+
+def _pw(*more: Condition) -> Tuple[Condition, ...]:
+    return (("op", "==", "pw"),) + more
+
+
+#: The speed targets of issue #4, in report order.
+TARGETS: Tuple[Target, ...] = (
+    *(Target(f"depthwise fwd {lay} b{b}: geomean speedup", "layers",
+             _dw(("direction", "==", "fwd"), ("layout", "==", lay), ("batch", "==", b)),
+             "speedup", "geomean", "ge", goal, "x")
+      for lay, goal in (("nchw", 3.0), ("cl", 1.5)) for b in (1, 32)),
+    Target("depthwise fwd, >= 8 MiB compulsory bytes: geomean % of copy bandwidth", "layers",
+           _dw(("direction", "==", "fwd"), ("bytes", ">=", 8 * 2**20)),
+           "GBps", "geomean", "ge", 50, "%", per="roofline.copy_GBps", scale=100),
+    Target("depthwise fwd+bwd: geomean speedup", "layers", _dw(("direction", "==", "fwdbwd")),
+           "speedup", "geomean", "ge", 4.0, "x"),
+    Target("depthwise fwd+bwd 5x5/7x7: geomean speedup", "layers", _dw(("direction", "==", "fwdbwd"), ("k", ">=", 5)),
+           "speedup", "geomean", "ge", 10.0, "x"),
+    Target("pointwise fwd: geomean speedup", "layers", _pw(("direction", "==", "fwd")),
+           "speedup", "geomean", "ge", 1.0, "x"),
+    Target("pointwise fwd: slowest shape's speedup", "layers", _pw(("direction", "==", "fwd")),
+           "speedup", "min", "ge", 0.85, "x"),
+    Target("pointwise fwd, >= 0.2 GFLOP: geomean % of sgemm rate", "layers",
+           _pw(("direction", "==", "fwd"), ("flops", ">=", 2e8)),
+           "GFLOPs", "geomean", "ge", 80, "%", per="roofline.gemm_GFLOPs.f32", scale=100),
+    Target("pointwise bwd: geomean speedup", "layers", _pw(("direction", "==", "bwd")),
+           "speedup", "geomean", "ge", 1.0, "x"),
+    Target("fwd+bwd peak memory: worst ours / nn.Conv2d", "layers",
+           (("peak_mem_ours", "not-none", None), ("peak_mem_torch", "nonzero", None)),
+           "peak_mem_ours", "max", "le", 1.0, "x", per="peak_mem_torch"),
+    Target("mobilenet_v2 b1 inference (convert+fuse): time / ONNX Runtime's", "models",
+           (("model", "==", "mobilenet_v2"), ("mode", "==", "infer"), ("batch", "==", 1),
+            ("ours_over_ort", "has", None)),
+           "ours_over_ort", "first", "le", 1.3, "x"),
+    *(Target(f"{m} training step b{{batch}}: speedup (geomean of layouts)", "models",
+             (("model", "==", m), ("mode", "==", "train"), ("batch", ">=", 32)),
+             "speedup", "geomean", "ge", 2.0, "x", name_defaults={"batch": 32})
+      for m in MODEL_NAMES),
+)
+
+
+def _roofline_figure(roof: Mapping[str, Any], path: str) -> Optional[float]:
+    """``roof["a"]["b"]`` for ``path == "a.b"`` (None where a key is missing)."""
+    v: Any = roof
+    for k in path.split("."):
+        if not isinstance(v, Mapping) or k not in v:
+            return None
+        v = v[k]
+    return v
+
+
+def evaluate_target(t: Target, rows: Mapping[str, List[Row]], roof: Mapping[str, Any]) -> Dict[str, Any]:
+    """One target on ``rows`` (``{"layers": [...], "models": [...]}``): its
+    results.json entry (name, target, goal, op, measured, unit, n, ok)."""
+    sel = [r for r in rows[t.rows] if all(_CONDITIONS[op](r, k, v) for k, op, v in t.where)]
+    values: Optional[Iterable[float]]
+    if t.per is not None and t.per.startswith("roofline."):
+        den = _roofline_figure(roof, t.per[len("roofline."):])
+        values = [t.scale * r[t.value] / den for r in sel] if den else None
+    elif t.per is not None:
+        values = [t.scale * r[t.value] / r[t.per] for r in sel]
+    else:
+        values = [r[t.value] * t.scale if t.scale != 1 else r[t.value] for r in sel]
+    measured = None if values is None else _STATISTICS[t.statistic](list(values))
+    name = t.name
+    if t.name_defaults:
+        name = name.format(**{k: sel[0][k] if sel else d for k, d in t.name_defaults.items()})
+    sign, holds = _COMPARISONS[t.comparison]
+    return {"name": name, "target": f"{sign} {t.goal:g}{t.unit}", "goal": t.goal, "op": t.comparison,
+            "measured": measured, "unit": t.unit, "n": len(sel),
+            "ok": None if measured is None else holds(measured, t.goal)}
+
+
+def evaluate_targets(layers: List[Dict[str, Any]], models: List[Dict[str, Any]], roof: Dict[str, Any],
+                     targets: Iterable[Target] = TARGETS) -> List[Dict[str, Any]]:
+    """The speed targets (by default those of issue #4), measured on this
+    run's rows (``measured`` is None when the run did not include the rows a
+    target needs)."""
     ok = [r for r in layers if r.get("status") == "ok" and r["dtype"] in ("f32",)]
     if not ok:
         ok = [r for r in layers if r.get("status") == "ok"]
-
-    def sel(**kw):
-        return [r for r in ok if all((r[k] in v) if isinstance(v, tuple) else r[k] == v for k, v in kw.items())]
-
-    T: List[Dict[str, Any]] = []
-    for lay, goal in (("nchw", 3.0), ("cl", 1.5)):
-        for b in (1, 32):
-            rows = sel(op="dw", direction="fwd", layout=lay, batch=b)
-            T.append(_target(f"depthwise fwd {lay} b{b}: geomean speedup", "ge",
-                             geomean(r["speedup"] for r in rows), goal, "x", len(rows)))
-    big = [r for r in sel(op="dw", direction="fwd") if r["bytes"] >= 8 * 2**20]
-    T.append(_target("depthwise fwd, >= 8 MiB compulsory bytes: geomean % of copy bandwidth", "ge",
-                     geomean(100 * r["GBps"] / roof["copy_GBps"] for r in big), 50, "%", len(big)))
-    rows = sel(op="dw", direction="fwdbwd")
-    T.append(_target("depthwise fwd+bwd: geomean speedup", "ge", geomean(r["speedup"] for r in rows), 4.0, "x",
-                     len(rows)))
-    rows = [r for r in rows if r["k"] >= 5]
-    T.append(_target("depthwise fwd+bwd 5x5/7x7: geomean speedup", "ge", geomean(r["speedup"] for r in rows),
-                     10.0, "x", len(rows)))
-    rows = sel(op="pw", direction="fwd")
-    T.append(_target("pointwise fwd: geomean speedup", "ge", geomean(r["speedup"] for r in rows), 1.0, "x",
-                     len(rows)))
-    T.append(_target("pointwise fwd: slowest shape's speedup", "ge",
-                     min((r["speedup"] for r in rows), default=None), 0.85, "x", len(rows)))
-    big = [r for r in rows if r["flops"] >= 2e8]
-    peak = roof["gemm_GFLOPs"].get("f32")
-    T.append(_target("pointwise fwd, >= 0.2 GFLOP: geomean % of sgemm rate", "ge",
-                     geomean(100 * r["GFLOPs"] / peak for r in big) if peak else None, 80, "%", len(big)))
-    rows = sel(op="pw", direction="bwd")
-    T.append(_target("pointwise bwd: geomean speedup", "ge", geomean(r["speedup"] for r in rows), 1.0, "x",
-                     len(rows)))
-    rows = [r for r in ok if r.get("peak_mem_ours") is not None and r.get("peak_mem_torch")]
-    T.append(_target("fwd+bwd peak memory: worst ours / nn.Conv2d", "le",
-                     max((r["peak_mem_ours"] / r["peak_mem_torch"] for r in rows), default=None), 1.0, "x",
-                     len(rows)))
-    mok = [r for r in models if r.get("status") == "ok"]
-    rows = [r for r in mok if r["model"] == "mobilenet_v2" and r["mode"] == "infer" and r["batch"] == 1
-            and "ours_over_ort" in r]
-    T.append(_target("mobilenet_v2 b1 inference (convert+fuse): time / ONNX Runtime's", "le",
-                     rows[0]["ours_over_ort"] if rows else None, 1.3, "x", len(rows)))
-    for m in MODEL_NAMES:
-        rows = [r for r in mok if r["model"] == m and r["mode"] == "train" and r["batch"] >= 32]
-        T.append(_target(f"{m} training step b{rows[0]['batch'] if rows else 32}: speedup (geomean of layouts)",
-                         "ge", geomean(r["speedup"] for r in rows), 2.0, "x", len(rows)))
-    return T
+    rows = {"layers": ok, "models": [r for r in models if r.get("status") == "ok"]}
+    return [evaluate_target(t, rows, roof) for t in targets]
 
