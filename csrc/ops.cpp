@@ -2,7 +2,13 @@
 // implementations in csrc/glue/{cpu,cuda}_ops.cpp; fake kernels and autograd
 // are registered in mobilenet_ext/ops.py.
 #include <Python.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
+#include <vector>
 #include <torch/library.h>
 
 #include "cpu/cpu_kernels.h"
@@ -66,7 +72,66 @@ PyObject* py_torch_version(PyObject*, PyObject*) {
   return PyUnicode_FromString(MNX_TORCH_VERSION);
 }
 
+// fma_peak_gflops(threads, seconds) -> (GFLOP/s, isa): the FMA probe
+// (cpu/generic/fma_peak.h) on `threads` threads started together, each
+// running for about `seconds`; the best of three such runs.
+PyObject* py_fma_peak_gflops(PyObject*, PyObject* args) {
+  int threads = 1;
+  double seconds = 0.05;
+  if (!PyArg_ParseTuple(args, "|id", &threads, &seconds)) return nullptr;
+  if (threads < 1 || threads > 4096) {
+    PyErr_Format(PyExc_ValueError, "fma_peak_gflops: threads must be in [1, 4096], got %d", threads);
+    return nullptr;
+  }
+  if (!(seconds > 0.0 && seconds <= 10.0)) {
+    PyErr_Format(PyExc_ValueError, "fma_peak_gflops: seconds must be in (0, 10], got %g", seconds);
+    return nullptr;
+  }
+  using clock = std::chrono::steady_clock;
+  double best = 0.0;
+  Py_BEGIN_ALLOW_THREADS
+  for (int rep = 0; rep < 3; ++rep) {
+    std::atomic<int> ready{0};
+    std::vector<int64_t> flops(threads, 0);
+    std::vector<float> sink(threads, 0.f);
+    clock::time_point t0;
+    std::vector<clock::time_point> t1(threads);
+    auto body = [&](int t) {
+      ready.fetch_add(1);
+      while (ready.load() < threads) {
+      }
+      const clock::time_point start = clock::now();
+      if (t == 0) t0 = start;
+      int64_t done = 0;
+      clock::time_point now;
+      do {
+        done += mnx::cpu::fma_peak_f32(1 << 14, &sink[t]);
+        now = clock::now();
+      } while (std::chrono::duration<double>(now - start).count() < seconds);
+      flops[t] = done;
+      t1[t] = now;
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(body, t);
+    body(0);
+    for (auto& th : pool) th.join();
+    int64_t total = 0;
+    clock::time_point end = t1[0];
+    for (int t = 0; t < threads; ++t) {
+      total += flops[t];
+      end = std::max(end, t1[t]);
+    }
+    const double s = std::chrono::duration<double>(end - t0).count();
+    if (s > 0) best = std::max(best, static_cast<double>(total) / s / 1e9);
+  }
+  Py_END_ALLOW_THREADS
+  return Py_BuildValue("(ds)", best, mnx::cpu::fma_peak_isa());
+}
+
 PyMethodDef kMethods[] = {
+    {"fma_peak_gflops", py_fma_peak_gflops, METH_VARARGS,
+     "fma_peak_gflops(threads=1, seconds=0.05) -> (GFLOP/s, isa): float32 FMA "
+     "throughput of the CPU on that many threads."},
     {"cpu_isa", py_cpu_isa, METH_NOARGS,
      "Instruction set of the float32 CPU kernels in use."},
     {"cuda_built", py_cuda_built, METH_NOARGS,

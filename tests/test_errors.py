@@ -103,3 +103,14 @@ def test_torch_version_mismatch_is_a_clear_import_error():
     assert _native._C.torch_version() == torch.__version__
     with pytest.raises(ImportError, match=r"built against torch 2\.0\.0 but torch 2\.14\.1.* is installed"):
         _native.check_torch_version("2.0.0", "2.14.1+cu130")
+
+
+def test_fma_peak_probe_arguments():
+    from mobilenet_ext import _native
+
+    with pytest.raises(ValueError, match=r"fma_peak_gflops: threads must be in \[1, 4096\], got 0"):
+        _native._C.fma_peak_gflops(0, 0.01)
+    with pytest.raises(ValueError, match=r"fma_peak_gflops: seconds must be in \(0, 10\], got -1"):
+        _native._C.fma_peak_gflops(1, -1.0)
+    gflops, isa = _native._C.fma_peak_gflops(1, 0.005)
+    assert gflops > 0 and isa in ("avx512", "avx2", "neon", "scalar")

@@ -77,6 +77,14 @@ bool cpu_has_avx512f();
 // MOBILENET_EXT_ISA does not cap the ISA at avx2 or scalar
 bool cpu_use_avx512();
 
+// FMA throughput probe on the widest float32 vectors the kernels use
+// (AVX-512 when cpu_use_avx512(), else the selected family): runs `iters`
+// rounds on the calling thread and returns the flops done (result to
+// *sink). fma_peak_isa() names the ISA it ran.
+int64_t fma_peak_scalar_f32(int64_t iters, float* sink);
+int64_t fma_peak_f32(int64_t iters, float* sink);
+const char* fma_peak_isa();
+
 template <typename T>
 inline T apply_activation(T v, Activation act) {
   switch (act) {

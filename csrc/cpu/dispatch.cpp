@@ -140,5 +140,35 @@ const GemmKernels<double>& gemm_kernels_f64() { return kGemmScalarF64; }
 
 const char* selected_isa() { return depthwise_kernels_f32().isa; }
 
+int64_t fma_peak_f32(int64_t iters, float* sink) {
+  switch (selected()) {
+#if MNX_X86
+    case Isa::Avx2:
+      return cpu_use_avx512() ? fma_peak_avx512_f32(iters, sink) : fma_peak_avx2_f32(iters, sink);
+#endif
+#if MNX_ARM
+    case Isa::Neon:
+      return fma_peak_neon_f32(iters, sink);
+#endif
+    default:
+      return fma_peak_scalar_f32(iters, sink);
+  }
+}
+
+const char* fma_peak_isa() {
+  switch (selected()) {
+#if MNX_X86
+    case Isa::Avx2:
+      return cpu_use_avx512() ? "avx512" : "avx2";
+#endif
+#if MNX_ARM
+    case Isa::Neon:
+      return "neon";
+#endif
+    default:
+      return "scalar";
+  }
+}
+
 }  // namespace cpu
 }  // namespace mnx

@@ -18,6 +18,8 @@ void depthwise_grad_input_avx2_f32(const DepthwiseShape& s, const float* gy,
 void depthwise_grad_weight_avx2_f32(const DepthwiseShape& s, const float* gy,
                                     const float* x, float* gw, int64_t begin,
                                     int64_t end);
+// FMA throughput probe (generic/fma_peak.h): flops done, result to *sink.
+int64_t fma_peak_avx2_f32(int64_t iters, float* sink);
 void gemm_avx2_f32(const GemmArgs& g, const float* A, const float* B, float* C,
                    const float* bias, const float* residual, int64_t begin,
                    int64_t end);

@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include "../vec/vec_avx2.h"
 #include "avx2_kernels.h"
 
 namespace mnx {
@@ -25,23 +26,6 @@ static inline __m256 load_strided(const float* p) {
       _mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
-// NaN-propagating activations, matching apply_activation() bit for bit.
-static inline __m256 activate(__m256 v, Activation act) {
-  const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.f);
-  switch (act) {
-    case Activation::ReLU:
-      return _mm256_max_ps(zero, v);  // max returns the 2nd operand on NaN
-    case Activation::ReLU6:
-      return _mm256_min_ps(six, _mm256_max_ps(zero, v));
-    case Activation::Hardswish: {
-      const __m256 t = _mm256_min_ps(
-          six, _mm256_max_ps(zero, _mm256_add_ps(v, _mm256_set1_ps(3.f))));
-      return _mm256_div_ps(_mm256_mul_ps(v, t), six);
-    }
-    default:
-      return v;
-  }
-}
 
 // Lane mask for the first n (0..8) lanes.
 static inline __m256i tail_mask(int64_t n) {
@@ -117,7 +101,7 @@ static inline void pixel_group(const float* const* rows, int64_t C,
     }
   }
   for (int t = 0; t < T; ++t)
-    _mm256_storeu_ps(out + t * C + cb, activate(acc[t], act));
+    _mm256_storeu_ps(out + t * C + cb, activate<VecAvx2>(acc[t], act));
 }
 
 }  // namespace avx2

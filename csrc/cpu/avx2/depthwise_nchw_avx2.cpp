@@ -89,8 +89,8 @@ void forward_plane(const DepthwiseShape& s, const float* xp, const float* wp,
           a1 = _mm256_fmadd_ps(load_strided<S>(p + 8 * S), w[kw], a1);
         }
       }
-      _mm256_storeu_ps(yr + ow, activate(a0, act));
-      _mm256_storeu_ps(yr + ow + 8, activate(a1, act));
+      _mm256_storeu_ps(yr + ow, activate<VecAvx2>(a0, act));
+      _mm256_storeu_ps(yr + ow + 8, activate<VecAvx2>(a1, act));
     }
     for (; ow < hi; ow += 8) {
       __m256 a0 = bv;
@@ -99,7 +99,7 @@ void forward_plane(const DepthwiseShape& s, const float* xp, const float* wp,
         for (int64_t kw = 0; kw < KW; ++kw)
           a0 = _mm256_fmadd_ps(load_strided<S>(xr + kw * s.DW), wv[kh * KW + kw], a0);
       }
-      _mm256_storeu_ps(yr + ow, activate(a0, act));
+      _mm256_storeu_ps(yr + ow, activate<VecAvx2>(a0, act));
     }
     for (; ow < s.OW; ++ow) scalar_at(ow);
   }
@@ -366,7 +366,7 @@ void forward_small_planes(const DepthwiseShape& s, const float* x,
                                 wt[kh * s.KW + kw], a);
           }
         }
-        _mm256_store_ps(yt + (oh * s.OW + ow) * 8, activate(a, act));
+        _mm256_store_ps(yt + (oh * s.OW + ow) * 8, activate<VecAvx2>(a, act));
       }
     }
     for (int64_t i = 0; i < nb; ++i) {

@@ -137,7 +137,7 @@ void forward_plane_rows(const DepthwiseShape& s, const float* xp,
       for (int r = 0; r < R; ++r) {
         if (oh + r >= s.OH) break;
         float* yr = yp + (oh + r) * OW;
-        for (int v = 0; v < V; ++v) store_out(yr, o + 8 * v, OW, activate(acc[r][v], act));
+        for (int v = 0; v < V; ++v) store_out(yr, o + 8 * v, OW, activate<VecAvx2>(acc[r][v], act));
       }
     }
   }

@@ -69,10 +69,10 @@ inline void pixel(int64_t C, const Tap* taps, int64_t ntaps, const float* wt,
       a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(q + 16), a2);
       a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 24), _mm256_loadu_ps(q + 24), a3);
     }
-    _mm256_storeu_ps(out + c, activate(a0, act));
-    _mm256_storeu_ps(out + c + 8, activate(a1, act));
-    _mm256_storeu_ps(out + c + 16, activate(a2, act));
-    _mm256_storeu_ps(out + c + 24, activate(a3, act));
+    _mm256_storeu_ps(out + c, activate<VecAvx2>(a0, act));
+    _mm256_storeu_ps(out + c + 8, activate<VecAvx2>(a1, act));
+    _mm256_storeu_ps(out + c + 16, activate<VecAvx2>(a2, act));
+    _mm256_storeu_ps(out + c + 24, activate<VecAvx2>(a3, act));
   }
   for (; c < C; c += 8) {
     const int64_t rem = C - c;
@@ -81,7 +81,7 @@ inline void pixel(int64_t C, const Tap* taps, int64_t ntaps, const float* wt,
     for (int64_t i = 0; i < ntaps; ++i)
       a = _mm256_fmadd_ps(_mm256_maskload_ps(taps[i].src + c, m),
                           _mm256_maskload_ps(wt + taps[i].t * C + c, m), a);
-    _mm256_maskstore_ps(out + c, m, activate(a, act));
+    _mm256_maskstore_ps(out + c, m, activate<VecAvx2>(a, act));
   }
 }
 

@@ -106,7 +106,7 @@ inline void border_pixel(const float* const* rows, int64_t C, int64_t W,
                             _mm256_loadu_ps(wt + (kh * K + kw) * C + cb), a);
       }
     }
-    _mm256_storeu_ps(out + cb, activate(a, act));
+    _mm256_storeu_ps(out + cb, activate<VecAvx2>(a, act));
   }
 }
 

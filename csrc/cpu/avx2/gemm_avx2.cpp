@@ -5,38 +5,14 @@
 // No std:: templates here (ODR: this TU is compiled with -mavx2 -mfma).
 #include <immintrin.h>
 
+#include "../generic/gemm_driver.h"
+#include "../vec/vec_avx2.h"
 #include "avx2_kernels.h"
-#include "gemm_driver.h"
 
 namespace mnx {
 namespace cpu {
 namespace {
 
-inline __m256 act_avx2(__m256 v, Activation act) {
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256 six = _mm256_set1_ps(6.f);
-  __m256 r;
-  switch (act) {
-    case Activation::None:
-      return v;
-    case Activation::ReLU:
-      r = _mm256_max_ps(v, zero);  // +0 for v <= 0 (as the scalar path)
-      break;
-    case Activation::ReLU6:
-      r = _mm256_min_ps(_mm256_max_ps(v, zero), six);
-      break;
-    case Activation::Hardswish: {
-      __m256 t = _mm256_add_ps(v, _mm256_set1_ps(3.f));
-      t = _mm256_min_ps(_mm256_max_ps(t, zero), six);
-      r = _mm256_div_ps(_mm256_mul_ps(v, t), six);
-      break;
-    }
-    default:
-      return v;
-  }
-  // NaN propagates (max/min return the second operand on NaN)
-  return _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-}
 
 inline void tr8x8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r4,
                   __m256& r5, __m256& r6, __m256& r7) {
@@ -210,8 +186,8 @@ inline void ukr_6x16(int64_t kc, const float* a, int64_t a_rs, bool direct,
         v1 = _mm256_add_ps(v1, bc1);
       }
     }
-    v0 = act_avx2(v0, e->act);
-    v1 = act_avx2(v1, e->act);
+    v0 = activate<VecAvx2>(v0, e->act);
+    v1 = activate<VecAvx2>(v1, e->act);
     if (e->res) {
       const float* rp = e->res + (m + r) * e->ldr + n;
       v0 = _mm256_add_ps(v0, _mm256_loadu_ps(rp));
@@ -271,7 +247,7 @@ inline void ukr_edge_t(int64_t kc, const float* a, int64_t a_rs,
           x = _mm256_add_ps(
               x, e->per_row ? _mm256_broadcast_ss(e->bias + m + r)
                             : _mm256_maskload_ps(e->bias + n + v * 8, mk));
-        x = act_avx2(x, e->act);
+        x = activate<VecAvx2>(x, e->act);
         if (e->res)
           x = _mm256_add_ps(x, _mm256_maskload_ps(
                                    e->res + (m + r) * e->ldr + n + v * 8, mk));

@@ -7,6 +7,7 @@
 namespace mnx {
 namespace cpu {
 
+int64_t fma_peak_avx512_f32(int64_t iters, float* sink);
 void gemm_avx512_f32(const GemmArgs& g, const float* A, const float* B, float* C,
                      const float* bias, const float* residual, int64_t begin,
                      int64_t end);

@@ -16,28 +16,13 @@
 // order starting from the bias, whatever the unit split.
 #include <immintrin.h>
 
+#include "../vec/vec_avx512.h"
 #include "avx512_depthwise.h"
 
 namespace mnx {
 namespace cpu {
 namespace {
 
-inline __m512 activate512(__m512 v, Activation act) {
-  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f);
-  switch (act) {
-    case Activation::ReLU:
-      return _mm512_max_ps(zero, v);  // NaN in v propagates (2nd operand)
-    case Activation::ReLU6:
-      return _mm512_min_ps(six, _mm512_max_ps(zero, v));
-    case Activation::Hardswish: {
-      const __m512 t = _mm512_min_ps(
-          six, _mm512_max_ps(zero, _mm512_add_ps(v, _mm512_set1_ps(3.f))));
-      return _mm512_div_ps(_mm512_mul_ps(v, t), six);
-    }
-    default:
-      return v;
-  }
-}
 
 template <int K, int S, int T>
 inline void group(const float* const* rows, int64_t C, int64_t cb, __mmask16 m,
@@ -66,7 +51,7 @@ inline void group(const float* const* rows, int64_t C, int64_t cb, __mmask16 m,
     }
   }
   for (int t = 0; t < T; ++t)
-    _mm512_mask_storeu_ps(out + t * C + cb, m, activate512(acc[t], act));
+    _mm512_mask_storeu_ps(out + t * C + cb, m, activate<VecAvx512>(acc[t], act));
 }
 
 template <int K>
@@ -86,7 +71,7 @@ inline void border_pixel(const float* const* rows, int64_t C, int64_t W,
                             _mm512_maskz_loadu_ps(m, wt + (kh * K + kw) * C + cb), a);
       }
     }
-    _mm512_mask_storeu_ps(out + cb, m, activate512(a, act));
+    _mm512_mask_storeu_ps(out + cb, m, activate<VecAvx512>(a, act));
   }
 }
 

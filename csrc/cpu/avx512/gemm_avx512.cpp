@@ -1,5 +1,5 @@
 // AVX-512F strided GEMM (float32): the BLIS-style driver of the AVX2 family
-// (csrc/cpu/avx2/gemm_driver.h: packing, cache blocking, work units, the
+// (csrc/cpu/generic/gemm_driver.h: packing, cache blocking, work units, the
 // deterministic per-element FMA chain) around a 12x32 register-blocked
 // micro-kernel: 24 zmm accumulators (12 rows x 2 vectors of 16 columns), per
 // k two aligned B loads and 12 broadcasts of A feeding 24 FMAs, i.e. 768
@@ -12,35 +12,14 @@
 // No std:: templates here (ODR: this TU is compiled with -mavx512f).
 #include <immintrin.h>
 
-#include "../avx2/gemm_driver.h"
+#include "../generic/gemm_driver.h"
+#include "../vec/vec_avx512.h"
 #include "avx512_gemm.h"
 
 namespace mnx {
 namespace cpu {
 namespace {
 
-inline __m512 act512(__m512 v, Activation act) {
-  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f);
-  __m512 r;
-  switch (act) {
-    case Activation::ReLU:
-      r = _mm512_max_ps(v, zero);  // +0 for v <= 0 (as the scalar path)
-      break;
-    case Activation::ReLU6:
-      r = _mm512_min_ps(_mm512_max_ps(v, zero), six);
-      break;
-    case Activation::Hardswish: {
-      __m512 t = _mm512_add_ps(v, _mm512_set1_ps(3.f));
-      t = _mm512_min_ps(_mm512_max_ps(t, zero), six);
-      r = _mm512_div_ps(_mm512_mul_ps(v, t), six);
-      break;
-    }
-    default:
-      return v;
-  }
-  // NaN propagates (max/min return the second operand on NaN)
-  return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
-}
 
 inline __mmask16 cols_mask(int64_t cnt) {
   return cnt >= 16 ? __mmask16(0xFFFF) : cnt <= 0 ? __mmask16(0) : __mmask16((1u << cnt) - 1);
@@ -94,8 +73,8 @@ inline void tile(int64_t kc, const float* a, int64_t a_rs, const float* b,
           v1 = _mm512_add_ps(v1, bc1);
         }
       }
-      v0 = act512(v0, e->act);
-      v1 = act512(v1, e->act);
+      v0 = activate<VecAvx512>(v0, e->act);
+      v1 = activate<VecAvx512>(v1, e->act);
       if (e->res) {
         const float* rp = e->res + (m + r) * e->ldr + n;
         v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rp));

@@ -141,7 +141,7 @@ void forward_plane_rows(const DepthwiseShape& s, const float* xp,
       }
       for (int r = 0; r < rmax; ++r) {
         float* yr = yp + (oh + r) * OW;
-        for (int v = 0; v < V; ++v) store_out(yr, o + 4 * v, OW, activate(acc[r][v], act));
+        for (int v = 0; v < V; ++v) store_out(yr, o + 4 * v, OW, activate<VecNeon>(acc[r][v], act));
       }
     }
   }

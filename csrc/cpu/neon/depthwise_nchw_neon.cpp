@@ -80,8 +80,8 @@ void forward_plane(const DepthwiseShape& s, const float* xp, const float* wp,
           a1 = vfmaq_f32(a1, load_strided<S>(p + 4 * S), w[kw]);
         }
       }
-      vst1q_f32(yr + ow, activate(a0, act));
-      vst1q_f32(yr + ow + 4, activate(a1, act));
+      vst1q_f32(yr + ow, activate<VecNeon>(a0, act));
+      vst1q_f32(yr + ow + 4, activate<VecNeon>(a1, act));
     }
     for (; ow < hi; ow += 4) {
       float32x4_t a0 = bv;
@@ -90,7 +90,7 @@ void forward_plane(const DepthwiseShape& s, const float* xp, const float* wp,
         for (int64_t kw = 0; kw < KW; ++kw)
           a0 = vfmaq_f32(a0, load_strided<S>(xr + kw * s.DW), wv[kh * KW + kw]);
       }
-      vst1q_f32(yr + ow, activate(a0, act));
+      vst1q_f32(yr + ow, activate<VecNeon>(a0, act));
     }
     for (; ow < s.OW; ++ow) scalar_at(ow);
   }
@@ -292,7 +292,7 @@ void forward_small_planes(const DepthwiseShape& s, const float* x, const float* 
             a = vfmaq_f32(a, vld1q_f32(xt + (ih * s.W + iw) * 4), wt[kh * s.KW + kw]);
           }
         }
-        vst1q_f32(yt + (oh * s.OW + ow) * 4, activate(a, act));
+        vst1q_f32(yt + (oh * s.OW + ow) * 4, activate<VecNeon>(a, act));
       }
     }
     for (int64_t i = 0; i < nb; ++i) {

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "../vec/vec_neon.h"
 #include "neon_kernels.h"
 
 namespace mnx {
@@ -24,24 +25,6 @@ static inline float32x4_t load_strided(const float* p) {
   return vld2q_f32(p).val[0];
 }
 
-// NaN-propagating activations, matching apply_activation() (FMAX/FMIN return
-// NaN when either operand is NaN; max(-0, +0) = +0 like the scalar code).
-static inline float32x4_t activate(float32x4_t v, Activation act) {
-  const float32x4_t zero = vdupq_n_f32(0.f), six = vdupq_n_f32(6.f);
-  switch (act) {
-    case Activation::ReLU:
-      return vmaxq_f32(v, zero);
-    case Activation::ReLU6:
-      return vminq_f32(vmaxq_f32(v, zero), six);
-    case Activation::Hardswish: {
-      const float32x4_t t =
-          vminq_f32(vmaxq_f32(vaddq_f32(v, vdupq_n_f32(3.f)), zero), six);
-      return vdivq_f32(vmulq_f32(v, t), six);
-    }
-    default:
-      return v;
-  }
-}
 
 // Fixed-order horizontal sum: (v0 + v1) + (v2 + v3).
 static inline float hsum(float32x4_t v) {

@@ -69,16 +69,16 @@ inline void pixel(int64_t C, const Tap* taps, int64_t ntaps, const float* wt,
       a2 = vfmaq_f32(a2, vld1q_f32(p + 8), vld1q_f32(q + 8));
       a3 = vfmaq_f32(a3, vld1q_f32(p + 12), vld1q_f32(q + 12));
     }
-    vst1q_f32(out + c, activate(a0, act));
-    vst1q_f32(out + c + 4, activate(a1, act));
-    vst1q_f32(out + c + 8, activate(a2, act));
-    vst1q_f32(out + c + 12, activate(a3, act));
+    vst1q_f32(out + c, activate<VecNeon>(a0, act));
+    vst1q_f32(out + c + 4, activate<VecNeon>(a1, act));
+    vst1q_f32(out + c + 8, activate<VecNeon>(a2, act));
+    vst1q_f32(out + c + 12, activate<VecNeon>(a3, act));
   }
   for (; c + 4 <= C; c += 4) {
     float32x4_t a = bias ? vld1q_f32(bias + c) : vdupq_n_f32(0.f);
     for (int64_t i = 0; i < ntaps; ++i)
       a = vfmaq_f32(a, vld1q_f32(taps[i].src + c), vld1q_f32(wt + taps[i].t * C + c));
-    vst1q_f32(out + c, activate(a, act));
+    vst1q_f32(out + c, activate<VecNeon>(a, act));
   }
   for (; c < C; ++c) {
     float a = bias ? bias[c] : 0.f;

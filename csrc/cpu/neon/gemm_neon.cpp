@@ -1,35 +1,18 @@
 // NEON strided GEMM (float32, AArch64): the same BLIS-style packing + cache
-// blocking driver as AVX2 (../avx2/gemm_driver.h, ISA-neutral code) around
+// blocking driver as AVX2 (../generic/gemm_driver.h) around
 // an 8x8 register-blocked micro-kernel (16 q accumulators; per k: 2 A + 2 B
 // vector loads, 16 FMAs by lane). A is always packed. The epilogue (bias,
 // activation, residual) is fused into the final store.
 #include <arm_neon.h>
 
+#include "../generic/gemm_driver.h"
+#include "../vec/vec_neon.h"
 #include "neon_kernels.h"
-#include "../avx2/gemm_driver.h"
 
 namespace mnx {
 namespace cpu {
 namespace {
 
-inline float32x4_t act_neon(float32x4_t v, Activation act) {
-  const float32x4_t zero = vdupq_n_f32(0.f);
-  const float32x4_t six = vdupq_n_f32(6.f);
-  switch (act) {
-    case Activation::None:
-      return v;
-    case Activation::ReLU:  // vmaxq/vminq propagate NaN; max(-0, +0) = +0
-      return vmaxq_f32(v, zero);
-    case Activation::ReLU6:
-      return vminq_f32(vmaxq_f32(v, zero), six);
-    case Activation::Hardswish: {
-      float32x4_t t = vaddq_f32(v, vdupq_n_f32(3.f));
-      t = vminq_f32(vmaxq_f32(t, zero), six);
-      return vdivq_f32(vmulq_f32(v, t), six);
-    }
-  }
-  return v;
-}
 
 struct KernNeon {
   static constexpr int64_t MR = 8, NR = 8;
@@ -84,8 +67,8 @@ struct KernNeon {
           v1 = vaddq_f32(v1, bc1);
         }
       }
-      v0 = act_neon(v0, e->act);
-      v1 = act_neon(v1, e->act);
+      v0 = activate<VecNeon>(v0, e->act);
+      v1 = activate<VecNeon>(v1, e->act);
       if (e->res) {
         const float* rp = e->res + (m + r) * e->ldr + n;
         v0 = vaddq_f32(v0, vld1q_f32(rp));
@@ -110,7 +93,7 @@ struct KernNeon {
     for (int64_t r = 0; r < mr; ++r)
       for (int64_t j = 0; j < nr; ++j) {
         const float v = tmp[r * NR + j];
-        c[r * ldc + j] = e ? epi_scalar(v, *e, m + r, n + j) : v;
+        c[r * ldc + j] = e ? epi_scalar<VecNeon>(v, *e, m + r, n + j) : v;
       }
   }
 

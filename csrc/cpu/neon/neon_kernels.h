@@ -81,6 +81,8 @@ void depthwise_grad_weight_nhwc_partial_neon(const DepthwiseShape& s,
                                              float* partial, int64_t begin,
                                              int64_t end);
 
+int64_t fma_peak_neon_f32(int64_t iters, float* sink);
+
 // Name of the path the NEON entry point takes for this shape (op: 0 forward,
 // 1 grad_input, 2 grad_weight), e.g. "nchw_rows_k3s2", "nhwc_m1", "scalar".
 // It repeats the entry points' supported() checks in their order (it cannot

@@ -1,7 +1,7 @@
-// BLIS-style blocked GEMM driver shared by the AVX2 and NEON translation
-// units (each includes it once; everything here has internal linkage, so no
-// ISA-specific code can leak into another TU through the ODR: no std::
-// templates, no inline functions with external linkage).
+// BLIS-style blocked GEMM driver shared by the AVX2, AVX-512 and NEON
+// translation units (ISA-neutral; each includes it once; everything here has
+// internal linkage, so no ISA-specific code can leak into another TU through
+// the ODR: no std:: templates, no inline functions with external linkage).
 //
 // A TU defines a kernel struct `Kern` with
 //   static constexpr int64_t MR, NR;          register tile
@@ -37,6 +37,7 @@
 #include <cstdlib>
 
 #include "../cpu_kernels.h"
+#include "../vec/vec.h"
 
 namespace mnx {
 namespace cpu {
@@ -66,33 +67,12 @@ struct Epi {
 inline int64_t g_imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t g_imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
-// Same semantics as apply_activation (not used here to keep its float
-// instantiation out of this ISA-specific TU).
-inline float act_scalar(float v, Activation act) {
-  switch (act) {
-    case Activation::None:
-      return v;
-    case Activation::ReLU:
-      return v > 0.f ? v : (v != v ? v : 0.f);
-    case Activation::ReLU6: {
-      if (v != v) return v;
-      float r = v > 0.f ? v : 0.f;
-      return r < 6.f ? r : 6.f;
-    }
-    case Activation::Hardswish: {
-      if (v != v) return v;
-      float t = v + 3.f;
-      t = t > 0.f ? t : 0.f;
-      t = t < 6.f ? t : 6.f;
-      return v * t / 6.f;
-    }
-  }
-  return v;
-}
-
+// The epilogue on one element, in the calling ISA's translation unit (V:
+// its vector traits, vec.h).
+template <class V>
 inline float epi_scalar(float v, const Epi& e, int64_t m, int64_t n) {
   if (e.bias) v += e.bias[e.per_row ? m : n];
-  v = act_scalar(v, e.act);
+  v = activate_one<V>(v, e.act);
   if (e.res) v += e.res[m * e.ldr + n];
   return v;
 }

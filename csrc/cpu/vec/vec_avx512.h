@@ -1,0 +1,41 @@
+// The AVX-512F member of the thin per-ISA vector layer (see vec.h): 16
+// floats per register, masked tails. Include only from translation units
+// compiled with -mavx512f (csrc/cpu/avx512/).
+#pragma once
+
+#include <immintrin.h>
+
+#include "vec.h"
+
+namespace mnx {
+namespace cpu {
+namespace {  // internal linkage: see vec.h
+
+struct VecAvx512 {
+  using reg = __m512;
+  static constexpr int width = 16;
+  static constexpr int registers = 32;  // architectural vector registers
+  static constexpr const char* name = "avx512";
+
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static reg set1(float v) { return _mm512_set1_ps(v); }
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+  static reg max_b(reg a, reg b) { return _mm512_max_ps(a, b); }  // b on NaN
+  static reg min_b(reg a, reg b) { return _mm512_min_ps(a, b); }
+
+  static __mmask16 tail_mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static reg load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tail_mask(n), p); }
+  static void store_n(float* p, reg v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+
+  static float reduce_add(reg v) { return _mm512_reduce_add_ps(v); }
+};
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mnx

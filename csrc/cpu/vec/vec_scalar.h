@@ -1,0 +1,39 @@
+// The portable member of the vector layer (see vec.h): one float per
+// "register", plain C++. Lets a generic kernel run where no SIMD family is
+// compiled; the scalar reference kernels (csrc/cpu/scalar/*.cpp) stay
+// independent of it, as the oracle the tests compare against.
+#pragma once
+
+#include "vec.h"
+
+namespace mnx {
+namespace cpu {
+namespace {  // internal linkage: see vec.h
+
+struct VecScalar {
+  using reg = float;
+  static constexpr int width = 1;
+  static constexpr int registers = 16;
+  static constexpr const char* name = "scalar";
+
+  static reg load(const float* p) { return *p; }
+  static void store(float* p, reg v) { *p = v; }
+  static reg set1(float v) { return v; }
+  static reg zero() { return 0.f; }
+  static reg fma(reg a, reg b, reg c) { return a * b + c; }
+  static reg add(reg a, reg b) { return a + b; }
+  static reg sub(reg a, reg b) { return a - b; }
+  static reg mul(reg a, reg b) { return a * b; }
+  static reg div(reg a, reg b) { return a / b; }
+  static reg max_b(reg a, reg b) { return (b != b || b > a) ? b : a; }
+  static reg min_b(reg a, reg b) { return (b != b || b < a) ? b : a; }
+  static reg load_n(const float* p, int n) { return n > 0 ? *p : 0.f; }
+  static void store_n(float* p, reg v, int n) {
+    if (n > 0) *p = v;
+  }
+  static float reduce_add(reg v) { return v; }
+};
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mnx
