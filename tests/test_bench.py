@@ -5,7 +5,9 @@ assert timings (speed targets live in the benchmark's own output)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +195,42 @@ def test_update_readme_between_markers(tmp_path, capsys):
     readme.write_text("no markers")
     assert cli(["bench", "--render-readme", str(out / "results.json"), "--update-readme", str(readme)]) == 2
     assert "markers" in capsys.readouterr().err
+
+
+def test_outputs_go_under_the_working_directory_never_the_package(tmp_path, monkeypatch, capsys):
+    """Results and --update-readme's default follow the working directory, not
+    where the package is installed (site-packages for a non-editable install)."""
+    from mobilenet_ext.bench import cli as bench_cli
+
+    pkg = Path(mx.__file__).resolve().parent
+    for cwd in (tmp_path, tmp_path / "a" / "b"):
+        for out in (None, "rel/out"):
+            p = bench_cli.resolve_out_dir(out, "lbl", cwd=cwd)
+            assert p.is_absolute() and p.is_relative_to(cwd) and not p.resolve().is_relative_to(pkg), p
+    assert bench_cli.resolve_out_dir(None, "lbl", cwd=tmp_path) == tmp_path / "benchmarks" / "results" / "lbl"
+    assert bench_cli.resolve_out_dir(tmp_path / "abs", "lbl", cwd=pkg) == tmp_path / "abs"
+    # a run without --out writes below the working directory, and nothing into the package
+    label = f"t-cwd-{os.getpid()}"
+    beside_pkg = pkg.parent / "benchmarks" / "results" / label
+    assert not beside_pkg.exists()
+    monkeypatch.chdir(tmp_path)
+    rc = cli(["bench", "--suite", "layers", "--filter", TINY, "--label", label, *FAST, "--no-plots", "--no-memory"])
+    assert rc == 0
+    assert "wrote " + str(tmp_path / "benchmarks" / "results" / label) in capsys.readouterr().out
+    res = tmp_path / "benchmarks" / "results" / label / "results.json"
+    assert json.loads(res.read_text())["label"] == label
+    assert not beside_pkg.exists()
+    assert not [p for p in pkg.rglob("*") if label in p.name or p.name in ("results.json", "results.md")]
+    # a working directory inside the package is refused
+    monkeypatch.chdir(pkg)
+    assert cli(["bench", "--label", label, *FAST]) == 2
+    assert "inside the mobilenet_ext package" in capsys.readouterr().err
+    # --update-readme without a path: README.md of the working directory, a clear error when there is none
+    monkeypatch.chdir(tmp_path)
+    assert cli(["bench", "--render-readme", str(res), "--update-readme"]) == 2
+    err = capsys.readouterr().err
+    assert "no README.md in the current directory" in err and str(tmp_path) in err
+    (tmp_path / "README.md").write_text("x\n<!-- bench-table:begin -->\nold\n<!-- bench-table:end -->\n")
+    assert cli(["bench", "--render-readme", str(res), "--update-readme"]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "old" not in text and "| group |" in text

@@ -15,6 +15,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import Optional, Union
 
 import torch
 
@@ -23,13 +24,32 @@ from .driver import fmt_dur, run
 from .render import render_readme, render_table, update_readme
 from .suite import LayerCase, layer_cases, model_cases
 
-__all__ = ["add_arguments", "main", "ArgumentError", "settings_from_args"]
+__all__ = ["add_arguments", "main", "ArgumentError", "settings_from_args", "resolve_out_dir", "DEFAULT_RESULTS_DIR",
+           "DEFAULT_README"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+#: Where runs go without ``--out`` (``<this>/<label>/``), relative to the working directory.
+DEFAULT_RESULTS_DIR = Path("benchmarks") / "results"
+#: The README ``--update-readme`` rewrites when given no path, relative to the working directory.
+DEFAULT_README = "README.md"
+#: The installed package: nothing is written under it.
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+PathLike = Union[str, Path]
 
 
-def _default_out(label: str) -> Path:
-    return REPO_ROOT / "benchmarks" / "results" / label
+def resolve_out_dir(out: Optional[PathLike], label: str, cwd: Optional[PathLike] = None) -> Path:
+    """The absolute folder a run writes to: ``out``, else
+    ``benchmarks/results/<label>``; a relative path is taken from ``cwd``
+    (default: the current working directory), never from where the package
+    is installed."""
+    base = Path.cwd() if cwd is None else Path(cwd)
+    p = Path(out) if out else DEFAULT_RESULTS_DIR / label
+    return p if p.is_absolute() else base / p
+
+
+def _inside_package(path: Path) -> bool:
+    """Whether ``path`` lies in the mobilenet_ext package's directory."""
+    return path.resolve().is_relative_to(_PACKAGE_DIR)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", choices=("all", "layers", "models"), default="all")
     parser.add_argument("--label", default=None, help="results name (default: <device>-<date>, or quick-...)")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="output folder (default benchmarks/results/<label>/)")
+                        help="output folder (default benchmarks/results/<label>/ in the current directory)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help="timing time per case (default 0.4, --quick 0.12); slow cases take min-rounds")
     parser.add_argument("--min-rounds", type=int, default=None, help="alternating rounds at least (default 5, quick 3)")
@@ -59,9 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the cases (after --filter) and exit")
     parser.add_argument("--render-readme", metavar="RESULTS_JSON", default=None,
                         help="print README's headline table from a results.json and exit")
-    parser.add_argument("--update-readme", metavar="README", nargs="?", const=str(REPO_ROOT / "README.md"),
+    parser.add_argument("--update-readme", metavar="README", nargs="?", const=DEFAULT_README,
                         default=None, help="with --render-readme: write the table between the "
-                        "<!-- bench-table:begin/end --> markers of README (default: the repo's README.md)")
+                        "<!-- bench-table:begin/end --> markers of README (default: README.md in the current "
+                        "directory)")
 
 
 class ArgumentError(ValueError):
@@ -127,8 +148,15 @@ def main(args: argparse.Namespace) -> int:
             return 2
         table = render_readme(res)
         if args.update_readme:
+            readme = Path(args.update_readme)
+            if not readme.is_file():
+                where = (f"no {DEFAULT_README} in the current directory ({Path.cwd()}): run from the repository "
+                         "root or give the README's path" if args.update_readme == DEFAULT_README
+                         else f"{readme} is not a file")
+                print(f"{prog}: error: --update-readme: {where}", file=sys.stderr)
+                return 2
             try:
-                update_readme(Path(args.update_readme), table, Path(args.render_readme))
+                update_readme(readme, table, Path(args.render_readme))
             except (OSError, ValueError) as e:
                 print(f"{prog}: error: --update-readme: {e}", file=sys.stderr)
                 return 2
@@ -157,7 +185,11 @@ def main(args: argparse.Namespace) -> int:
     if not re.fullmatch(r"[A-Za-z0-9._+-]+", label):
         print(f"{prog}: error: --label may only contain letters, digits and . _ + -, got {label!r}", file=sys.stderr)
         return 2
-    out_dir = Path(args.out) if args.out else _default_out(label)
+    out_dir = resolve_out_dir(args.out, label)
+    if _inside_package(out_dir):
+        print(f"{prog}: error: {out_dir} is inside the mobilenet_ext package ({_PACKAGE_DIR}); results are "
+              "not written there: give --out or run from another directory", file=sys.stderr)
+        return 2
     command = "python -m mobilenet_ext bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "bench" else "python -m mobilenet_ext bench (called from Python)"
     try:
