@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -84,7 +85,9 @@ PyObject* py_fma_peak_gflops(PyObject*, PyObject* args) {
     return nullptr;
   }
   if (!(seconds > 0.0 && seconds <= 10.0)) {
-    PyErr_Format(PyExc_ValueError, "fma_peak_gflops: seconds must be in (0, 10], got %g", seconds);
+    char msg[96];  // PyErr_Format has no float conversion
+    std::snprintf(msg, sizeof msg, "fma_peak_gflops: seconds must be in (0, 10], got %g", seconds);
+    PyErr_SetString(PyExc_ValueError, msg);
     return nullptr;
   }
   using clock = std::chrono::steady_clock;
