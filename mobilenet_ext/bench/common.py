@@ -32,10 +32,12 @@ METHODS: Dict[str, str] = {
     "speedup": "median over rounds of t_torch / t_ours measured in the same round",
     "bytes": "compulsory bytes: fwd = x + y + w (+ bias); bwd = dy + x + w read, dx + dw written; fwdbwd = both",
     "flops": "2 per multiply-add; bwd = 2 x forward (input and weight gradients), fwdbwd = 3 x forward",
-    "pct_roofline": "achieved GFLOP/s / min(gemm GFLOP/s, flops/bytes x copy GB/s), both ceilings measured "
-                    "at the start of the run; on the CPU the copy bandwidth is cache-aware: that of the smallest "
-                    "measured copy (1, 4, 16, 64 MiB read + write, then the DRAM copy) at least as large as the "
-                    "case's compulsory bytes",
+    "pct_roofline": "achieved GFLOP/s / min(compute ceiling, flops/bytes x copy GB/s), both ceilings measured "
+                    "at the start of the run; on the CPU the compute ceiling is the float32 FMA throughput of "
+                    "mobilenet_ext's probe (one core's best of 5, times the threads; float64: half; CUDA: the "
+                    "GEMM rate) and the copy "
+                    "bandwidth is cache-aware: that of the smallest measured copy (1, 4, 16, 64 MiB read + write, "
+                    "then the DRAM copy) at least as large as the case's compulsory bytes",
     "peak_mem": "fwd+bwd only: peak of bytes allocated during one step above what was live before it; CPU: "
                 "running sum in time order of the allocation/free events torch.profiler(profile_memory=True) "
                 "records for PyTorch's CPU allocator; CUDA: torch.cuda.max_memory_allocated - allocated before",

@@ -77,7 +77,9 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
                  "more and the figures will be noisy: benchmark on a quiet machine (or --threads 1)")
     roof = measure_roofline(settings)
     gemm = ", ".join(f"{k} {v:.0f}" for k, v in roof["gemm_GFLOPs"].items())
-    print_fn(f"roofline: copy {roof['copy_GBps']:.1f} GB/s{ladder_text(roof)}, gemm GFLOP/s: {gemm}")
+    fma = (f", FMA peak {roof['fma_peak_GFLOPs']['f32']:.0f} ({roof['fma_peak_isa']})"
+           if roof.get("fma_peak_GFLOPs") else "")
+    print_fn(f"roofline: copy {roof['copy_GBps']:.1f} GB/s{ladder_text(roof)}, gemm GFLOP/s: {gemm}{fma}")
     all_cases = list(lc) + list(mc)
     est = [_estimate_case_s(c, settings, roof) for c in all_cases]
     print_fn(f"estimated time: {fmt_dur(sum(est))} (ETA {(datetime.datetime.now() + datetime.timedelta(seconds=sum(est))).strftime('%H:%M:%S')})")

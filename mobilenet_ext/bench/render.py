@@ -106,7 +106,9 @@ def _md_header(res: Dict[str, Any]) -> List[str]:
         f"threads {res['threads']}, load {res.get('loadavg_1min', {}).get('start')}, "
         f"commit {str(res['git'].get('commit'))[:12]}"
         f"{' (dirty)' if res['git'].get('dirty') else ''}, {res['created']}  ",
-        f"Roofline: copy {roof['copy_GBps']:.1f} GB/s{ladder_text(roof)}, sgemm {gemm}",
+        f"Roofline: copy {roof['copy_GBps']:.1f} GB/s{ladder_text(roof)}, sgemm {gemm}"
+        + (f", FMA peak {roof['fma_peak_GFLOPs']['f32']:.0f} GFLOP/s ({roof.get('fma_peak_isa')})"
+           if roof.get("fma_peak_GFLOPs") else ""),
     ]
 
 

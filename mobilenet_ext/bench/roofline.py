@@ -145,6 +145,20 @@ def measure_roofline(settings: Settings) -> Dict[str, Any]:
         gemm[DTYPE_SHORT[dt]] = 2 * n**3 / min(r["samples"]["gemm"]) / 1e9
     out["gemm_GFLOPs"] = gemm
     out["gemm_n"] = n
+    if dev == "cpu":
+        # the compute ceiling: the CPU's float32 FMA throughput (our probe,
+        # csrc/cpu/generic/fma_peak.h), not a library GEMM's rate, which a
+        # good 1x1 kernel can beat. One core's best rate (best of several
+        # tries: a busy machine only ever lowers it) times the threads: an
+        # upper bound on what the run's threads can do
+        from .. import _native
+
+        secs = min(0.2, max(0.02, rb / 5))
+        single, isa = max(_native._C.fma_peak_gflops(1, secs) for _ in range(5))
+        peak = single * settings.threads
+        out["fma_peak_GFLOPs"] = {"f32": peak, "f64": peak / 2}
+        out["fma_peak_core_GFLOPs"] = single
+        out["fma_peak_isa"] = isa
     out["method"] = ("best of alternating-timer samples: copy_ of a {} MiB tensor (2 x bytes){}, "
                      "torch.mm {}^3 (2n^3 FLOP){}").format(
                          nbytes // 2**20,
@@ -152,6 +166,9 @@ def measure_roofline(settings: Settings) -> Dict[str, Any]:
                          + " (read + write) held against cases with at most as many compulsory bytes"
                          if dev == "cpu" else "",
                          n, ", TF32 off" if dev == "cuda" else "")
+    if dev == "cpu":
+        out["method"] += ("; compute ceiling: float32 FMA throughput of the {} probe, best of 5 on one core, "
+                          "times the threads (float64: half)").format(out["fma_peak_isa"])
     return out
 
 
@@ -174,11 +191,19 @@ def bandwidth_for(roof: Dict[str, Any], nbytes: float) -> float:
     return roof["copy_GBps"]
 
 
+def compute_ceiling(roof: Dict[str, Any], dtype: torch.dtype) -> float:
+    """GFLOP/s ceiling for ``dtype``: the CPU's measured FMA peak when the
+    run has one (CPU runs since 2026-12-02), else the GEMM rate (CUDA, and
+    older results)."""
+    table = roof.get("fma_peak_GFLOPs") or roof["gemm_GFLOPs"]
+    return table.get(DTYPE_SHORT[dtype]) or table.get("f32") or roof["gemm_GFLOPs"]["f32"]
+
+
 def roofline_pct(flops: float, nbytes: float, seconds: float, roof: Dict[str, Any], dtype: torch.dtype
                  ) -> Tuple[float, float, float, str]:
     """(GB/s, GFLOP/s, % of roofline, bound) of one run; the roofline is
-    ``min(gemm rate, flops / bytes x bandwidth_for(bytes))``."""
-    peak = roof["gemm_GFLOPs"].get(DTYPE_SHORT[dtype]) or roof["gemm_GFLOPs"].get("f32")
+    ``min(compute_ceiling, flops / bytes x bandwidth_for(bytes))``."""
+    peak = compute_ceiling(roof, dtype)
     bw = bandwidth_for(roof, nbytes)
     gbps = nbytes / seconds / 1e9
     gflops = flops / seconds / 1e9
