@@ -1,4 +1,5 @@
-// CPU implementations of the mobilenet_ext ops: checks, allocation, threads
+// CPU backend of the mobilenet_ext ops (the op bodies, shared with CUDA, are
+// in op_surface.h): output allocation with huge pages, threads
 // (at::parallel_for, governed by torch.set_num_threads) and dispatch to the
 // torch-free kernels picked at run time (csrc/cpu/dispatch.cpp).
 #include <cstdlib>
@@ -13,6 +14,7 @@
 
 #include "../cpu/cpu_kernels.h"
 #include "common.h"
+#include "op_surface.h"
 
 namespace mnx {
 namespace glue {
@@ -106,22 +108,13 @@ const cpu::GemmKernels<double>& gemm_kernels<double>() {
     }                                                                     \
   }()
 
-at::Tensor dw_forward_impl(const char* op, const at::Tensor& input,
-                           const at::Tensor& weight,
-                           const c10::optional<at::Tensor>& bias,
-                           at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation, int64_t activation) {
-  const Activation act = check_activation(op, activation);
-  const DepthwiseShape s =
-      check_depthwise(op, input, weight, bias, stride, padding, dilation);
-  auto y = empty_output({s.N, s.C_out(), s.OH, s.OW},
-                     input.options().memory_format(memory_format_of(s.layout)));
-  if (y.numel() == 0) return y;
-  const auto x = contiguous_in(input, s.layout);
-  const auto w = weight.contiguous();
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) b = bias->contiguous();
-  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+// ---------------------------------------------------------------------------
+// The CPU backend of the op bodies in op_surface.h: threads through
+// at::parallel_for, kernels from the dispatch table (csrc/cpu/dispatch.cpp).
+// ---------------------------------------------------------------------------
+void cpu_depthwise_forward(const char* op, const DepthwiseShape& s, const at::Tensor& x, const at::Tensor& w,
+                           const at::Tensor& b, at::Tensor& y, Activation act) {
+  MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
     const auto& k = dw_kernels<scalar_t>();
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();
@@ -134,45 +127,11 @@ at::Tensor dw_forward_impl(const char* op, const at::Tensor& input,
                        k.forward(s, xp, wp, bp, yp, act, b0, b1);
                      });
   });
-  return y;
 }
 
-at::Tensor depthwise_conv2d_cpu(const at::Tensor& input,
-                                const at::Tensor& weight,
-                                const c10::optional<at::Tensor>& bias,
-                                at::IntArrayRef stride,
-                                at::IntArrayRef padding,
-                                at::IntArrayRef dilation) {
-  return dw_forward_impl("depthwise_conv2d", input, weight, bias, stride,
-                         padding, dilation, 0);
-}
-
-at::Tensor depthwise_conv2d_fused_cpu(const at::Tensor& input,
-                                      const at::Tensor& weight,
-                                      const c10::optional<at::Tensor>& bias,
-                                      at::IntArrayRef stride,
-                                      at::IntArrayRef padding,
-                                      at::IntArrayRef dilation,
-                                      int64_t activation) {
-  return dw_forward_impl("depthwise_conv2d_fused", input, weight, bias,
-                         stride, padding, dilation, activation);
-}
-
-at::Tensor depthwise_conv2d_backward_input_cpu(const at::Tensor& grad_output,
-                                               const at::Tensor& input,
-                                               const at::Tensor& weight,
-                                               at::IntArrayRef stride,
-                                               at::IntArrayRef padding,
-                                               at::IntArrayRef dilation) {
-  const char* op = "depthwise_conv2d_backward_input";
-  const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride,
-                                           padding, dilation, &grad_output);
-  auto gx = empty_output(input.sizes(), input.options().memory_format(
-                                         memory_format_of(s.layout)));
-  if (gx.numel() == 0) return gx;
-  const auto gy = contiguous_in(grad_output, s.layout);
-  const auto w = weight.contiguous();
-  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+void cpu_depthwise_grad_input(const char* op, const DepthwiseShape& s, const at::Tensor& gy, const at::Tensor& w,
+                              at::Tensor& gx) {
+  MNX_DISPATCH_CPU(gy.scalar_type(), op, [&] {
     const auto& k = dw_kernels<scalar_t>();
     const scalar_t* gyp = gy.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();
@@ -184,23 +143,11 @@ at::Tensor depthwise_conv2d_backward_input_cpu(const at::Tensor& grad_output,
                        k.grad_input(s, gyp, wp, gxp, b0, b1);
                      });
   });
-  return gx;
 }
 
-at::Tensor depthwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
-                                                const at::Tensor& input,
-                                                const at::Tensor& weight,
-                                                at::IntArrayRef stride,
-                                                at::IntArrayRef padding,
-                                                at::IntArrayRef dilation) {
-  const char* op = "depthwise_conv2d_backward_weight";
-  const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride,
-                                           padding, dilation, &grad_output);
-  auto gw = at::zeros(weight.sizes(), weight.options());
-  if (s.N == 0) return gw;
-  const auto x = contiguous_in(input, s.layout);
-  const auto gy = contiguous_in(grad_output, s.layout);
-  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+void cpu_depthwise_grad_weight(const char* op, const DepthwiseShape& s, const at::Tensor& gy, const at::Tensor& x,
+                               at::Tensor& gw) {
+  MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
     const auto& k = dw_kernels<scalar_t>();
     const scalar_t* gyp = gy.data_ptr<scalar_t>();
     const scalar_t* xp = x.data_ptr<scalar_t>();
@@ -232,7 +179,6 @@ at::Tensor depthwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
       k.grad_weight(s, gyp, xp, gwp, b0, b1);
     });
   });
-  return gw;
 }
 
 // One GEMM of a multi-GEMM launch (see run_gemms).
@@ -379,28 +325,13 @@ Layout pointwise_gemm_layout(const PointwiseShape& s) {
   return s.H * s.W == 1 ? Layout::NHWC : s.layout;
 }
 
-at::Tensor pw_forward_impl(const char* op, const at::Tensor& input,
-                           const at::Tensor& weight,
-                           const c10::optional<at::Tensor>& bias,
-                           int64_t activation,
-                           const c10::optional<at::Tensor>& residual) {
-  const Activation act = check_activation(op, activation);
-  const PointwiseShape s =
-      check_pointwise(op, input, weight, bias, nullptr, residual);
-  auto y = empty_output({s.N, s.Cout, s.H, s.W},
-                     input.options().memory_format(memory_format_of(s.layout)));
-  if (y.numel() == 0) return y;
-  const auto x = contiguous_in(input, s.layout);
-  const auto w = weight.contiguous();
-  at::Tensor b, r;
-  if (bias.has_value() && bias->defined()) b = bias->contiguous();
-  if (residual.has_value() && residual->defined())
-    r = contiguous_in(*residual, s.layout);
+void cpu_pointwise_forward(const char* op, const PointwiseShape& s, const at::Tensor& x, const at::Tensor& w,
+                           const at::Tensor& b, const at::Tensor& r, at::Tensor& y, Activation act) {
   PointwiseShape sg = s;
   sg.layout = pointwise_gemm_layout(s);
   GemmArgs g = pointwise_forward_gemm(sg);
   g.act = act;
-  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+  MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();
     const scalar_t* A = sg.layout == Layout::NCHW ? wp : xp;
@@ -409,82 +340,51 @@ at::Tensor pw_forward_impl(const char* op, const at::Tensor& input,
                        b.defined() ? b.data_ptr<scalar_t>() : nullptr,
                        r.defined() ? r.data_ptr<scalar_t>() : nullptr);
   });
-  return y;
 }
 
-at::Tensor pointwise_conv2d_cpu(const at::Tensor& input,
-                                const at::Tensor& weight,
-                                const c10::optional<at::Tensor>& bias) {
-  return pw_forward_impl("pointwise_conv2d", input, weight, bias, 0, {});
-}
-
-at::Tensor pointwise_conv2d_fused_cpu(const at::Tensor& input,
-                                      const at::Tensor& weight,
-                                      const c10::optional<at::Tensor>& bias,
-                                      int64_t activation,
-                                      const c10::optional<at::Tensor>& residual) {
-  return pw_forward_impl("pointwise_conv2d_fused", input, weight, bias,
-                         activation, residual);
-}
-
-at::Tensor pointwise_conv2d_backward_input_cpu(const at::Tensor& grad_output,
-                                               const at::Tensor& input,
-                                               const at::Tensor& weight) {
-  const char* op = "pointwise_conv2d_backward_input";
-  const PointwiseShape s =
-      check_pointwise(op, input, weight, {}, &grad_output);
-  auto gx = empty_output(input.sizes(), input.options().memory_format(
-                                         memory_format_of(s.layout)));
-  if (gx.numel() == 0) return gx;
-  const auto gy = contiguous_in(grad_output, s.layout);
-  const auto w = weight.contiguous();
+void cpu_pointwise_grad_input(const char* op, const PointwiseShape& s, const at::Tensor& gy, const at::Tensor& w,
+                              at::Tensor& gx) {
   PointwiseShape sg = s;
   sg.layout = pointwise_gemm_layout(s);
   const GemmArgs g = pointwise_grad_input_gemm(sg);
-  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+  MNX_DISPATCH_CPU(gy.scalar_type(), op, [&] {
     const scalar_t* gyp = gy.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();
     const scalar_t* A = sg.layout == Layout::NCHW ? wp : gyp;
     const scalar_t* B = sg.layout == Layout::NCHW ? gyp : wp;
     run_gemm<scalar_t>(g, A, B, gx.data_ptr<scalar_t>(), nullptr, nullptr);
   });
-  return gx;
 }
 
-at::Tensor pointwise_conv2d_backward_weight_cpu(const at::Tensor& grad_output,
-                                                const at::Tensor& input,
-                                                const at::Tensor& weight) {
-  const char* op = "pointwise_conv2d_backward_weight";
-  const PointwiseShape s =
-      check_pointwise(op, input, weight, {}, &grad_output);
-  auto gw = at::zeros(weight.sizes(), weight.options());
-  if (s.N == 0) return gw;
-  const auto x = contiguous_in(input, s.layout);
-  const auto gy = contiguous_in(grad_output, s.layout);
+void cpu_pointwise_grad_weight(const char* op, const PointwiseShape& s, const at::Tensor& gy, const at::Tensor& x,
+                               at::Tensor& gw) {
   const GemmArgs g = pointwise_grad_weight_gemm(s);
-  MNX_DISPATCH_CPU(input.scalar_type(), op, [&] {
+  MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
     run_gemm_split_reduction<scalar_t>(g, gy.data_ptr<scalar_t>(),
                                        x.data_ptr<scalar_t>(),
                                        gw.data_ptr<scalar_t>(), gw.options());
   });
-  return gw;
 }
+
+struct CpuBackend {
+  struct Guard {
+    explicit Guard(const at::Tensor&) {}
+  };
+  static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+    return empty_output(sizes, opts);
+  }
+  static constexpr auto depthwise_forward = cpu_depthwise_forward;
+  static constexpr auto depthwise_grad_input = cpu_depthwise_grad_input;
+  static constexpr auto depthwise_grad_weight = cpu_depthwise_grad_weight;
+  static constexpr auto pointwise_forward = cpu_pointwise_forward;
+  static constexpr auto pointwise_grad_input = cpu_pointwise_grad_input;
+  static constexpr auto pointwise_grad_weight = cpu_pointwise_grad_weight;
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
-  m.impl("depthwise_conv2d", &depthwise_conv2d_cpu);
-  m.impl("depthwise_conv2d_fused", &depthwise_conv2d_fused_cpu);
-  m.impl("depthwise_conv2d_backward_input",
-         &depthwise_conv2d_backward_input_cpu);
-  m.impl("depthwise_conv2d_backward_weight",
-         &depthwise_conv2d_backward_weight_cpu);
-  m.impl("pointwise_conv2d", &pointwise_conv2d_cpu);
-  m.impl("pointwise_conv2d_fused", &pointwise_conv2d_fused_cpu);
-  m.impl("pointwise_conv2d_backward_input",
-         &pointwise_conv2d_backward_input_cpu);
-  m.impl("pointwise_conv2d_backward_weight",
-         &pointwise_conv2d_backward_weight_cpu);
+  MNX_REGISTER_OPS(m, CpuBackend);
 }
 
 }  // namespace glue

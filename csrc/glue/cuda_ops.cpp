@@ -1,7 +1,7 @@
-// CUDA implementations of the mobilenet_ext ops: the same checks and layout
-// rules as the CPU backend (common.h), a device guard, the current stream,
-// and a launch check after every launch; plus autocast registrations so AMP
-// runs our kernels in float16 / bfloat16.
+// CUDA backend of the mobilenet_ext ops (the op bodies, checks and layout
+// rules shared with the CPU are in op_surface.h / common.h): a device guard,
+// the current stream, and a launch check after every launch; plus autocast
+// registrations so AMP runs our kernels in float16 / bfloat16.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -11,6 +11,7 @@
 
 #include "../cuda/cuda_kernels.h"
 #include "common.h"
+#include "op_surface.h"
 
 namespace mnx {
 namespace glue {
@@ -53,187 +54,73 @@ void* ws_ptr(const at::Tensor& t) {
   return t.defined() ? t.mutable_data_ptr() : nullptr;
 }
 
-at::Tensor dw_forward_impl(const char* op, const at::Tensor& input,
-                           const at::Tensor& weight,
-                           const c10::optional<at::Tensor>& bias,
-                           at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation, int64_t activation) {
-  const Activation act = check_activation(op, activation);
-  const DepthwiseShape s =
-      check_depthwise(op, input, weight, bias, stride, padding, dilation);
-  c10::cuda::CUDAGuard guard(input.device());
-  auto y = at::empty({s.N, s.C_out(), s.OH, s.OW},
-                     input.options().memory_format(memory_format_of(s.layout)));
-  if (y.numel() == 0) return y;
-  const auto x = contiguous_in(input, s.layout);
-  const auto w = weight.contiguous();
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) b = bias->contiguous();
-  check_launch(op, cuda::depthwise_forward(
-                       dtype_of(op, input), s, x.const_data_ptr(),
-                       w.const_data_ptr(), ptr_or_null(b), y.mutable_data_ptr(),
-                       act, at::cuda::getCurrentCUDAStream()));
-  return y;
-}
+cudaStream_t stream() { return at::cuda::getCurrentCUDAStream(); }
 
-at::Tensor depthwise_conv2d_cuda(const at::Tensor& input,
-                                 const at::Tensor& weight,
-                                 const c10::optional<at::Tensor>& bias,
-                                 at::IntArrayRef stride,
-                                 at::IntArrayRef padding,
-                                 at::IntArrayRef dilation) {
-  return dw_forward_impl("depthwise_conv2d", input, weight, bias, stride,
-                         padding, dilation, 0);
-}
+// ---------------------------------------------------------------------------
+// The CUDA backend of the op bodies in op_surface.h: device guard, current
+// stream, workspace from the caching allocator, a launch check after every
+// launch.
+// ---------------------------------------------------------------------------
+struct CudaBackend {
+  struct Guard {
+    explicit Guard(const at::Tensor& input) : g(input.device()) {}
+    c10::cuda::CUDAGuard g;
+  };
+  static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+    return at::empty(sizes, opts);
+  }
 
-at::Tensor depthwise_conv2d_fused_cuda(const at::Tensor& input,
-                                       const at::Tensor& weight,
-                                       const c10::optional<at::Tensor>& bias,
-                                       at::IntArrayRef stride,
-                                       at::IntArrayRef padding,
-                                       at::IntArrayRef dilation,
-                                       int64_t activation) {
-  return dw_forward_impl("depthwise_conv2d_fused", input, weight, bias,
-                         stride, padding, dilation, activation);
-}
+  static void depthwise_forward(const char* op, const DepthwiseShape& s, const at::Tensor& x, const at::Tensor& w,
+                                const at::Tensor& b, at::Tensor& y, Activation act) {
+    check_launch(op, cuda::depthwise_forward(dtype_of(op, x), s, x.const_data_ptr(), w.const_data_ptr(),
+                                             ptr_or_null(b), y.mutable_data_ptr(), act, stream()));
+  }
 
-at::Tensor depthwise_conv2d_backward_input_cuda(const at::Tensor& grad_output,
-                                                const at::Tensor& input,
-                                                const at::Tensor& weight,
-                                                at::IntArrayRef stride,
-                                                at::IntArrayRef padding,
-                                                at::IntArrayRef dilation) {
-  const char* op = "depthwise_conv2d_backward_input";
-  const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride,
-                                           padding, dilation, &grad_output);
-  c10::cuda::CUDAGuard guard(input.device());
-  auto gx = at::empty(input.sizes(), input.options().memory_format(
-                                         memory_format_of(s.layout)));
-  if (gx.numel() == 0) return gx;
-  const auto gy = contiguous_in(grad_output, s.layout);
-  const auto w = weight.contiguous();
-  check_launch(op, cuda::depthwise_grad_input(
-                       dtype_of(op, input), s, gy.const_data_ptr(),
-                       w.const_data_ptr(), gx.mutable_data_ptr(),
-                       at::cuda::getCurrentCUDAStream()));
-  return gx;
-}
+  static void depthwise_grad_input(const char* op, const DepthwiseShape& s, const at::Tensor& gy,
+                                   const at::Tensor& w, at::Tensor& gx) {
+    check_launch(op, cuda::depthwise_grad_input(dtype_of(op, gy), s, gy.const_data_ptr(), w.const_data_ptr(),
+                                                gx.mutable_data_ptr(), stream()));
+  }
 
-at::Tensor depthwise_conv2d_backward_weight_cuda(const at::Tensor& grad_output,
-                                                 const at::Tensor& input,
-                                                 const at::Tensor& weight,
-                                                 at::IntArrayRef stride,
-                                                 at::IntArrayRef padding,
-                                                 at::IntArrayRef dilation) {
-  const char* op = "depthwise_conv2d_backward_weight";
-  const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride,
-                                           padding, dilation, &grad_output);
-  c10::cuda::CUDAGuard guard(input.device());
-  auto gw = at::zeros(weight.sizes(), weight.options());
-  if (s.N == 0) return gw;
-  const auto x = contiguous_in(input, s.layout);
-  const auto gy = contiguous_in(grad_output, s.layout);
-  const cuda::DType dt = dtype_of(op, input);
-  const auto ws =
-      workspace(input, cuda::depthwise_grad_weight_workspace_bytes(dt, s));
-  check_launch(op, cuda::depthwise_grad_weight(
-                       dt, s, gy.const_data_ptr(), x.const_data_ptr(),
-                       gw.mutable_data_ptr(), ws_ptr(ws),
-                       at::cuda::getCurrentCUDAStream()));
-  return gw;
-}
+  static void depthwise_grad_weight(const char* op, const DepthwiseShape& s, const at::Tensor& gy,
+                                    const at::Tensor& x, at::Tensor& gw) {
+    const cuda::DType dt = dtype_of(op, x);
+    const auto ws = workspace(x, cuda::depthwise_grad_weight_workspace_bytes(dt, s));
+    check_launch(op, cuda::depthwise_grad_weight(dt, s, gy.const_data_ptr(), x.const_data_ptr(),
+                                                 gw.mutable_data_ptr(), ws_ptr(ws), stream()));
+  }
 
-at::Tensor pw_forward_impl(const char* op, const at::Tensor& input,
-                           const at::Tensor& weight,
-                           const c10::optional<at::Tensor>& bias,
-                           int64_t activation,
-                           const c10::optional<at::Tensor>& residual) {
-  const Activation act = check_activation(op, activation);
-  const PointwiseShape s =
-      check_pointwise(op, input, weight, bias, nullptr, residual);
-  c10::cuda::CUDAGuard guard(input.device());
-  auto y = at::empty({s.N, s.Cout, s.H, s.W},
-                     input.options().memory_format(memory_format_of(s.layout)));
-  if (y.numel() == 0) return y;
-  const auto x = contiguous_in(input, s.layout);
-  const auto w = weight.contiguous();
-  at::Tensor b, r;
-  if (bias.has_value() && bias->defined()) b = bias->contiguous();
-  if (residual.has_value() && residual->defined())
-    r = contiguous_in(*residual, s.layout);
-  GemmArgs g = pointwise_forward_gemm(s);
-  g.act = act;
-  const bool nchw = s.layout == Layout::NCHW;
-  const void* A = nchw ? w.const_data_ptr() : x.const_data_ptr();
-  const void* B = nchw ? x.const_data_ptr() : w.const_data_ptr();
-  const cuda::DType dt = dtype_of(op, input);
-  const auto ws = workspace(input, cuda::gemm_workspace_bytes(dt, g, A, B));
-  check_launch(op, cuda::gemm(dt, g, A, B, y.mutable_data_ptr(),
-                              ptr_or_null(b), ptr_or_null(r), ws_ptr(ws),
-                              at::cuda::getCurrentCUDAStream()));
-  return y;
-}
+  // C = A B on the tensors as they lie in memory (GemmArgs), with its workspace
+  static void gemm(const char* op, const at::Tensor& like, const GemmArgs& g, const void* A, const void* B,
+                   void* C, const void* bias, const void* residual) {
+    const cuda::DType dt = dtype_of(op, like);
+    const auto ws = workspace(like, cuda::gemm_workspace_bytes(dt, g, A, B));
+    check_launch(op, cuda::gemm(dt, g, A, B, C, bias, residual, ws_ptr(ws), stream()));
+  }
 
-at::Tensor pointwise_conv2d_cuda(const at::Tensor& input,
-                                 const at::Tensor& weight,
-                                 const c10::optional<at::Tensor>& bias) {
-  return pw_forward_impl("pointwise_conv2d", input, weight, bias, 0, {});
-}
+  static void pointwise_forward(const char* op, const PointwiseShape& s, const at::Tensor& x, const at::Tensor& w,
+                                const at::Tensor& b, const at::Tensor& r, at::Tensor& y, Activation act) {
+    GemmArgs g = pointwise_forward_gemm(s);
+    g.act = act;
+    const bool nchw = s.layout == Layout::NCHW;
+    gemm(op, x, g, nchw ? w.const_data_ptr() : x.const_data_ptr(), nchw ? x.const_data_ptr() : w.const_data_ptr(),
+         y.mutable_data_ptr(), ptr_or_null(b), ptr_or_null(r));
+  }
 
-at::Tensor pointwise_conv2d_fused_cuda(const at::Tensor& input,
-                                       const at::Tensor& weight,
-                                       const c10::optional<at::Tensor>& bias,
-                                       int64_t activation,
-                                       const c10::optional<at::Tensor>& residual) {
-  return pw_forward_impl("pointwise_conv2d_fused", input, weight, bias,
-                         activation, residual);
-}
+  static void pointwise_grad_input(const char* op, const PointwiseShape& s, const at::Tensor& gy,
+                                   const at::Tensor& w, at::Tensor& gx) {
+    const GemmArgs g = pointwise_grad_input_gemm(s);
+    const bool nchw = s.layout == Layout::NCHW;
+    gemm(op, gy, g, nchw ? w.const_data_ptr() : gy.const_data_ptr(), nchw ? gy.const_data_ptr() : w.const_data_ptr(),
+         gx.mutable_data_ptr(), nullptr, nullptr);
+  }
 
-at::Tensor pointwise_conv2d_backward_input_cuda(const at::Tensor& grad_output,
-                                                const at::Tensor& input,
-                                                const at::Tensor& weight) {
-  const char* op = "pointwise_conv2d_backward_input";
-  const PointwiseShape s =
-      check_pointwise(op, input, weight, {}, &grad_output);
-  c10::cuda::CUDAGuard guard(input.device());
-  auto gx = at::empty(input.sizes(), input.options().memory_format(
-                                         memory_format_of(s.layout)));
-  if (gx.numel() == 0) return gx;
-  const auto gy = contiguous_in(grad_output, s.layout);
-  const auto w = weight.contiguous();
-  const GemmArgs g = pointwise_grad_input_gemm(s);
-  const bool nchw = s.layout == Layout::NCHW;
-  const void* A = nchw ? w.const_data_ptr() : gy.const_data_ptr();
-  const void* B = nchw ? gy.const_data_ptr() : w.const_data_ptr();
-  const cuda::DType dt = dtype_of(op, input);
-  const auto ws = workspace(input, cuda::gemm_workspace_bytes(dt, g, A, B));
-  check_launch(op, cuda::gemm(dt, g, A, B, gx.mutable_data_ptr(), nullptr,
-                              nullptr, ws_ptr(ws),
-                              at::cuda::getCurrentCUDAStream()));
-  return gx;
-}
-
-at::Tensor pointwise_conv2d_backward_weight_cuda(const at::Tensor& grad_output,
-                                                 const at::Tensor& input,
-                                                 const at::Tensor& weight) {
-  const char* op = "pointwise_conv2d_backward_weight";
-  const PointwiseShape s =
-      check_pointwise(op, input, weight, {}, &grad_output);
-  c10::cuda::CUDAGuard guard(input.device());
-  auto gw = at::zeros(weight.sizes(), weight.options());
-  if (s.N == 0) return gw;
-  const auto x = contiguous_in(input, s.layout);
-  const auto gy = contiguous_in(grad_output, s.layout);
-  const GemmArgs g = pointwise_grad_weight_gemm(s);
-  const cuda::DType dt = dtype_of(op, input);
-  const auto ws = workspace(input, cuda::gemm_workspace_bytes(
-                                       dt, g, gy.const_data_ptr(),
-                                       x.const_data_ptr()));
-  check_launch(op, cuda::gemm(dt, g, gy.const_data_ptr(), x.const_data_ptr(),
-                              gw.mutable_data_ptr(), nullptr, nullptr,
-                              ws_ptr(ws), at::cuda::getCurrentCUDAStream()));
-  return gw;
-}
+  static void pointwise_grad_weight(const char* op, const PointwiseShape& s, const at::Tensor& gy,
+                                    const at::Tensor& x, at::Tensor& gw) {
+    gemm(op, x, pointwise_grad_weight_gemm(s), gy.const_data_ptr(), x.const_data_ptr(), gw.mutable_data_ptr(),
+         nullptr, nullptr);
+  }
+};
 
 // ---------------------------------------------------------------------------
 // Autocast: cast floating inputs to the autocast dtype and redispatch below
@@ -313,18 +200,7 @@ at::Tensor pointwise_conv2d_fused_autocast(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mobilenet_ext, CUDA, m) {
-  m.impl("depthwise_conv2d", &depthwise_conv2d_cuda);
-  m.impl("depthwise_conv2d_fused", &depthwise_conv2d_fused_cuda);
-  m.impl("depthwise_conv2d_backward_input",
-         &depthwise_conv2d_backward_input_cuda);
-  m.impl("depthwise_conv2d_backward_weight",
-         &depthwise_conv2d_backward_weight_cuda);
-  m.impl("pointwise_conv2d", &pointwise_conv2d_cuda);
-  m.impl("pointwise_conv2d_fused", &pointwise_conv2d_fused_cuda);
-  m.impl("pointwise_conv2d_backward_input",
-         &pointwise_conv2d_backward_input_cuda);
-  m.impl("pointwise_conv2d_backward_weight",
-         &pointwise_conv2d_backward_weight_cuda);
+  MNX_REGISTER_OPS(m, CudaBackend);
 }
 
 TORCH_LIBRARY_IMPL(mobilenet_ext, AutocastCUDA, m) {
