@@ -12,6 +12,15 @@
 // Also checked: bitwise identical results when the units are processed in
 // random sub-ranges (what threads do), canaries past every buffer, padding
 // between C rows left untouched, NaN propagation through every activation.
+//
+// Edge tiles: every row count 1..13 and column count 1..33 (each partial
+// register tile of the 6x16 AVX2, 12x32 AVX-512 and 8x8 NEON kernels: every
+// row count, every vector count, masked last vector) with A read in place
+// and packed, B copied, transposed and strided, every epilogue, with and
+// without a second K block (C reloaded). The generic GEMM kernels
+// (csrc/cpu/generic/gemm_kernels.h) are also run on the portable vector
+// member (VecScalar, 4x4 tile) through the same driver: what a new ISA
+// gets from its vec traits alone.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +30,8 @@
 #include <vector>
 
 #include "cpu/cpu_kernels.h"
+#include "cpu/generic/gemm_kernels.h"
+#include "cpu/vec/vec_scalar.h"
 #include "tester.h"
 
 using mnx::Activation;
@@ -45,9 +56,27 @@ struct Case {
 mnx_test::Counter counter;
 std::mt19937 rng(12345);
 
+using GemmFn = void (*)(const GemmArgs&, const float*, const float*, float*,
+                        const float*, const float*, int64_t, int64_t);
+
+// The generic kernels on the portable vector member: 4x4 tiles, A read in
+// place when it can be, no register transpose.
+using KernGenericScalar =
+    mnx::cpu::GemmKernel<mnx::cpu::VecScalar, 4, 4, true>;
+void gemm_generic_scalar(const GemmArgs& g, const float* A, const float* B,
+                         float* C, const float* bias, const float* res,
+                         int64_t b0, int64_t b1) {
+  mnx::cpu::gemm_blocked<KernGenericScalar>(g, A, B, C, bias, res, b0, b1);
+}
+
+GemmFn g_run = nullptr;  // the GEMM under test (check_case)
+
 void run_units(const GemmArgs& g, const float* A, const float* B, float* C,
                const float* bias, const float* res, int64_t b0, int64_t b1) {
-  mnx::cpu::gemm_kernels_f32().run(g, A, B, C, bias, res, b0, b1);
+  if (g_run)
+    g_run(g, A, B, C, bias, res, b0, b1);
+  else
+    mnx::cpu::gemm_kernels_f32().run(g, A, B, C, bias, res, b0, b1);
 }
 
 void check_case(const Case& cs) {
@@ -237,6 +266,19 @@ Case generic(int64_t M, int64_t N, int64_t K, int64_t batch, int variant,
   return c;
 }
 
+// A case of the edge grid: layout as generic() (0, 2: A row-major, read in
+// place; 1: A and B transposed; 3: both strided), epilogue chosen by epi
+// independently of the layout.
+Case edge_case(int64_t M, int64_t N, int64_t K, int layout, int epi) {
+  Case c = generic(M, N, K, 1 + epi % 2, layout, false);
+  c.g.act = static_cast<Activation>(epi % 4);
+  c.g.bias_per_row = (epi / 4) % 2 == 0;
+  c.bias = (epi / 2) % 3 != 0;
+  c.residual = (epi % 3) != 1;
+  c.name = nm("edge", M, N, K, layout, epi);
+  return c;
+}
+
 void nan_test() {
   // NaN in A row 0 must reach every output of row 0 whatever the activation
   for (int act = 0; act < 4; ++act) {
@@ -303,7 +345,31 @@ int main() {
   cases.push_back(generic(9, 33, 17, 0, 1, true));
   cases.push_back(generic(13, 20, 0, 2, 6, false));
 
+  // edge tiles: every (rows, columns) of a partial tile, one K block with A
+  // in place and packed; a second K block (K > 512: C reloaded) on a subset
+  std::vector<Case> edges;
+  int epi = 0;
+  for (int64_t M = 1; M <= 13; ++M)
+    for (int64_t N = 1; N <= 33; ++N) {
+      const int64_t K = 1 + (M * 7 + N * 3) % 19;  // 1..19: transpose k tails
+      edges.push_back(edge_case(M, N, K, (int)(M + N) % 2 * 2, epi++));
+      edges.push_back(edge_case(M, N, K, 1 + (int)(M + N) % 2 * 2, epi++));
+    }
+  const int64_t Nk[] = {1, 4, 5, 8, 9, 16, 17, 31, 32, 33};
+  for (int64_t M = 1; M <= 13; ++M)
+    for (int64_t N : Nk)
+      edges.push_back(edge_case(M, N, 530, (int)(M + N) % 4, epi++));
+
   for (const Case& c : cases) check_case(c);
+  for (const Case& c : edges) check_case(c);
   nan_test();
+
+  // the generic kernels alone (VecScalar): the pointwise mappings, the edge
+  // grid, and the generic grid's first cases
+  g_run = gemm_generic_scalar;
+  for (size_t i = 0; i < cases.size() && i < 120; ++i) check_case(cases[i]);
+  for (const Case& c : edges) check_case(c);
+  nan_test();
+  g_run = nullptr;
   return counter.finish("test_gemm");
 }

@@ -13,7 +13,9 @@
 //   static void ukr_edge(kc, a, a_rs, direct, bp, c, ldc, load_c, epi, m, n,
 //                        mr, nr);             partial tiles (mr<MR or nr<NR)
 //   static bool pack_b_fast(Bb, b_rs, b_cs, k0, kc, n, nr, dst);
-// and calls gemm_blocked<Kern>(...).
+// and calls gemm_blocked<Kern>(...). GemmKernel<V, MR, NR, kDirectA>
+// (gemm_kernels.h) is such a Kern written once over the vector layer; an
+// ISA derives from it to replace ukr by a hand-written micro-kernel.
 //
 // Work decomposition (params.h): a unit is one kGemmTileM x kGemmTileN tile
 // of C (per batch entry unless sum_batch). A call processes the units
@@ -37,7 +39,6 @@
 #include <cstdlib>
 
 #include "../cpu_kernels.h"
-#include "../vec/vec.h"
 
 namespace mnx {
 namespace cpu {
@@ -66,16 +67,6 @@ struct Epi {
 
 inline int64_t g_imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t g_imax(int64_t a, int64_t b) { return a > b ? a : b; }
-
-// The epilogue on one element, in the calling ISA's translation unit (V:
-// its vector traits, vec.h).
-template <class V>
-inline float epi_scalar(float v, const Epi& e, int64_t m, int64_t n) {
-  if (e.bias) v += e.bias[e.per_row ? m : n];
-  v = activate_one<V>(v, e.act);
-  if (e.res) v += e.res[m * e.ldr + n];
-  return v;
-}
 
 struct GemmBuffers {
   float* a = nullptr;

@@ -12,6 +12,8 @@
 //   set1, zero, fma(a, b, c) = a * b + c, add, sub, mul, div
 //   max_b / min_b (a, b)      max / min that return b when either is NaN
 //   reduce_add                horizontal sum
+//   transpose_n, transpose    register transpose of a transpose_n square
+//                             block (0: the ISA has none; vec_avx2.h)
 //
 // A kernel written once as a template over V (csrc/cpu/generic/) is
 // instantiated per ISA in that ISA's own translation unit, compiled with its

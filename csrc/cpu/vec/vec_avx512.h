@@ -1,11 +1,12 @@
 // The AVX-512F member of the thin per-ISA vector layer (see vec.h): 16
 // floats per register, masked tails. Include only from translation units
-// compiled with -mavx512f (csrc/cpu/avx512/).
+// compiled with -mavx512f -mavx2 -mfma (csrc/cpu/avx512/).
 #pragma once
 
 #include <immintrin.h>
 
 #include "vec.h"
+#include "vec_avx2.h"  // its 8x8 transpose (see transpose below)
 
 namespace mnx {
 namespace cpu {
@@ -34,6 +35,13 @@ struct VecAvx512 {
   static void store_n(float* p, reg v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
 
   static float reduce_add(reg v) { return _mm512_reduce_add_ps(v); }
+
+  // Register transpose (see vec_avx2.h): the AVX2 member's 8x8 block
+  // transpose on ymm registers (AVX-512 TUs are compiled with -mavx2 too).
+  static constexpr int transpose_n = VecAvx2::transpose_n;
+  static void transpose(const float* src, int64_t lds, float* dst, int64_t ldd) {
+    VecAvx2::transpose(src, lds, dst, ldd);
+  }
 };
 
 }  // namespace

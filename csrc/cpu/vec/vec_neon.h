@@ -44,6 +44,9 @@ struct VecNeon {
   }
 
   static float reduce_add(reg v) { return vaddvq_f32(v); }
+
+  // no register transpose (see vec_avx2.h): generic code copies element-wise
+  static constexpr int transpose_n = 0;
 };
 
 }  // namespace

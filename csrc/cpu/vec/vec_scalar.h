@@ -32,6 +32,9 @@ struct VecScalar {
     if (n > 0) *p = v;
   }
   static float reduce_add(reg v) { return v; }
+
+  // no register transpose (see vec_avx2.h): generic code copies element-wise
+  static constexpr int transpose_n = 0;
 };
 
 }  // namespace

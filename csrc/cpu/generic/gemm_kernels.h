@@ -1,0 +1,308 @@
+// The GEMM family's kernels, written once over the vector layer (vec.h) and
+// instantiated per ISA by its translation unit (avx2/gemm_avx2.cpp,
+// avx512/gemm_avx512.cpp, neon/gemm_neon.cpp), around the blocked driver
+// (gemm_driver.h):
+//
+//   gemm_store_row / gemm_store_tile / gemm_store_buffer
+//                       the epilogue (bias per row or column, activation,
+//                       residual; see Epi) on a register tile, stored to C
+//   gemm_tile           an R x (NV vectors) register tile: C (or 0) + A * B
+//                       in k order, then the epilogue; kTail: the last vector
+//                       holds the live columns only (masked loads / stores,
+//                       masked lanes of C are never read or written)
+//   gemm_edge           partial tiles (mr < MR and/or nr < NR): the smallest
+//                       gemm_tile that covers them
+//   gemm_pack_b         B panel packing fast paths: rows contiguous (vector
+//                       copy) or columns contiguous (the ISA's register
+//                       transpose, V::transpose_n > 0)
+//   gemm_prefetch_next_a  prefetch of the next A panel read in place
+//   GemmKernel<V, MR, NR, kDirectA>
+//                       the driver's Kern from these pieces; its ukr is the
+//                       generic register tile (the AVX-512 family uses it as
+//                       is). An ISA with a hand-written micro-kernel (AVX2's
+//                       inline asm, NEON's by-lane FMAs) derives from it and
+//                       replaces ukr only.
+//
+// Per element the arithmetic is the driver's (gemm_driver.h): acc = (load_c ?
+// C : 0), then acc = fma(a, b, acc) for k in order, then on the last step
+// acc + bias, act, + residual. Which tile computes an element (full, edge,
+// a wider or narrower R x NV) does not change its bits.
+//
+// Everything here has internal linkage (see vec.h).
+#pragma once
+
+#include <cstdint>
+
+#include "../vec/vec.h"
+#include "gemm_driver.h"
+
+namespace mnx {
+namespace cpu {
+namespace {  // internal linkage: see vec.h
+
+// Per-column bias of an NV-vector row at column n (zero when the epilogue
+// has none or a per-row one); last: lanes live in the last vector (kTail).
+template <class V, int NV, bool kTail>
+inline void gemm_bias_cols(const Epi* e, int64_t n, int last,
+                           typename V::reg (&bc)[NV]) {
+  constexpr int W = V::width;
+  const bool cols = e && e->bias && !e->per_row;
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const float* p = cols ? e->bias + n + v * W : nullptr;
+    bc[v] = !cols                        ? V::zero()
+            : (kTail && v == NV - 1) ? V::load_n(p, last)
+                                     : V::load(p);
+  }
+}
+
+// One row (C row m, columns n..) of a register tile: the epilogue when e is
+// set, then the store to c (the last vector masked to `last` lanes when
+// kTail). bc: gemm_bias_cols.
+template <class V, int NV, bool kTail>
+inline void gemm_store_row(typename V::reg (&x)[NV], float* c, const Epi* e,
+                           int64_t m, int64_t n,
+                           const typename V::reg (&bc)[NV], int last) {
+  constexpr int W = V::width;
+  if (e) {
+    if (e->bias) {
+      if (e->per_row) {
+        const typename V::reg bv = V::set1(e->bias[m]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) x[v] = V::add(x[v], bv);
+      } else {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) x[v] = V::add(x[v], bc[v]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) x[v] = activate<V>(x[v], e->act);
+    if (e->res) {
+      const float* rp = e->res + m * e->ldr + n;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        x[v] = V::add(x[v], (kTail && v == NV - 1) ? V::load_n(rp + v * W, last)
+                                                   : V::load(rp + v * W));
+    }
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    if (kTail && v == NV - 1)
+      V::store_n(c + v * W, x[v], last);
+    else
+      V::store(c + v * W, x[v]);
+  }
+}
+
+// An R x NV register tile (rows m.., columns n.. of C at c) through the
+// epilogue into C.
+template <class V, int R, int NV, bool kTail>
+inline void gemm_store_tile(typename V::reg (&acc)[R][NV], float* c,
+                            int64_t ldc, const Epi* e, int64_t m, int64_t n,
+                            int last) {
+  typename V::reg bc[NV];
+  gemm_bias_cols<V, NV, kTail>(e, n, last, bc);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+    gemm_store_row<V, NV, kTail>(acc[r], c + r * ldc, e, m + r, n, bc, last);
+}
+
+// The same for a full R x (NV * width) tile the micro-kernel left in memory
+// (buf, rows ldb floats apart), row by row.
+template <class V, int R, int NV>
+inline void gemm_store_buffer(const float* buf, int64_t ldb, float* c,
+                              int64_t ldc, const Epi* e, int64_t m, int64_t n) {
+  constexpr int W = V::width;
+  typename V::reg bc[NV];
+  gemm_bias_cols<V, NV, false>(e, n, W, bc);
+  for (int r = 0; r < R; ++r) {
+    typename V::reg x[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) x[v] = V::load(buf + r * ldb + v * W);
+    gemm_store_row<V, NV, false>(x, c + r * ldc, e, m + r, n, bc, W);
+  }
+}
+
+// R x (NV vectors) tile of C at c (R <= MR, NV * width <= NR):
+// acc = (load_c ? C : 0) + A_panel * B_panel in k order, then the epilogue
+// when e is set. b: packed B panel b[k * NR + j]; A read in place (kDirect:
+// row r at a + r * a_rs, unit column stride) or a packed panel a[k * MR + r].
+// Columns [0, nr) are live; without kTail nr = NV * width.
+template <class V, int R, int NV, int64_t MR, int64_t NR, bool kDirect,
+          bool kTail>
+inline void gemm_tile(int64_t kc, const float* a, int64_t a_rs, const float* b,
+                      float* c, int64_t ldc, bool load_c, const Epi* e,
+                      int64_t m, int64_t n, int64_t nr) {
+  using Reg = typename V::reg;
+  constexpr int W = V::width;
+  static_assert(R >= 1 && R <= MR && NV >= 1 && NV * W <= NR, "tile shape");
+  const int last = kTail ? static_cast<int>(nr - (NV - 1) * W) : W;
+  Reg acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const float* cp = c + r * ldc + v * W;
+      acc[r][v] = !load_c                   ? V::zero()
+                  : (kTail && v == NV - 1) ? V::load_n(cp, last)
+                                           : V::load(cp);
+    }
+  for (int64_t k = 0; k < kc; ++k) {
+    Reg bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const Reg av = V::set1(kDirect ? a[r * a_rs + k] : a[k * MR + r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
+    }
+  }
+  gemm_store_tile<V, R, NV, kTail>(acc, c, ldc, e, m, n, last);
+}
+
+// Partial tile (mr <= MR rows, nr <= NR columns) in place in C: the
+// gemm_tile of mr rows and the fewest vectors that hold nr columns.
+template <class V, int64_t MR, int64_t NR, bool kDirect, int R, int NV>
+inline void gemm_edge_nv(int nv, int64_t kc, const float* a, int64_t a_rs,
+                         const float* b, float* c, int64_t ldc, bool load_c,
+                         const Epi* e, int64_t m, int64_t n, int64_t nr) {
+  if constexpr (NV > 1) {
+    if (nv < NV) {
+      gemm_edge_nv<V, MR, NR, kDirect, R, NV - 1>(nv, kc, a, a_rs, b, c, ldc,
+                                                  load_c, e, m, n, nr);
+      return;
+    }
+  }
+  gemm_tile<V, R, NV, MR, NR, kDirect, true>(kc, a, a_rs, b, c, ldc, load_c,
+                                             e, m, n, nr);
+}
+
+template <class V, int64_t MR, int64_t NR, bool kDirect, int R>
+inline void gemm_edge_rows(int64_t mr, int64_t kc, const float* a,
+                           int64_t a_rs, const float* b, float* c, int64_t ldc,
+                           bool load_c, const Epi* e, int64_t m, int64_t n,
+                           int64_t nr) {
+  if constexpr (R > 1) {
+    if (mr < R) {
+      gemm_edge_rows<V, MR, NR, kDirect, R - 1>(mr, kc, a, a_rs, b, c, ldc,
+                                                load_c, e, m, n, nr);
+      return;
+    }
+  }
+  constexpr int NVMAX = static_cast<int>(NR / V::width);
+  const int nv = static_cast<int>((nr + V::width - 1) / V::width);
+  gemm_edge_nv<V, MR, NR, kDirect, R, NVMAX>(nv, kc, a, a_rs, b, c, ldc,
+                                             load_c, e, m, n, nr);
+}
+
+template <class V, int64_t MR, int64_t NR, bool kDirectA>
+inline void gemm_edge(int64_t kc, const float* a, int64_t a_rs, bool direct,
+                      const float* b, float* c, int64_t ldc, bool load_c,
+                      const Epi* e, int64_t m, int64_t n, int64_t mr,
+                      int64_t nr) {
+  if constexpr (kDirectA) {
+    if (direct) {
+      gemm_edge_rows<V, MR, NR, true, static_cast<int>(MR)>(
+          mr, kc, a, a_rs, b, c, ldc, load_c, e, m, n, nr);
+      return;
+    }
+  }
+  gemm_edge_rows<V, MR, NR, false, static_cast<int>(MR)>(
+      mr, kc, a, a_rs, b, c, ldc, load_c, e, m, n, nr);
+}
+
+// Fast paths of the B panel packing (dst[k * NR + j] = B(k0 + k, n + j)) for
+// full NR-wide panels: rows contiguous (b_cs == 1: a vector copy per k) or
+// columns contiguous (b_rs == 1: the ISA's register transposes of
+// transpose_n square blocks, the k tail element-wise). false: not taken,
+// the driver's generic packer does it.
+template <class V, int64_t NR>
+inline bool gemm_pack_b(const float* Bb, int64_t b_rs, int64_t b_cs,
+                        int64_t k0, int64_t kc, int64_t n, int64_t nr,
+                        float* dst) {
+  constexpr int W = V::width;
+  static_assert(NR % W == 0, "NR must be a multiple of the vector width");
+  if (nr != NR) return false;
+  if (b_cs == 1) {
+    const float* src = Bb + k0 * b_rs + n;
+    for (int64_t k = 0; k < kc; ++k, src += b_rs)
+#pragma GCC unroll 4
+      for (int v = 0; v < NR / W; ++v)
+        V::store(dst + k * NR + v * W, V::load(src + v * W));
+    return true;
+  }
+  if constexpr (V::transpose_n > 0) {
+    constexpr int T = V::transpose_n;
+    static_assert(NR % T == 0, "NR must be a multiple of the transpose block");
+    if (b_rs == 1) {
+      for (int h = 0; h < NR / T; ++h) {
+        const float* s = Bb + (n + h * T) * b_cs + k0;
+        int64_t k = 0;
+        for (; k + T <= kc; k += T) V::transpose(s + k, b_cs, dst + k * NR + h * T, NR);
+        for (; k < kc; ++k)
+          for (int j = 0; j < T; ++j) dst[k * NR + h * T + j] = s[j * b_cs + k];
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+// A read in place: the hardware prefetchers follow MR strided rows poorly
+// when A streams from memory, so on the first pass over an A block the
+// micro-kernel prefetches the next MR rows (the next call's panel), one
+// touch per 64-byte line. Prefetches never fault.
+template <int64_t MR>
+inline void gemm_prefetch_next_a(const float* a, int64_t a_rs, int64_t kc) {
+  const float* nx = a + MR * a_rs;
+  for (int64_t r = 0; r < MR; ++r, nx += a_rs)
+    for (int64_t k = 0; k < kc; k += 64 / static_cast<int64_t>(sizeof(float)))
+      __builtin_prefetch(nx + k, 0, 3);
+}
+
+// The driver's Kern (gemm_driver.h) from the pieces above: MR x NR register
+// tile (NR a multiple of V::width; MR * NR / width accumulators plus NR /
+// width B vectors and a broadcast must fit V::registers for the generic
+// ukr); kDirectA: A may be read in place when its columns are contiguous.
+template <class V, int64_t MR_, int64_t NR_, bool kDirectA_>
+struct GemmKernel {
+  static constexpr int64_t MR = MR_, NR = NR_;
+  static constexpr bool kDirectA = kDirectA_;
+
+  // Full MR x NR tile (the generic micro-kernel; an ISA may replace it).
+  static void ukr(int64_t kc, const float* a, int64_t a_rs, bool direct,
+                  const float* b, float* c, int64_t ldc, bool load_c,
+                  const Epi* e, int64_t m, int64_t n, bool cold_a) {
+    constexpr int R = static_cast<int>(MR), NV = static_cast<int>(NR / V::width);
+    if constexpr (kDirectA) {
+      if (direct) {
+        if (cold_a) gemm_prefetch_next_a<MR>(a, a_rs, kc);
+        gemm_tile<V, R, NV, MR, NR, true, false>(kc, a, a_rs, b, c, ldc,
+                                                 load_c, e, m, n, NR);
+        return;
+      }
+    }
+    gemm_tile<V, R, NV, MR, NR, false, false>(kc, a, a_rs, b, c, ldc, load_c,
+                                              e, m, n, NR);
+  }
+
+  // Partial tile (mr <= MR, nr <= NR) in place in C, epilogue fused.
+  static void ukr_edge(int64_t kc, const float* a, int64_t a_rs, bool direct,
+                       const float* b, float* c, int64_t ldc, bool load_c,
+                       const Epi* e, int64_t m, int64_t n, int64_t mr,
+                       int64_t nr) {
+    gemm_edge<V, MR, NR, kDirectA>(kc, a, a_rs, direct, b, c, ldc, load_c, e,
+                                   m, n, mr, nr);
+  }
+
+  static bool pack_b_fast(const float* Bb, int64_t b_rs, int64_t b_cs,
+                          int64_t k0, int64_t kc, int64_t n, int64_t nr,
+                          float* dst) {
+    return gemm_pack_b<V, NR>(Bb, b_rs, b_cs, k0, kc, n, nr, dst);
+  }
+};
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mnx
