@@ -4,6 +4,7 @@
 #pragma once
 
 #include "../kernels/params.h"
+#include "depthwise_path.h"
 
 namespace mnx {
 namespace cpu {
@@ -71,6 +72,18 @@ const GemmKernels<double>& gemm_kernels_f64();
 
 // Name of the ISA the float32 kernels use ("avx2", "neon" or "scalar").
 const char* selected_isa();
+// The depthwise kernel the selected float32 family runs for this shape and
+// op (its routing function, see depthwise_path.h; scalar for the scalar
+// family). float64 always runs DepthwisePath::scalar.
+DepthwisePath depthwise_path_f32(const DepthwiseShape& s, DepthwiseOp op);
+
+// The float32 pointwise GEMM, the one decision behind gemm_kernels_f32():
+// avx512 (gemm_avx512.cpp) when the AVX2 family is selected and
+// cpu_use_avx512(), else avx2 (gemm_avx2.cpp); neon (gemm_neon.cpp) on
+// AArch64; scalar (gemm_scalar.cpp) otherwise. float64 is always scalar.
+enum class GemmPath : int32_t { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+GemmPath gemm_path();
+const char* gemm_path_name(GemmPath p);  // "scalar", "avx2", "avx512", "neon"
 bool cpu_has_avx2_fma();
 bool cpu_has_avx512f();
 // true when the AVX-512 kernels may run: the CPU has AVX-512F and

@@ -118,18 +118,99 @@ const DepthwiseKernels<float>& depthwise_kernels_f32() {
   }
 }
 
-const GemmKernels<float>& gemm_kernels_f32() {
+GemmPath gemm_path() {
   switch (selected()) {
 #if MNX_X86
     case Isa::Avx2:
-      return cpu_use_avx512() ? kGemmAvx512F32 : kGemmAvx2F32;
+      return cpu_use_avx512() ? GemmPath::avx512 : GemmPath::avx2;
 #endif
 #if MNX_ARM
     case Isa::Neon:
+      return GemmPath::neon;
+#endif
+    default:
+      return GemmPath::scalar;
+  }
+}
+
+const char* gemm_path_name(GemmPath p) {
+  switch (p) {
+    case GemmPath::scalar:
+      return "scalar";
+    case GemmPath::avx2:
+      return "avx2";
+    case GemmPath::avx512:
+      return "avx512";
+    case GemmPath::neon:
+      return "neon";
+  }
+  return "?";
+}
+
+const GemmKernels<float>& gemm_kernels_f32() {
+  switch (gemm_path()) {
+#if MNX_X86
+    case GemmPath::avx512:
+      return kGemmAvx512F32;
+    case GemmPath::avx2:
+      return kGemmAvx2F32;
+#endif
+#if MNX_ARM
+    case GemmPath::neon:
       return kGemmNeonF32;
 #endif
     default:
       return kGemmScalarF32;
+  }
+}
+
+// --- depthwise kernel names (depthwise_path.h) --------------------------------
+namespace {
+const char* const kDepthwisePathNames[kDepthwisePathCount] = {
+    "scalar",        "nchw_c8_kxk",     "nchw_kxk_rows", "nchw_small_planes",
+    "nchw_direct",   "nhwc_kxk_avx2",   "nhwc_kxk_avx512", "nhwc_direct"};
+}  // namespace
+
+const char* depthwise_path_name(DepthwisePath p) {
+  const int i = static_cast<int>(p);
+  return i >= 0 && i < kDepthwisePathCount ? kDepthwisePathNames[i] : "?";
+}
+
+bool depthwise_path_from_name(const char* name, DepthwisePath* p) {
+  for (int i = 0; name && i < kDepthwisePathCount; ++i)
+    if (std::strcmp(name, kDepthwisePathNames[i]) == 0) {
+      *p = static_cast<DepthwisePath>(i);
+      return true;
+    }
+  return false;
+}
+
+bool depthwise_path_forced(DepthwisePath* p) {
+  struct Forced {
+    bool set;
+    DepthwisePath path;
+  };
+  static const Forced forced = [] {
+    Forced f{false, DepthwisePath::scalar};
+    f.set = depthwise_path_from_name(std::getenv("MOBILENET_EXT_DEPTHWISE_PATH"), &f.path);
+    return f;
+  }();
+  if (forced.set) *p = forced.path;
+  return forced.set;
+}
+
+DepthwisePath depthwise_path_f32(const DepthwiseShape& s, DepthwiseOp op) {
+  switch (selected()) {
+#if MNX_X86
+    case Isa::Avx2:
+      return depthwise_path_avx2(s, op);
+#endif
+#if MNX_ARM
+    case Isa::Neon:
+      return depthwise_path_neon(s, op);
+#endif
+    default:
+      return DepthwisePath::scalar;
   }
 }
 

@@ -15,13 +15,22 @@
 //  - canaries past the end of every output are intact;
 //  - for a subset, NaNs injected into x / grad_output propagate to exactly
 //    the outputs the reference makes NaN (through every activation).
-// On AArch64 the test also checks that the dispatched family is NEON and,
-// via depthwise_neon_path(), that every vectorised NEON path (each row-ring
-// kernel K x stride with each step shape, the general NCHW paths for both
-// strides, NHWC) and the scalar fallback were exercised.
+// Kernel choice (depthwise_path.h), for the AVX2 and NEON families:
+//  - the routing function names the expected kernel for representative
+//    MobileNet shapes per op and layout (3x3 s1/s2, 5x5, 7x7, multiplier 2,
+//    dilation 2, small 7x7 planes, odd kernels, unsupported shapes);
+//  - every kernel of the family (the AVX-512 ones when cpu_use_avx512()) is
+//    run directly (the family's *_run with that path) on shapes it supports
+//    and checked as above, so none is tested only through shapes that
+//    happen to route to it;
+//  - the grids above exercise every kernel the routing can choose on this
+//    CPU, with its K x stride instantiations and step shapes.
+// With MOBILENET_EXT_DEPTHWISE_PATH set, the grids run what it forces and
+// the routing assertions are skipped.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <set>
@@ -33,14 +42,64 @@
 #if defined(__aarch64__)
 #include "cpu/neon/neon_kernels.h"
 #endif
+#if defined(__x86_64__)
+#include "cpu/avx2/avx2_kernels.h"
+#endif
 
 using namespace mnx;
 using mnx_test::Buffer;
+using cpu::DepthwiseOp;
+using cpu::DepthwisePath;
 
 namespace {
 
 std::mt19937 rng(1234);
 std::set<std::string> paths_seen;
+
+// The routing and the named kernels of the family under test.
+struct Family {
+  const char* isa;
+  bool (*supported)(DepthwisePath, const DepthwiseShape&, DepthwiseOp);
+  DepthwisePath (*route)(const DepthwiseShape&, DepthwiseOp, uint32_t);
+  bool (*forward)(DepthwisePath, const DepthwiseShape&, const float*, const float*,
+                  const float*, float*, Activation, int64_t, int64_t);
+  bool (*grad_input)(DepthwisePath, const DepthwiseShape&, const float*, const float*,
+                     float*, int64_t, int64_t);
+  bool (*grad_weight)(DepthwisePath, const DepthwiseShape&, const float*, const float*,
+                      float*, int64_t, int64_t);
+};
+
+// The selected float32 family, or null for the scalar one.
+const Family* family() {
+  const std::string isa = cpu::selected_isa();
+#if defined(__x86_64__)
+  static const Family avx2 = {"avx2", cpu::depthwise_path_supported_avx2,
+                              cpu::depthwise_path_avx2, cpu::depthwise_forward_avx2_run,
+                              cpu::depthwise_grad_input_avx2_run,
+                              cpu::depthwise_grad_weight_avx2_run};
+  if (isa == "avx2") return &avx2;
+#endif
+#if defined(__aarch64__)
+  static const Family neon = {"neon", cpu::depthwise_path_supported_neon,
+                              cpu::depthwise_path_neon, cpu::depthwise_forward_neon_run,
+                              cpu::depthwise_grad_input_neon_run,
+                              cpu::depthwise_grad_weight_neon_run};
+  if (isa == "neon") return &neon;
+#endif
+  return nullptr;
+}
+
+const DepthwiseOp kOps[3] = {DepthwiseOp::forward, DepthwiseOp::grad_input,
+                             DepthwiseOp::grad_weight};
+const char* op_name(DepthwiseOp op) {
+  return op == DepthwiseOp::forward ? "forward"
+         : op == DepthwiseOp::grad_input ? "grad_input" : "grad_weight";
+}
+
+bool path_forced_by_env() {
+  DepthwisePath p;
+  return cpu::depthwise_path_forced(&p);
+}
 
 // Calls fn(b, e) over [0, units) split at random points.
 template <typename F>
@@ -74,22 +133,49 @@ std::vector<double> to_double(const Buffer& b, bool absolute) {
   return d;
 }
 
-void record_paths(const DepthwiseShape& s) {
-#if defined(__aarch64__)
-  for (int op = 0; op < 3; ++op) {
-    std::string p = cpu::depthwise_neon_path(s, op);
-    if (p.rfind("nchw_rows", 0) == 0)  // step shape: 8x1, 4x2 or 2x4 vectors
-      p += "/nvec" + std::to_string(std::min<int64_t>((s.OW + 3) / 4, 3));
-    paths_seen.insert(p);
-    if (s.SH != s.SW) paths_seen.insert(p + "/sh!=sw");
+// Label of the path taken: kernel/op plus what selects its code inside
+// (K x stride instantiation, step shape of the row rings, stride_w of the
+// general NCHW kernels, multiplier of the NHWC ones).
+std::string path_label(DepthwisePath p, DepthwiseOp op, const DepthwiseShape& s) {
+  std::string l = std::string(cpu::depthwise_path_name(p)) + "/" + op_name(op);
+  const std::string ks = "/k" + std::to_string(s.KH) + "s" + std::to_string(s.SH);
+  const int64_t lanes = std::string(family()->isa) == "neon" ? 4 : 8;
+  switch (p) {
+    case DepthwisePath::nchw_kxk_rows:  // step shapes by vectors per row: 1, 2, >= 3
+      return l + ks + "/nvec" + std::to_string(std::min<int64_t>((s.OW + lanes - 1) / lanes, 3));
+    case DepthwisePath::nchw_c8_kxk:
+    case DepthwisePath::nhwc_kxk_avx2:
+    case DepthwisePath::nhwc_kxk_avx512:
+      return l + ks;
+    case DepthwisePath::nchw_direct:
+      return l + "/s" + std::to_string(s.SW);
+    case DepthwisePath::nhwc_direct:
+      return l + (s.mult == 1 ? "/m1" : "/mult");
+    default:
+      return l;
   }
-#else
-  (void)s;
-#endif
 }
 
-bool run_case(const DepthwiseShape& s, Activation act, bool bias, bool nan = false) {
+void record_paths(const DepthwiseShape& s) {
+  const Family* f = family();
+  if (!f || path_forced_by_env()) return;
+  for (DepthwiseOp op : kOps) {
+    const DepthwisePath p = f->route(s, op, 0);
+    const std::string l = path_label(p, op, s);
+    paths_seen.insert(l);
+    if (p == DepthwisePath::nchw_direct && s.SH != s.SW) paths_seen.insert(l + "/sh!=sw");
+  }
+}
+
+// With `forced`, the ops kernel *forced of family() supports for s run that
+// kernel directly (the family's *_run), the others are skipped; otherwise
+// all ops run through the dispatched entry points.
+bool run_case(const DepthwiseShape& s, Activation act, bool bias, bool nan = false,
+              const DepthwisePath* forced = nullptr) {
   const auto& k = cpu::depthwise_kernels_f32();
+  const Family* f = family();
+  auto runs = [&](DepthwiseOp op) { return !forced || f->supported(*forced, s, op); };
+  bool had_scratch = true;  // every forced call ran (none lacked scratch)
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   Buffer x(s.N * s.C * s.H * s.W), w(Co * KK), b(Co);
   mnx_test::fill_random(x, rng());
@@ -105,7 +191,7 @@ bool run_case(const DepthwiseShape& s, Activation act, bool bias, bool nan = fal
     gy.data[rng() % gy.n] = q;
     if (x.n > 8) x.data[x.n - 1] = q;
   }
-  record_paths(s);
+  if (!forced) record_paths(s);
   const float* bp = bias ? b.ptr() : nullptr;
   char buf[320];
   std::snprintf(buf, sizeof buf,
@@ -114,7 +200,8 @@ bool run_case(const DepthwiseShape& s, Activation act, bool bias, bool nan = fal
                 (long long)s.H, (long long)s.W, (long long)s.KH, (long long)s.KW, (long long)s.SH,
                 (long long)s.SW, (long long)s.PH, (long long)s.PW, (long long)s.DH, (long long)s.DW,
                 (long long)s.mult, (int)act, (int)bias, nan ? " NaN" : "");
-  const std::string name = buf;
+  const std::string name =
+      std::string(buf) + (forced ? std::string(" [") + cpu::depthwise_path_name(*forced) + "]" : "");
   const auto xd = to_double(x, false), xa = to_double(x, true);
   const auto wd = to_double(w, false), wa = to_double(w, true);
   const auto bd = to_double(b, false), ba = to_double(b, true);
@@ -122,46 +209,61 @@ bool run_case(const DepthwiseShape& s, Activation act, bool bias, bool nan = fal
   bool ok = true;
 
   // forward
-  Buffer y(0);
-  ok &= run_splits(depthwise_forward_units(s), ny, [&](float* o, int64_t b0, int64_t b1) {
-    k.forward(s, x.ptr(), w.ptr(), bp, o, act, b0, b1);
-  }, &y, "forward " + name);
-  std::vector<double> ref(ny), absref(ny);
-  cpu::depthwise_forward_scalar<double>(s, xd.data(), wd.data(), bias ? bd.data() : nullptr,
-                                        ref.data(), act, 0, depthwise_forward_units(s));
-  cpu::depthwise_forward_scalar<double>(s, xa.data(), wa.data(), bias ? ba.data() : nullptr,
-                                        absref.data(), Activation::None, 0,
-                                        depthwise_forward_units(s));
-  ok &= mnx_test::close_to_ref(y, ref, absref, KK + 1, ("forward " + name).c_str());
+  if (runs(DepthwiseOp::forward)) {
+    Buffer y(0);
+    ok &= run_splits(depthwise_forward_units(s), ny, [&](float* o, int64_t b0, int64_t b1) {
+      if (forced)
+        had_scratch &= f->forward(*forced, s, x.ptr(), w.ptr(), bp, o, act, b0, b1);
+      else
+        k.forward(s, x.ptr(), w.ptr(), bp, o, act, b0, b1);
+    }, &y, "forward " + name);
+    std::vector<double> ref(ny), absref(ny);
+    cpu::depthwise_forward_scalar<double>(s, xd.data(), wd.data(), bias ? bd.data() : nullptr,
+                                          ref.data(), act, 0, depthwise_forward_units(s));
+    cpu::depthwise_forward_scalar<double>(s, xa.data(), wa.data(), bias ? ba.data() : nullptr,
+                                          absref.data(), Activation::None, 0,
+                                          depthwise_forward_units(s));
+    ok &= mnx_test::close_to_ref(y, ref, absref, KK + 1, ("forward " + name).c_str());
+  }
 
   // grad_input
-  Buffer gx(0);
-  ok &= run_splits(depthwise_grad_input_units(s), x.n, [&](float* o, int64_t b0, int64_t b1) {
-    k.grad_input(s, gy.ptr(), w.ptr(), o, b0, b1);
-  }, &gx, "grad_input " + name);
-  ref.assign(x.n, 0.0);
-  absref.assign(x.n, 0.0);
-  cpu::depthwise_grad_input_scalar<double>(s, gd.data(), wd.data(), ref.data(), 0,
-                                           depthwise_grad_input_units(s));
-  cpu::depthwise_grad_input_scalar<double>(s, ga.data(), wa.data(), absref.data(), 0,
-                                           depthwise_grad_input_units(s));
-  ok &= mnx_test::close_to_ref(gx, ref, absref, KK * s.mult, ("grad_input " + name).c_str());
+  if (runs(DepthwiseOp::grad_input)) {
+    Buffer gx(0);
+    ok &= run_splits(depthwise_grad_input_units(s), x.n, [&](float* o, int64_t b0, int64_t b1) {
+      if (forced)
+        had_scratch &= f->grad_input(*forced, s, gy.ptr(), w.ptr(), o, b0, b1);
+      else
+        k.grad_input(s, gy.ptr(), w.ptr(), o, b0, b1);
+    }, &gx, "grad_input " + name);
+    std::vector<double> ref(x.n, 0.0), absref(x.n, 0.0);
+    cpu::depthwise_grad_input_scalar<double>(s, gd.data(), wd.data(), ref.data(), 0,
+                                             depthwise_grad_input_units(s));
+    cpu::depthwise_grad_input_scalar<double>(s, ga.data(), wa.data(), absref.data(), 0,
+                                             depthwise_grad_input_units(s));
+    ok &= mnx_test::close_to_ref(gx, ref, absref, KK * s.mult, ("grad_input " + name).c_str());
+  }
 
   // grad_weight
-  Buffer gw(0);
-  ok &= run_splits(depthwise_grad_weight_units(s), w.n, [&](float* o, int64_t b0, int64_t b1) {
-    k.grad_weight(s, gy.ptr(), x.ptr(), o, b0, b1);
-  }, &gw, "grad_weight " + name);
-  ref.assign(w.n, 0.0);
-  absref.assign(w.n, 0.0);
+  const double gw_terms = double(s.N * s.OH * s.OW);
+  std::vector<double> ref(w.n, 0.0), absref(w.n, 0.0);
   cpu::depthwise_grad_weight_scalar<double>(s, gd.data(), xd.data(), ref.data(), 0,
                                             depthwise_grad_weight_units(s));
   cpu::depthwise_grad_weight_scalar<double>(s, ga.data(), xa.data(), absref.data(), 0,
                                             depthwise_grad_weight_units(s));
-  const double gw_terms = double(s.N * s.OH * s.OW);
-  ok &= mnx_test::close_to_ref(gw, ref, absref, gw_terms, ("grad_weight " + name).c_str());
+  if (runs(DepthwiseOp::grad_weight)) {
+    Buffer gw(0);
+    ok &= run_splits(depthwise_grad_weight_units(s), w.n, [&](float* o, int64_t b0, int64_t b1) {
+      if (forced)
+        had_scratch &= f->grad_weight(*forced, s, gy.ptr(), x.ptr(), o, b0, b1);
+      else
+        k.grad_weight(s, gy.ptr(), x.ptr(), o, b0, b1);
+    }, &gw, "grad_weight " + name);
+    ok &= mnx_test::close_to_ref(gw, ref, absref, gw_terms, ("grad_weight " + name).c_str());
+  }
+  if (!had_scratch) std::fprintf(stderr, "FAIL %s: a forced kernel had no scratch\n", name.c_str());
+  ok &= had_scratch;
 
-  if (k.grad_weight_nhwc_partial && s.layout == Layout::NHWC && s.mult == 1) {
+  if (!forced && k.grad_weight_nhwc_partial && s.layout == Layout::NHWC && s.mult == 1) {
     // the one-pass partial-sum path, reduced in chunk order as the glue does
     const int64_t chunks = depthwise_grad_weight_row_chunks(s);
     Buffer partial(0);
@@ -191,6 +293,222 @@ DepthwiseShape make_shape(Layout layout, int64_t N, int64_t C, int64_t mult, int
   s.OH = conv_out_size(H, KH, SH, PH, DH);
   s.OW = conv_out_size(W, KW, SW, PW, DW);
   return s;
+}
+
+const char* const kNames[] = {"scalar", "nchw_c8_kxk", "nchw_kxk_rows", "nchw_small_planes",
+                              "nchw_direct", "nhwc_kxk_avx2", "nhwc_kxk_avx512", "nhwc_direct"};
+
+// The routing names the expected kernel for representative MobileNet shapes
+// (per op: forward, grad_input, grad_weight), on this family and CPU.
+void check_routing(mnx_test::Counter& t) {
+  const Family* f = family();
+  const bool neon = std::string(f->isa) == "neon";
+  const bool use512 = cpu::cpu_use_avx512();
+  const Layout NCHW = Layout::NCHW, NHWC = Layout::NHWC;
+  // names, in the order forward, grad_input, grad_weight
+  using P3 = std::vector<std::string>;
+  const P3 c8 = {"nchw_c8_kxk", "nchw_c8_kxk", "nchw_c8_kxk"};
+  const P3 rows_direct = {"nchw_kxk_rows", "nchw_direct", "nchw_direct"};
+  const P3 rows_small = {"nchw_kxk_rows", "nchw_small_planes", "nchw_small_planes"};
+  const P3 direct = {"nchw_direct", "nchw_direct", "nchw_direct"};
+  const P3 small = {"nchw_small_planes", "nchw_small_planes", "nchw_small_planes"};
+  const P3 scalar = {"scalar", "scalar", "scalar"};
+  const P3 nhwc = {"nhwc_direct", "nhwc_direct", "nhwc_direct"};
+  const P3 k512 = {"nhwc_kxk_avx512", "nhwc_kxk_avx512", "nhwc_direct"};
+  const P3 k512_s2 = {"nhwc_kxk_avx512", "nhwc_kxk_avx2", "nhwc_direct"};
+  const P3 kavx2 = {"nhwc_kxk_avx2", "nhwc_kxk_avx2", "nhwc_direct"};
+  struct Case {
+    const char* what;
+    DepthwiseShape s;
+    P3 avx512, avx2, neon;  // AVX2 family with / without cpu_use_avx512(); NEON
+  };
+  const Case cases[] = {
+      {"NCHW 3x3 s1 112x112", make_shape(NCHW, 1, 32, 1, 112, 112, 3, 3, 1, 1, 1, 1, 1, 1),
+       c8, c8, rows_direct},
+      {"NCHW 3x3 s2 112x112", make_shape(NCHW, 1, 64, 1, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1),
+       c8, c8, rows_direct},
+      {"NCHW 3x3 s1 14x14", make_shape(NCHW, 1, 512, 1, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1),
+       c8, c8, rows_direct},
+      {"NCHW 3x3 s1 7x7 plane", make_shape(NCHW, 1, 1024, 1, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1),
+       c8, c8, rows_small},
+      {"NCHW 5x5 s1 7x7 plane", make_shape(NCHW, 1, 960, 1, 7, 7, 5, 5, 1, 1, 2, 2, 1, 1),
+       c8, c8, rows_small},
+      {"NCHW 5x5 s2 28x28", make_shape(NCHW, 1, 240, 1, 28, 28, 5, 5, 2, 2, 2, 2, 1, 1),
+       c8, c8, rows_direct},
+      {"NCHW 7x7 s1 56x56", make_shape(NCHW, 1, 96, 1, 56, 56, 7, 7, 1, 1, 3, 3, 1, 1),
+       c8, c8, rows_direct},
+      {"NCHW 3x3 s1 multiplier 2", make_shape(NCHW, 1, 32, 2, 112, 112, 3, 3, 1, 1, 1, 1, 1, 1),
+       rows_direct, rows_direct, rows_direct},
+      {"NCHW 3x3 s1 dilation 2", make_shape(NCHW, 1, 32, 1, 56, 56, 3, 3, 1, 1, 2, 2, 2, 2),
+       direct, direct, direct},
+      {"NCHW 3x3 s1 dilation 2 7x7 plane",
+       make_shape(NCHW, 1, 64, 1, 7, 7, 3, 3, 1, 1, 2, 2, 2, 2), small, small, small},
+      {"NCHW 3x3 s2 dilation 2 14x14", make_shape(NCHW, 1, 64, 1, 14, 14, 3, 3, 2, 2, 2, 2, 2, 2),
+       small, small, small},
+      {"NCHW 3x5 s1", make_shape(NCHW, 1, 16, 1, 20, 20, 3, 5, 1, 1, 1, 2, 1, 1),
+       direct, direct, direct},
+      {"NCHW 9x9 (81 taps)", make_shape(NCHW, 1, 16, 1, 20, 20, 9, 9, 1, 1, 4, 4, 1, 1),
+       scalar, scalar, scalar},
+      {"NCHW 3x3 s3 7x7 out", make_shape(NCHW, 1, 16, 1, 20, 20, 3, 3, 3, 3, 1, 1, 1, 1),
+       small, small, small},
+      {"NCHW 3x3 s3 40x40", make_shape(NCHW, 1, 16, 1, 40, 40, 3, 3, 3, 3, 1, 1, 1, 1),
+       scalar, scalar, scalar},
+      {"NCHW 3x3 stride (2, 1)", make_shape(NCHW, 1, 16, 1, 20, 20, 3, 3, 2, 1, 1, 1, 1, 1),
+       {"nchw_direct", "scalar", "nchw_direct"}, {"nchw_direct", "scalar", "nchw_direct"},
+       direct},
+      {"NCHW 3x3 s1 padding 3", make_shape(NCHW, 1, 16, 1, 20, 20, 3, 3, 1, 1, 3, 3, 1, 1),
+       {"nchw_c8_kxk", "nchw_direct", "nchw_c8_kxk"},
+       {"nchw_c8_kxk", "nchw_direct", "nchw_c8_kxk"}, rows_direct},
+      {"NHWC 3x3 s1 112x112", make_shape(NHWC, 1, 32, 1, 112, 112, 3, 3, 1, 1, 1, 1, 1, 1),
+       k512, kavx2, nhwc},
+      {"NHWC 3x3 s2 112x112", make_shape(NHWC, 1, 64, 1, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1),
+       k512_s2, kavx2, nhwc},
+      {"NHWC 5x5 s1 7x7", make_shape(NHWC, 1, 960, 1, 7, 7, 5, 5, 1, 1, 2, 2, 1, 1),
+       k512, kavx2, nhwc},
+      {"NHWC 5x5 s2 28x28", make_shape(NHWC, 1, 240, 1, 28, 28, 5, 5, 2, 2, 2, 2, 1, 1),
+       k512_s2, kavx2, nhwc},
+      {"NHWC 7x7 s1 56x56", make_shape(NHWC, 1, 96, 1, 56, 56, 7, 7, 1, 1, 3, 3, 1, 1),
+       k512, kavx2, nhwc},
+      {"NHWC 3x3 s1 C % 8 != 0", make_shape(NHWC, 1, 20, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1),
+       k512, nhwc, nhwc},
+      {"NHWC 3x3 s2 C % 8 != 0", make_shape(NHWC, 1, 20, 1, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1),
+       {"nhwc_kxk_avx512", "nhwc_direct", "nhwc_direct"}, nhwc, nhwc},
+      {"NHWC 3x3 s1 padding 3", make_shape(NHWC, 1, 32, 1, 20, 20, 3, 3, 1, 1, 3, 3, 1, 1),
+       {"nhwc_kxk_avx512", "nhwc_direct", "nhwc_direct"},
+       {"nhwc_kxk_avx2", "nhwc_direct", "nhwc_direct"}, nhwc},
+      {"NHWC 3x3 s1 multiplier 2", make_shape(NHWC, 1, 32, 2, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1),
+       scalar, scalar, nhwc},
+      {"NHWC 3x3 s1 dilation 2", make_shape(NHWC, 1, 32, 1, 56, 56, 3, 3, 1, 1, 2, 2, 2, 2),
+       nhwc, nhwc, nhwc},
+      {"NHWC 3x5 s1", make_shape(NHWC, 1, 32, 1, 20, 20, 3, 5, 1, 1, 1, 2, 1, 1),
+       nhwc, nhwc, nhwc},
+  };
+  for (const Case& c : cases) {
+    const P3& want = neon ? c.neon : use512 ? c.avx512 : c.avx2;
+    for (int i = 0; i < 3; ++i) {
+      const std::string got = cpu::depthwise_path_name(f->route(c.s, kOps[i], 0));
+      const bool ok = got == want[i];
+      if (!ok)
+        std::fprintf(stderr, "FAIL routing %s %s: %s, expected %s\n", c.what, op_name(kOps[i]),
+                     got.c_str(), want[i].c_str());
+      t.check(ok);
+      // dispatch.cpp answers the same for the selected family
+      t.check(cpu::depthwise_path_f32(c.s, kOps[i]) == f->route(c.s, kOps[i], 0));
+    }
+  }
+  // A kernel that failed (no scratch) is skipped: the next choice runs.
+  auto expect = [&](const char* what, const DepthwiseShape& s, DepthwiseOp op,
+                    std::initializer_list<DepthwisePath> failed, const char* want) {
+    uint32_t skip = 0;
+    for (DepthwisePath p : failed) skip |= cpu::depthwise_path_bit(p);
+    const std::string got = cpu::depthwise_path_name(f->route(s, op, skip));
+    if (got != want)
+      std::fprintf(stderr, "FAIL fallback %s %s: %s, expected %s\n", what, op_name(op),
+                   got.c_str(), want);
+    t.check(got == want);
+  };
+  using P = DepthwisePath;
+  const DepthwiseShape& a = cases[0].s;       // NCHW 3x3 s1 112x112
+  const DepthwiseShape& plane7 = cases[3].s;  // NCHW 3x3 s1 7x7 plane
+  const DepthwiseShape& n3 = cases[17].s;     // NHWC 3x3 s1 112x112
+  const DepthwiseOp fwd = DepthwiseOp::forward, gw = DepthwiseOp::grad_weight;
+  if (neon) {
+    expect("no rows", a, fwd, {P::nchw_kxk_rows}, "nchw_direct");
+    expect("no rows", plane7, fwd, {P::nchw_kxk_rows}, "nchw_small_planes");
+    expect("no rows, direct", a, fwd, {P::nchw_kxk_rows, P::nchw_direct}, "scalar");
+    expect("no nhwc", n3, fwd, {P::nhwc_direct}, "scalar");
+  } else {
+    expect("no c8", a, fwd, {P::nchw_c8_kxk}, "nchw_kxk_rows");
+    expect("no c8, rows", a, fwd, {P::nchw_c8_kxk, P::nchw_kxk_rows}, "nchw_direct");
+    expect("no c8", a, gw, {P::nchw_c8_kxk}, "nchw_direct");
+    // stride-1 small planes: the row ring before the small-plane kernel
+    expect("no c8 (7x7)", plane7, fwd, {P::nchw_c8_kxk}, "nchw_kxk_rows");
+    expect("no c8, rows (7x7)", plane7, fwd, {P::nchw_c8_kxk, P::nchw_kxk_rows},
+           "nchw_small_planes");
+    expect("no c8 (7x7)", plane7, gw, {P::nchw_c8_kxk}, "nchw_small_planes");
+    // strided small planes: the small-plane kernel before the row ring
+    expect("no c8 (s2 to 7x7)", make_shape(Layout::NCHW, 1, 8, 1, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1),
+           fwd, {P::nchw_c8_kxk}, "nchw_small_planes");
+    expect("no avx512", n3, fwd, {P::nhwc_kxk_avx512}, "nhwc_kxk_avx2");
+    expect("no avx512, kxk", n3, fwd, {P::nhwc_kxk_avx512, P::nhwc_kxk_avx2}, "nhwc_direct");
+    expect("none", n3, fwd, {P::nhwc_kxk_avx512, P::nhwc_kxk_avx2, P::nhwc_direct}, "scalar");
+  }
+}
+
+// Every kernel of the family, run directly on shapes it supports (up to
+// kPerPath per op), against the reference; each kernel/op the family has
+// must have run on at least two shapes, and none may claim an op it lacks.
+void check_forced_paths(mnx_test::Counter& t) {
+  const Family* f = family();
+  const bool neon = std::string(f->isa) == "neon";
+  const bool use512 = cpu::cpu_use_avx512();
+  std::vector<DepthwiseShape> pool;
+  for (int layout = 0; layout < 2; ++layout) {
+    const Layout L = layout ? Layout::NHWC : Layout::NCHW;
+    for (int64_t K : {3, 5, 7})
+      for (int64_t S : {1, 2}) {
+        pool.push_back(make_shape(L, 2, 16, 1, 19, 19, K, K, S, S, K / 2, K / 2, 1, 1));
+        pool.push_back(make_shape(L, 1, 20, 1, 13, 35, K, K, S, S, K - 1, 0, 1, 1));
+      }
+    pool.push_back(make_shape(L, 1, 9, 2, 17, 23, 3, 3, 1, 1, 1, 1, 1, 1));    // multiplier 2
+    pool.push_back(make_shape(L, 1, 5, 3, 11, 30, 5, 5, 2, 2, 2, 2, 1, 1));    // multiplier 3
+    pool.push_back(make_shape(L, 1, 12, 1, 21, 27, 3, 3, 1, 1, 2, 2, 2, 2));   // dilation 2
+    pool.push_back(make_shape(L, 2, 12, 1, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1));     // 7x7 planes
+    pool.push_back(make_shape(L, 1, 19, 1, 14, 14, 5, 5, 2, 2, 2, 2, 1, 1));   // to 7x7
+    pool.push_back(make_shape(L, 1, 10, 1, 9, 11, 3, 3, 2, 2, 2, 2, 2, 2));    // small, d2
+    pool.push_back(make_shape(L, 1, 16, 1, 20, 24, 3, 5, 1, 1, 1, 2, 1, 1));   // 3x5
+    pool.push_back(make_shape(L, 1, 16, 1, 20, 22, 3, 5, 2, 2, 1, 2, 1, 1));   // 3x5 s2
+    pool.push_back(make_shape(L, 1, 8, 1, 12, 14, 9, 9, 1, 1, 4, 4, 1, 1));    // 81 taps
+    pool.push_back(make_shape(L, 1, 8, 1, 20, 20, 3, 3, 3, 3, 1, 1, 1, 1));    // stride 3
+    pool.push_back(make_shape(L, 1, 8, 1, 20, 50, 3, 3, 3, 3, 1, 1, 1, 1));    // stride 3, wide
+    pool.push_back(make_shape(L, 1, 8, 1, 20, 40, 3, 3, 2, 1, 1, 1, 1, 1));    // stride (2, 1)
+    pool.push_back(make_shape(L, 1, 16, 1, 12, 40, 3, 3, 1, 1, 3, 3, 1, 1));   // padding K
+  }
+  constexpr int kPerPath = 6;
+  for (int pi = 0; pi < cpu::kDepthwisePathCount; ++pi) {
+    const DepthwisePath p = static_cast<DepthwisePath>(pi);
+    t.check(std::string(cpu::depthwise_path_name(p)) == kNames[pi]);
+    int ran[3] = {0, 0, 0};
+    int i = 0;
+    for (const DepthwiseShape& s : pool) {
+      bool use = false;
+      for (int op = 0; op < 3; ++op)
+        if (f->supported(p, s, kOps[op]) && ran[op] < kPerPath) use = true;
+      if (!use) continue;
+      for (int op = 0; op < 3; ++op) ran[op] += f->supported(p, s, kOps[op]);
+      ++i;
+      t.check(run_case(s, static_cast<Activation>(i % 4), i % 2 == 0, i % 3 == 0, &p));
+    }
+    // which ops each kernel has in this family (on this CPU)
+    bool has[3] = {true, true, true};
+    switch (p) {
+      case DepthwisePath::nchw_c8_kxk:
+        has[0] = has[1] = has[2] = !neon;
+        break;
+      case DepthwisePath::nchw_kxk_rows:
+        has[1] = has[2] = false;
+        break;
+      case DepthwisePath::nhwc_kxk_avx2:
+        has[0] = has[1] = !neon;
+        has[2] = false;
+        break;
+      case DepthwisePath::nhwc_kxk_avx512:
+        has[0] = has[1] = !neon && use512;
+        has[2] = false;
+        break;
+      default:
+        break;
+    }
+    for (int op = 0; op < 3; ++op) {
+      const bool ok = has[op] ? ran[op] >= 2 : ran[op] == 0;
+      if (!ok)
+        std::fprintf(stderr, "FAIL forced %s %s ran on %d shapes\n", kNames[pi],
+                     op_name(kOps[op]), ran[op]);
+      t.check(ok);
+    }
+    std::printf("forced %-18s forward %d, grad_input %d, grad_weight %d shapes\n", kNames[pi],
+                ran[0], ran[1], ran[2]);
+  }
 }
 
 }  // namespace
@@ -298,25 +616,62 @@ int main() {
           }
   }
 
-#if defined(__aarch64__)
-  // 5. Every NEON path was exercised.
-  std::vector<std::string> want = {"nchw_fwd_s1", "nchw_fwd_s2", "nchw_gi_s1", "nchw_gi_s2",
-                                   "nchw_gw_s1",  "nchw_gw_s2",  "nhwc_m1",    "nhwc_mult", "scalar",
-                                   "nchw_small_fwd", "nchw_small_gi", "nchw_small_gw",
-                                   "nchw_fwd_s1/sh!=sw", "nchw_fwd_s2/sh!=sw",
-                                   "nchw_gi_s1/sh!=sw", "nchw_gi_s2/sh!=sw",
-                                   "nchw_gw_s1/sh!=sw", "nchw_gw_s2/sh!=sw"};
-  for (int K : {3, 5, 7})
-    for (int S : {1, 2})
-      for (int nv : {1, 2, 3})
-        want.push_back("nchw_rows_k" + std::to_string(K) + "s" + std::to_string(S) +
-                       "/nvec" + std::to_string(nv));
-  for (const auto& p : want) {
-    const bool seen = paths_seen.count(p) > 0;
-    if (!seen) std::fprintf(stderr, "FAIL NEON path never exercised: %s\n", p.c_str());
-    t.check(seen);
+  // Unequal strides with stride_w 1 on planes too wide for the small-plane
+  // kernels (the general kernels' stride_h > 1 with stride_w 1).
+  for (int layout = 0; layout < 2; ++layout)
+    for (int64_t K : {3, 5, 7})
+      t.check(run_case(make_shape(layout ? Layout::NHWC : Layout::NCHW, 1, 5, 1, 9, 40, K, K,
+                                  2, 1, K / 2, K / 2, 1, 1),
+                       static_cast<Activation>(K % 4), true));
+
+  // 5. Kernel choice: the routing for representative shapes, every kernel
+  //    run directly, and every kernel the routing can choose here reached
+  //    by the grids above.
+  const Family* f = family();
+  if (f) {
+    check_forced_paths(t);
+    if (path_forced_by_env()) {
+      std::printf("MOBILENET_EXT_DEPTHWISE_PATH is set: routing checks skipped\n");
+    } else {
+      check_routing(t);
+      const bool neon = std::string(f->isa) == "neon";
+      const bool use512 = cpu::cpu_use_avx512();
+      const char* const ops[3] = {"forward", "grad_input", "grad_weight"};
+      std::vector<std::string> want;
+      auto ks = [](int K, int S) { return "/k" + std::to_string(K) + "s" + std::to_string(S); };
+      for (const char* op : ops) {
+        const std::string o = op;
+        want.push_back("scalar/" + o);
+        want.push_back("nchw_small_planes/" + o);
+        want.push_back("nhwc_direct/" + o + "/m1");
+        if (neon) want.push_back("nhwc_direct/" + o + "/mult");
+        for (int S : {1, 2}) {
+          if (neon || o != "grad_input" || S == 2) {  // AVX2 grad_input: stride 1 or stride_w 2
+            want.push_back("nchw_direct/" + o + "/s" + std::to_string(S) + "/sh!=sw");
+          }
+          want.push_back("nchw_direct/" + o + "/s" + std::to_string(S));
+        }
+        for (int K : {3, 5, 7})
+          for (int S : {1, 2}) {
+            if (!neon) want.push_back("nchw_c8_kxk/" + o + ks(K, S));
+            if (o == "forward")
+              for (int nv : {1, 2, 3})
+                want.push_back("nchw_kxk_rows/forward" + ks(K, S) + "/nvec" + std::to_string(nv));
+            if (neon || o == "grad_weight") continue;
+            if (use512 && (o == "forward" || S == 1))
+              want.push_back("nhwc_kxk_avx512/" + o + ks(K, S));
+            if (!use512 || (o == "grad_input" && S == 2))
+              want.push_back("nhwc_kxk_avx2/" + o + ks(K, S));
+          }
+      }
+      for (const auto& p : want) {
+        const bool seen = paths_seen.count(p) > 0;
+        if (!seen) std::fprintf(stderr, "FAIL %s path never exercised: %s\n", f->isa, p.c_str());
+        t.check(seen);
+      }
+      std::printf("%s paths exercised: %zu (%zu required)\n", f->isa, paths_seen.size(),
+                  want.size());
+    }
   }
-  std::printf("NEON paths exercised: %zu\n", paths_seen.size());
-#endif
   return t.finish("test_depthwise");
 }

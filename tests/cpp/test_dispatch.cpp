@@ -1,7 +1,13 @@
 // The dispatcher returns a complete kernel family for this CPU, and the
 // family one expects: NEON on AArch64 (so the NEON kernel tests do not
 // silently compare scalar with scalar), AVX2 on x86-64 with AVX2+FMA, unless
-// MOBILENET_EXT_ISA=scalar forces the portable kernels.
+// MOBILENET_EXT_ISA=scalar forces the portable kernels. The pointwise GEMM is
+// the one gemm_path() names. Depthwise kernel names round-trip, and
+// MOBILENET_EXT_DEPTHWISE_PATH (set by this test before the first routing
+// call, which reads it once) forces its kernel where that kernel supports the
+// shape and changes nothing elsewhere; the entry point then runs exactly that
+// kernel. (The routing of representative shapes is checked in
+// test_depthwise, which runs without the variable.)
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -11,19 +17,45 @@
 #if defined(__aarch64__)
 #include "cpu/neon/neon_kernels.h"
 #endif
+#if defined(__x86_64__)
+#include "cpu/avx2/avx2_kernels.h"
+#include "cpu/avx512/avx512_gemm.h"
+#endif
+
+using mnx::cpu::DepthwiseOp;
+using mnx::cpu::DepthwisePath;
+
+namespace {
+
+mnx::DepthwiseShape shape(mnx::Layout layout) {
+  mnx::DepthwiseShape s;
+  s.layout = layout;
+  s.N = 1; s.C = 8; s.H = s.W = 16; s.KH = s.KW = 3; s.PH = s.PW = 1;
+  s.OH = s.OW = 16;
+  return s;
+}
+
+}  // namespace
 
 int main() {
+  // before anything routes a depthwise call
+  setenv("MOBILENET_EXT_DEPTHWISE_PATH", "nchw_direct", 1);
   mnx_test::Counter t;
   const auto& dw = mnx::cpu::depthwise_kernels_f32();
   const auto& gm = mnx::cpu::gemm_kernels_f32();
   t.check(dw.forward && dw.grad_input && dw.grad_weight && gm.run);
   t.check(mnx::cpu::selected_isa() != nullptr);
-  std::printf("isa: %s\n", mnx::cpu::selected_isa());
+  std::printf("isa: %s, gemm: %s\n", mnx::cpu::selected_isa(),
+              mnx::cpu::gemm_path_name(mnx::cpu::gemm_path()));
   const char* env = std::getenv("MOBILENET_EXT_ISA");
   const bool forced_scalar = env && std::strcmp(env, "scalar") == 0;
   const std::string isa = mnx::cpu::selected_isa();
+  // the GEMM table entry is the one gemm_path() names
+  t.check(std::string(gm.isa) == mnx::cpu::gemm_path_name(mnx::cpu::gemm_path()));
   if (forced_scalar) {
     t.check(isa == "scalar" && dw.forward == mnx::cpu::depthwise_forward_scalar<float>);
+    t.check(mnx::cpu::gemm_path() == mnx::cpu::GemmPath::scalar &&
+            gm.run == mnx::cpu::gemm_scalar<float>);
   } else {
 #if defined(__aarch64__)
     t.check(isa == "neon");
@@ -32,26 +64,80 @@ int main() {
     t.check(dw.grad_input == mnx::cpu::depthwise_grad_input_neon_f32);
     t.check(dw.grad_weight == mnx::cpu::depthwise_grad_weight_neon_f32);
     t.check(dw.grad_weight_nhwc_partial == mnx::cpu::depthwise_grad_weight_nhwc_partial_neon);
+    t.check(mnx::cpu::gemm_path() == mnx::cpu::GemmPath::neon);
     t.check(gm.run == mnx::cpu::gemm_neon_f32);
-    // the routing reports vectorised paths for the MobileNet shapes
-    mnx::DepthwiseShape s;
-    s.N = 1; s.C = 8; s.H = s.W = 16; s.KH = s.KW = 3; s.PH = s.PW = 1;
-    s.OH = s.OW = 16;
-    t.check(std::string(mnx::cpu::depthwise_neon_path(s, 0)) == "nchw_rows_k3s1");
-    t.check(std::string(mnx::cpu::depthwise_neon_path(s, 1)) == "nchw_gi_s1");
-    t.check(std::string(mnx::cpu::depthwise_neon_path(s, 2)) == "nchw_gw_s1");
-    s.layout = mnx::Layout::NHWC;
-    t.check(std::string(mnx::cpu::depthwise_neon_path(s, 0)) == "nhwc_m1");
 #elif defined(__x86_64__)
     t.check(isa == (mnx::cpu::cpu_has_avx2_fma() ? "avx2" : "scalar"));
     // the GEMM is the AVX-512 one exactly when the CPU has AVX-512F and
     // MOBILENET_EXT_ISA does not cap the ISA at avx2
     const bool capped = env && std::strcmp(env, "avx2") == 0;
-    if (isa == "avx2")
-      t.check(std::string(gm.isa) ==
-              (mnx::cpu::cpu_has_avx512f() && !capped ? "avx512" : "avx2"));
+    if (isa == "avx2") {
+      const bool use512 = mnx::cpu::cpu_has_avx512f() && !capped;
+      t.check(mnx::cpu::gemm_path() ==
+              (use512 ? mnx::cpu::GemmPath::avx512 : mnx::cpu::GemmPath::avx2));
+      t.check(std::string(gm.isa) == (use512 ? "avx512" : "avx2"));
+      t.check(gm.run == (use512 ? mnx::cpu::gemm_avx512_f32 : mnx::cpu::gemm_avx2_f32));
+    }
     t.check(mnx::cpu::cpu_use_avx512() == (mnx::cpu::cpu_has_avx512f() && !capped));
 #endif
+  }
+  const char* const gemm_names[] = {"scalar", "avx2", "avx512", "neon"};
+  for (int i = 0; i < 4; ++i)
+    t.check(std::string(mnx::cpu::gemm_path_name(static_cast<mnx::cpu::GemmPath>(i))) ==
+            gemm_names[i]);
+
+  // depthwise kernel names
+  for (int i = 0; i < mnx::cpu::kDepthwisePathCount; ++i) {
+    const auto p = static_cast<DepthwisePath>(i);
+    DepthwisePath q = DepthwisePath::scalar;
+    t.check(mnx::cpu::depthwise_path_from_name(mnx::cpu::depthwise_path_name(p), &q) && q == p);
+  }
+  DepthwisePath q = DepthwisePath::nhwc_direct;
+  t.check(!mnx::cpu::depthwise_path_from_name("avx2", &q) && q == DepthwisePath::nhwc_direct);
+  t.check(!mnx::cpu::depthwise_path_from_name(nullptr, &q));
+  t.check(std::string(mnx::cpu::depthwise_path_name(static_cast<DepthwisePath>(99))) == "?");
+
+  // MOBILENET_EXT_DEPTHWISE_PATH=nchw_direct
+  t.check(mnx::cpu::depthwise_path_forced(&q) && q == DepthwisePath::nchw_direct);
+  const mnx::DepthwiseShape nchw = shape(mnx::Layout::NCHW), nhwc = shape(mnx::Layout::NHWC);
+  for (DepthwiseOp op : {DepthwiseOp::forward, DepthwiseOp::grad_input, DepthwiseOp::grad_weight}) {
+    const DepthwisePath a = mnx::cpu::depthwise_path_f32(nchw, op);
+    const DepthwisePath b = mnx::cpu::depthwise_path_f32(nhwc, op);
+    if (isa == "scalar") {
+      t.check(a == DepthwisePath::scalar && b == DepthwisePath::scalar);
+      continue;
+    }
+    // NCHW 3x3 stride 1 would go to nchw_c8_kxk (AVX2) / nchw_kxk_rows
+    // (NEON forward): forced to nchw_direct, which both families have
+    t.check(a == DepthwisePath::nchw_direct);
+    // nchw_direct does not support NHWC: the normal choice
+#if defined(__x86_64__)
+    const DepthwisePath want =
+        op == DepthwiseOp::grad_weight ? DepthwisePath::nhwc_direct
+        : mnx::cpu::cpu_use_avx512()   ? DepthwisePath::nhwc_kxk_avx512
+                                       : DepthwisePath::nhwc_kxk_avx2;
+#else
+    const DepthwisePath want = DepthwisePath::nhwc_direct;
+#endif
+    t.check(b == want);
+  }
+  // the entry point runs what the routing answers: bitwise the same as
+  // running nchw_direct itself
+  if (isa != "scalar") {
+    mnx_test::Buffer x(8 * 16 * 16), w(8 * 9), y(8 * 16 * 16), y2(8 * 16 * 16);
+    mnx_test::fill_random(x, 1);
+    mnx_test::fill_random(w, 2);
+    dw.forward(nchw, x.ptr(), w.ptr(), nullptr, y.ptr(), mnx::Activation::None, 0, 8);
+#if defined(__x86_64__)
+    t.check(mnx::cpu::depthwise_forward_avx2_run(DepthwisePath::nchw_direct, nchw, x.ptr(),
+                                                 w.ptr(), nullptr, y2.ptr(),
+                                                 mnx::Activation::None, 0, 8));
+#else
+    t.check(mnx::cpu::depthwise_forward_neon_run(DepthwisePath::nchw_direct, nchw, x.ptr(),
+                                                 w.ptr(), nullptr, y2.ptr(),
+                                                 mnx::Activation::None, 0, 8));
+#endif
+    t.check(mnx_test::bitwise_equal(y, y2, "forced nchw_direct forward"));
   }
   return t.finish("test_dispatch");
 }

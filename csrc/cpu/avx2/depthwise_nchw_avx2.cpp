@@ -1,16 +1,17 @@
-// AVX2/FMA depthwise kernels for NCHW tensors: vectors of 8 along W.
-//
-// Square 3x3/5x5/7x7 kernels with stride 1 or 2 and multiplier 1 (every
-// MobileNet and ConvNeXt layer) go first to the 8-channel block kernels of
-// depthwise_nchw_c8_kxk_avx2.cpp: the forward, grad_input (padding <= K-1,
-// as a flipped correlation of the zero-dilated grad_output) and grad_weight.
-// With multiplier > 1 on those kernels the forward takes the row ring
-// (depthwise_nchw_kxk_rows_avx2.cpp); grad_input and grad_weight take the
-// kernels below. Everything else:
-//  forward      small planes (multiplier 1, fewer than 16 output columns,
-//               <= 1024 pixels): channel blocks of 8 transposed to a stack
-//               buffer, vectors along C (any stride);
-//               otherwise any kernel size up to 7x7 taps (49), stride 1 or 2 along W
+// AVX2/FMA depthwise kernels for NCHW tensors: the general kernels
+// (DepthwisePath::nchw_direct, vectors of 8 along W) and the small-plane
+// kernels (DepthwisePath::nchw_small_planes, vectors along 8 channels).
+// Which kernel runs is decided in one place, depthwise_path_avx2()
+// (depthwise_avx2.cpp): square 3x3/5x5/7x7 kernels with stride 1 or 2 and
+// multiplier 1 (every MobileNet and ConvNeXt layer) go first to the
+// 8-channel block kernels of depthwise_nchw_c8_kxk_avx2.cpp, the forward
+// with multiplier > 1 on those kernels to the row ring
+// (depthwise_nchw_kxk_rows_avx2.cpp); the kernels here take the rest:
+//  small planes (multiplier 1, fewer than 16 output columns, <= 1024
+//               pixels, up to 49 taps, any stride/dilation): all three ops
+//               transpose blocks of 8 channels to a stack buffer and
+//               vectorise along C.
+//  forward      any kernel size up to 7x7 taps (49), stride 1 or 2 along W
 //               (any stride along H), any dilation and multiplier; the
 //               interior of each output row is vectorised (two vectors per
 //               step, weights broadcast once per plane), the borders use the
@@ -19,8 +20,6 @@
 //               same vectorisation) and stride_w 2 with any stride_h (by
 //               parity classes of the input columns, through a per-thread
 //               row buffer); other strides run the scalar kernel.
-//  small planes grad_input and grad_weight use the same 8-channel
-//               transposition (any stride, multiplier 1).
 //  grad_weight  stride 1 or 2 along W: per output channel, one vector
 //               accumulator per tap over N x OH x OW, reduced in a fixed order
 //               (results do not depend on the thread count).
@@ -471,34 +470,40 @@ void grad_weight_small_planes(const DepthwiseShape& s, const float* gy,
 
 }  // namespace
 
-bool depthwise_nchw_avx2_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         (s.SW == 1 || s.SW == 2 || small_plane(s));
+bool depthwise_nchw_small_planes_avx2_supported(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps && small_plane(s);
 }
 
-void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
-                                 const float* w, const float* bias, float* y,
-                                 Activation act, int64_t begin, int64_t end) {
-  // 3x3/5x5/7x7, stride 1/2, multiplier 1: 8-channel blocks (measured here
-  // against the row ring on every MobileNet/ConvNeXt shape, 2 threads:
-  // 1.2-2.2x faster at batch 1 and 32, never slower beyond noise)
-  if (depthwise_forward_nchw_c8_kxk_avx2_supported(s) &&
-      depthwise_forward_nchw_c8_kxk_avx2(s, x, w, bias, y, act, begin, end))
-    return;
-  // Small planes (multiplier 1) get here only when the c8 kernels do not
-  // take them (other kernel shapes, dilation, unequal or larger strides) or
-  // had no scratch: strided ones go to the channel-transposed kernel before
-  // the row ring, stride-1 ones to the row ring first (measured, 1 thread,
-  // before the c8 kernels took these shapes: 1x576x14x14 3x3 s2
-  // 0.5 -> 0.11 ms, 1x960x7x7 5x5 s1 0.24 -> 0.16 ms).
-  const bool strided = s.SH > 1 || s.SW > 1;
-  if (strided && small_plane(s))
-    return forward_small_planes(s, x, w, bias, y, act, begin, end);
-  if (depthwise_forward_nchw_kxk_rows_avx2_supported(s) &&
-      depthwise_forward_nchw_kxk_rows_avx2(s, x, w, bias, y, act, begin, end))
-    return;
-  if (small_plane(s))
-    return forward_small_planes(s, x, w, bias, y, act, begin, end);
+bool depthwise_nchw_direct_avx2_supported(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps && (s.SW == 1 || s.SW == 2);
+}
+
+bool depthwise_grad_input_nchw_direct_avx2_supported(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
+         ((s.SH == 1 && s.SW == 1) || s.SW == 2);
+}
+
+void depthwise_forward_nchw_small_planes_avx2(const DepthwiseShape& s, const float* x,
+                                              const float* w, const float* bias, float* y,
+                                              Activation act, int64_t begin, int64_t end) {
+  forward_small_planes(s, x, w, bias, y, act, begin, end);
+}
+
+void depthwise_grad_input_nchw_small_planes_avx2(const DepthwiseShape& s, const float* gy,
+                                                 const float* w, float* gx, int64_t begin,
+                                                 int64_t end) {
+  grad_input_small_planes(s, gy, w, gx, begin, end);
+}
+
+void depthwise_grad_weight_nchw_small_planes_avx2(const DepthwiseShape& s, const float* gy,
+                                                  const float* x, float* gw, int64_t begin,
+                                                  int64_t end) {
+  grad_weight_small_planes(s, gy, x, gw, begin, end);
+}
+
+void depthwise_forward_nchw_direct_avx2(const DepthwiseShape& s, const float* x,
+                                        const float* w, const float* bias, float* y,
+                                        Activation act, int64_t begin, int64_t end) {
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / Co, oc = u % Co, c = oc / s.mult;
@@ -512,20 +517,10 @@ void depthwise_forward_nchw_avx2(const DepthwiseShape& s, const float* x,
   }
 }
 
-bool depthwise_grad_input_nchw_avx2_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         ((s.SH == 1 && s.SW == 1) || s.SW == 2 || small_plane(s));
-}
-
-void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
-                                    const float* w, float* gx, int64_t begin,
-                                    int64_t end) {
-  // 3x3/5x5/7x7, stride 1/2, multiplier 1, padding <= K-1: 8-channel blocks
-  // (a stride-1 flipped correlation of the zero-dilated grad_output)
-  if (depthwise_grad_input_nchw_c8_kxk_avx2_supported(s) &&
-      depthwise_grad_input_nchw_c8_kxk_avx2(s, gy, w, gx, begin, end))
-    return;
-  if (small_plane(s)) return grad_input_small_planes(s, gy, w, gx, begin, end);
+// Returns false (nothing written) if the stride-2 row buffer could not be had.
+bool depthwise_grad_input_nchw_direct_avx2(const DepthwiseShape& s, const float* gy,
+                                           const float* w, float* gx, int64_t begin,
+                                           int64_t end) {
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   float* tmp = nullptr;
   if (s.SW == 2) {
@@ -539,7 +534,7 @@ void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
       cap = buf ? need : 0;
     }
     tmp = buf;
-    if (!tmp) return depthwise_grad_input_scalar<float>(s, gy, w, gx, begin, end);
+    if (!tmp) return false;
   }
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.C, c = u % s.C;
@@ -553,17 +548,12 @@ void depthwise_grad_input_nchw_avx2(const DepthwiseShape& s, const float* gy,
         grad_input_plane_s1(s, gyp, w + oc * KK, gxp, j > 0);
     }
   }
+  return true;
 }
 
-void depthwise_grad_weight_nchw_avx2(const DepthwiseShape& s, const float* gy,
-                                     const float* x, float* gw, int64_t begin,
-                                     int64_t end) {
-  // 3x3/5x5/7x7, stride 1/2, multiplier 1: 8-channel blocks (2-3.5x faster
-  // than the per-tap accumulators below on the MobileNet/ConvNeXt shapes)
-  if (depthwise_forward_nchw_c8_kxk_avx2_supported(s) &&
-      depthwise_grad_weight_nchw_c8_kxk_avx2(s, gy, x, gw, begin, end))
-    return;
-  if (small_plane(s)) return grad_weight_small_planes(s, gy, x, gw, begin, end);
+void depthwise_grad_weight_nchw_direct_avx2(const DepthwiseShape& s, const float* gy,
+                                            const float* x, float* gw, int64_t begin,
+                                            int64_t end) {
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   const int64_t B = kDepthwiseWeightChannelBlock;
   __m256 acc[kMaxTaps];

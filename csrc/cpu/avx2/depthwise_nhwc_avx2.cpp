@@ -1,12 +1,15 @@
 // AVX2/FMA depthwise kernels for channels_last (NHWC) tensors, channel
 // multiplier 1: vectors of 8 along C, any kernel size (up to 1024 taps),
-// stride, padding and dilation. The forward and grad_input of square
-// 3x3/5x5/7x7 at stride 1 or 2 go first to the row kernels of
-// depthwise_nhwc_kxk_avx2.cpp (C % 8 == 0; one of them copies rows into a
-// padded ring) or, when cpu_use_avx512(), to the AVX-512 forward (any C;
-// grad_input at stride 1 only). The general kernels here check spatial bounds
-// per tap (scalar index arithmetic) and vectorise the channel loop 4
-// registers (32 channels) at a time with a masked tail: no padded copy.
+// stride, padding and dilation (DepthwisePath::nhwc_direct). The kernel is
+// chosen by depthwise_path_avx2() (depthwise_avx2.cpp): the forward and
+// grad_input of square 3x3/5x5/7x7 at stride 1 or 2 go first, when
+// cpu_use_avx512(), to the AVX-512 forward (nhwc_kxk_avx512: any C;
+// grad_input at stride 1 only), then to the row kernels of
+// depthwise_nhwc_kxk_avx2.cpp (nhwc_kxk_avx2: C % 8 == 0; one of them copies
+// rows into a padded ring). This file runs all three with the weights they
+// need. The general kernels here check spatial bounds per tap (scalar index
+// arithmetic) and vectorise the channel loop 4 registers (32 channels) at a
+// time with a masked tail: no padded copy.
 //
 // The weights [C, 1, KH, KW] are read tap-major ([KH*KW][C]) from a
 // per-thread scratch buffer filled once per call and reused across calls
@@ -89,25 +92,48 @@ constexpr int64_t kMaxTaps = 1024;
 
 }  // namespace
 
-bool depthwise_nhwc_avx2_supported(const DepthwiseShape& s) {
+bool depthwise_nhwc_direct_avx2_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NHWC && s.mult == 1 && s.KH * s.KW <= kMaxTaps;
 }
 
-// Returns false (nothing written) if the scratch buffer could not be had.
-bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
+bool depthwise_forward_nhwc_avx512_usable(const DepthwiseShape& s) {
+#if MNX_HAVE_AVX512
+  return cpu_use_avx512() && depthwise_forward_nhwc_kxk_avx512_supported(s);
+#else
+  return false;
+#endif
+}
+
+// Square K x K at stride 1, dilation 1, padding <= K-1: grad_input is the
+// forward of grad_output with the taps flipped and padding K-1-P, which the
+// AVX-512 forward runs (any C).
+bool depthwise_grad_input_nhwc_avx512_usable(const DepthwiseShape& s) {
+#if MNX_HAVE_AVX512
+  const int64_t K = s.KH;
+  return cpu_use_avx512() && s.layout == Layout::NHWC && s.mult == 1 && s.SH == 1 &&
+         s.SW == 1 && s.KW == K && s.PH <= K - 1 && s.PW <= K - 1 &&
+         depthwise_forward_nhwc_kxk_avx512_supported(flipped_forward_shape(s));
+#else
+  return false;
+#endif
+}
+
+// Runs kernel p (nhwc_kxk_avx512, nhwc_kxk_avx2 or nhwc_direct, supported
+// for s); returns false (nothing written) if a scratch buffer could not be
+// had.
+bool depthwise_forward_nhwc_avx2(DepthwisePath p, const DepthwiseShape& s, const float* x,
                                  const float* w, const float* bias, float* y,
                                  Activation act, int64_t begin, int64_t end) {
   const float* wt = tap_major_weights(s, w);
   if (!wt) return false;
 #if MNX_HAVE_AVX512
-  if (cpu_use_avx512() && depthwise_forward_nhwc_kxk_avx512_supported(s)) {
+  if (p == DepthwisePath::nhwc_kxk_avx512) {
     depthwise_forward_nhwc_kxk_avx512(s, x, wt, bias, y, act, begin, end);  // coverage: needs avx512f
     return true;  // coverage: needs avx512f
   }
 #endif
-  if (depthwise_forward_nhwc_kxk_avx2_supported(s) &&
-      depthwise_forward_nhwc_kxk_avx2(s, x, wt, bias, y, act, begin, end))
-    return true;
+  if (p == DepthwisePath::nhwc_kxk_avx2)
+    return depthwise_forward_nhwc_kxk_avx2(s, x, wt, bias, y, act, begin, end);
   Tap taps[kMaxTaps];
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.OH, oh = u % s.OH;
@@ -128,26 +154,17 @@ bool depthwise_forward_nhwc_avx2(const DepthwiseShape& s, const float* x,
   return true;
 }
 
-// Square 3x3/5x5/7x7, stride 1 or 2, dilation 1, padding <= K-1, C % 8 == 0:
-// grad_input is the stride-1 correlation of grad_output (zero-dilated by the
-// stride) with the kernel flipped in both axes and padding K-1-P, run by the
-// kernels of depthwise_nhwc_kxk_avx2.cpp (the direct one for 3x3 at stride
-// 1, else the padded ring). When cpu_use_avx512(), stride 1 runs the AVX-512
-// forward instead, which also takes C % 8 != 0. Returns true when it handled
-// the call.
-static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
-                                const float* w, float* gx, int64_t begin,
-                                int64_t end) {
+// Square 3x3/5x5/7x7, stride 1 or 2, dilation 1, padding <= K-1: grad_input
+// is the stride-1 correlation of grad_output (zero-dilated by the stride)
+// with the kernel flipped in both axes and padding K-1-P, run by the AVX-512
+// forward (nhwc_kxk_avx512, stride 1) or the kernels of
+// depthwise_nhwc_kxk_avx2.cpp (nhwc_kxk_avx2, C % 8 == 0: the direct one
+// for 3x3 at stride 1, else the padded ring). Returns false (nothing
+// written) without scratch.
+static bool grad_input_nhwc_as_forward(DepthwisePath p, const DepthwiseShape& s,
+                                       const float* gy, const float* w, float* gx,
+                                       int64_t begin, int64_t end) {
   const int64_t K = s.KH;
-  bool use512 = false;
-  DepthwiseShape t = s;
-#if MNX_HAVE_AVX512
-  if (s.SH == 1 && s.SW == 1 && s.KW == K && s.PH <= K - 1 && s.PW <= K - 1) {
-    t = flipped_forward_shape(s);
-    use512 = cpu_use_avx512() && depthwise_forward_nhwc_kxk_avx512_supported(t);
-  }
-#endif
-  if (!use512 && !depthwise_grad_input_nhwc_kxk_avx2_supported(s)) return false;
   // tap-major flipped weights [KK][C] for this thread, reused across calls
   thread_local std::vector<float> wf;
   const int64_t KK = K * K;
@@ -159,8 +176,8 @@ static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t i = 0; i < KK; ++i) wf[i * s.C + c] = w[c * KK + KK - 1 - i];
 #if MNX_HAVE_AVX512
-  if (use512) {
-    depthwise_forward_nhwc_kxk_avx512(t, gy, wf.data(), nullptr, gx,  // coverage: needs avx512f
+  if (p == DepthwisePath::nhwc_kxk_avx512) {
+    depthwise_forward_nhwc_kxk_avx512(flipped_forward_shape(s), gy, wf.data(), nullptr, gx,  // coverage: needs avx512f
                                       Activation::None, begin, end);  // coverage: needs avx512f
     return true;  // coverage: needs avx512f
   }
@@ -168,10 +185,14 @@ static bool grad_input_nhwc_as_forward(const DepthwiseShape& s, const float* gy,
   return depthwise_grad_input_nhwc_kxk_avx2(s, gy, wf.data(), gx, begin, end);
 }
 
-bool depthwise_grad_input_nhwc_avx2(const DepthwiseShape& s, const float* gy,
+// Runs kernel p (nhwc_kxk_avx512, nhwc_kxk_avx2 or nhwc_direct, supported
+// for s); returns false (nothing written) if a scratch buffer could not be
+// had.
+bool depthwise_grad_input_nhwc_avx2(DepthwisePath p, const DepthwiseShape& s, const float* gy,
                                     const float* w, float* gx, int64_t begin,
                                     int64_t end) {
-  if (grad_input_nhwc_as_forward(s, gy, w, gx, begin, end)) return true;
+  if (p != DepthwisePath::nhwc_direct)
+    return grad_input_nhwc_as_forward(p, s, gy, w, gx, begin, end);
   const float* wt = tap_major_weights(s, w);
   if (!wt) return false;
   Tap taps[kMaxTaps];

@@ -1,6 +1,9 @@
-// NEON depthwise kernels for NCHW tensors: vectors of 4 along W (the general
-// path; square 3x3/5x5/7x7 stride 1/2 forward runs the row-ring kernel of
-// depthwise_nchw_kxk_rows_neon.cpp instead).
+// NEON depthwise kernels for NCHW tensors: the general kernels
+// (DepthwisePath::nchw_direct, vectors of 4 along W) and the small-plane
+// kernels (nchw_small_planes, vectors along 4 channels). Which one runs is
+// decided by depthwise_path_neon() (depthwise_neon.cpp); square 3x3/5x5/7x7
+// stride 1/2 forward runs the row-ring kernel of
+// depthwise_nchw_kxk_rows_neon.cpp instead.
 //
 //  small planes (multiplier 1, fewer than 12 output columns, <= 1024
 //               pixels): all three ops transpose blocks of 4 channels to
@@ -385,30 +388,37 @@ void grad_weight_small_planes(const DepthwiseShape& s, const float* gy, const fl
 
 }  // namespace
 
-bool depthwise_nchw_neon_small_plane(const DepthwiseShape& s) {
+bool depthwise_nchw_small_planes_neon_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NCHW && s.mult == 1 && s.KH * s.KW <= kMaxTaps &&
          s.OW < kSmallOW && s.H * s.W <= kSmallPlane && s.OH * s.OW <= kSmallPlane;
 }
 
-bool depthwise_forward_nchw_neon_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         (s.SW == 1 || s.SW == 2 || depthwise_nchw_neon_small_plane(s));
+// all three ops
+bool depthwise_nchw_direct_neon_supported(const DepthwiseShape& s) {
+  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps && (s.SW == 1 || s.SW == 2);
 }
 
-bool depthwise_grad_input_nchw_neon_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         (s.SW == 1 || s.SW == 2 || depthwise_nchw_neon_small_plane(s));
+void depthwise_forward_nchw_small_planes_neon(const DepthwiseShape& s, const float* x,
+                                              const float* w, const float* bias, float* y,
+                                              Activation act, int64_t begin, int64_t end) {
+  forward_small_planes(s, x, w, bias, y, act, begin, end);
 }
 
-bool depthwise_grad_weight_nchw_neon_supported(const DepthwiseShape& s) {
-  return depthwise_forward_nchw_neon_supported(s);
+void depthwise_grad_input_nchw_small_planes_neon(const DepthwiseShape& s, const float* gy,
+                                                 const float* w, float* gx, int64_t begin,
+                                                 int64_t end) {
+  grad_input_small_planes(s, gy, w, gx, begin, end);
 }
 
-void depthwise_forward_nchw_neon(const DepthwiseShape& s, const float* x,
-                                 const float* w, const float* bias, float* y,
-                                 Activation act, int64_t begin, int64_t end) {
-  if (depthwise_nchw_neon_small_plane(s))
-    return forward_small_planes(s, x, w, bias, y, act, begin, end);
+void depthwise_grad_weight_nchw_small_planes_neon(const DepthwiseShape& s, const float* gy,
+                                                  const float* x, float* gw, int64_t begin,
+                                                  int64_t end) {
+  grad_weight_small_planes(s, gy, x, gw, begin, end);
+}
+
+void depthwise_forward_nchw_direct_neon(const DepthwiseShape& s, const float* x,
+                                        const float* w, const float* bias, float* y,
+                                        Activation act, int64_t begin, int64_t end) {
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / Co, oc = u % Co, c = oc / s.mult;
@@ -422,13 +432,9 @@ void depthwise_forward_nchw_neon(const DepthwiseShape& s, const float* x,
   }
 }
 
-bool depthwise_grad_input_nchw_neon(const DepthwiseShape& s, const float* gy,
-                                    const float* w, float* gx, int64_t begin,
-                                    int64_t end) {
-  if (depthwise_nchw_neon_small_plane(s)) {
-    grad_input_small_planes(s, gy, w, gx, begin, end);
-    return true;
-  }
+bool depthwise_grad_input_nchw_direct_neon(const DepthwiseShape& s, const float* gy,
+                                           const float* w, float* gx, int64_t begin,
+                                           int64_t end) {
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   float* tmp = nullptr;
   if (s.SW == 2) {
@@ -459,11 +465,9 @@ bool depthwise_grad_input_nchw_neon(const DepthwiseShape& s, const float* gy,
   return true;
 }
 
-void depthwise_grad_weight_nchw_neon(const DepthwiseShape& s, const float* gy,
-                                     const float* x, float* gw, int64_t begin,
-                                     int64_t end) {
-  if (depthwise_nchw_neon_small_plane(s))
-    return grad_weight_small_planes(s, gy, x, gw, begin, end);
+void depthwise_grad_weight_nchw_direct_neon(const DepthwiseShape& s, const float* gy,
+                                            const float* x, float* gw, int64_t begin,
+                                            int64_t end) {
   const int64_t Co = s.C_out(), KK = s.KH * s.KW;
   const int64_t B = kDepthwiseWeightChannelBlock;
   float32x4_t acc[kMaxTaps];
