@@ -45,6 +45,17 @@ TORCH_LIBRARY(mobilenet_ext, m) {
   m.def(
       "pointwise_conv2d_backward_weight(Tensor grad_output, Tensor input, "
       "Tensor weight) -> Tensor");
+  // Fused BatchNorm + activation (csrc/glue/batchnorm_ops.cpp): returns
+  // (y, save_mean, save_invstd); functional, the running statistics are
+  // updated by the caller (mobilenet_ext/ops.py).
+  m.def(
+      "batch_norm_act(Tensor input, Tensor? weight, Tensor? bias, "
+      "Tensor? running_mean, Tensor? running_var, bool training, float eps, "
+      "int activation) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "batch_norm_act_backward(Tensor grad_output, Tensor input, "
+      "Tensor? weight, Tensor? bias, Tensor save_mean, Tensor save_invstd, "
+      "bool training, int activation) -> (Tensor, Tensor, Tensor)");
 }
 
 #ifndef MNX_TORCH_VERSION

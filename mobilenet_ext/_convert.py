@@ -1,5 +1,5 @@
 """Replace the depthwise and pointwise nn.Conv2d layers of any model by
-mobilenet_ext layers."""
+mobilenet_ext layers, and fuse each BatchNorm2d with the activation after it."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,8 @@ from typing import Dict, Tuple, Union
 
 from torch import nn
 
-from .nn import DepthwiseConv2d, PointwiseConv2d, is_depthwise_conv, is_pointwise_conv
+from .nn import (ACTIVATION_MODULES, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d, is_depthwise_conv,
+                 is_pointwise_conv)
 
 __all__ = ["convert"]
 
@@ -16,32 +17,59 @@ log = logging.getLogger("mobilenet_ext")
 
 
 def convert(
-    model: nn.Module, inplace: bool = False, verbose: bool = False, return_counts: bool = False
+    model: nn.Module, inplace: bool = False, verbose: bool = False, return_counts: bool = False,
+    fuse_batchnorm: bool = True,
 ) -> Union[nn.Module, Tuple[nn.Module, Dict[str, int]]]:
     """Return ``model`` with every depthwise nn.Conv2d (groups == in_channels,
     out_channels a multiple of it, zero padding) replaced by
     :class:`~mobilenet_ext.nn.DepthwiseConv2d` and every pointwise one (1x1,
     stride 1, groups 1, no padding) by :class:`~mobilenet_ext.nn.PointwiseConv2d`.
 
-    Weights are kept (the new layers hold the same parameters, so
-    ``state_dict`` keys are unchanged); every other module is untouched.
+    With ``fuse_batchnorm`` (the default), inside every nn.Sequential each
+    nn.BatchNorm2d directly followed by an nn.ReLU, nn.ReLU6 or nn.Hardswish
+    becomes a :class:`~mobilenet_ext.nn.BatchNormAct2d` with that activation
+    (one fused op, training and eval) and the activation module becomes
+    nn.Identity. :func:`mobilenet_ext.fuse` folds a BatchNormAct2d like a
+    BatchNorm2d.
+
+    Weights are kept (the new layers hold the same parameters and buffers,
+    so ``state_dict`` keys are unchanged); every other module is untouched.
 
     Args:
         model: any nn.Module.
         inplace: modify ``model`` itself instead of a deep copy.
         verbose: print how many layers of each kind were replaced (always
             logged at INFO level on the ``mobilenet_ext`` logger).
-        return_counts: also return ``{"depthwise": n, "pointwise": m}``.
+        return_counts: also return ``{"depthwise": n, "pointwise": m,
+            "batchnorm_act": k}``.
+        fuse_batchnorm: fuse BatchNorm2d + activation (see above); False
+            leaves them as they are.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not inplace:
         model = copy.deepcopy(model)
-    counts = {"depthwise": 0, "pointwise": 0}
+    counts = {"depthwise": 0, "pointwise": 0, "batchnorm_act": 0}
 
     def visit(parent: nn.Module) -> None:
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Conv2d and is_pointwise_conv(child):
+        children = list(parent.named_children())
+        absorbed = set()
+        for i, (name, child) in enumerate(children):
+            if name in absorbed:
+                continue
+            nxt = children[i + 1] if i + 1 < len(children) else None
+            if (
+                fuse_batchnorm
+                and isinstance(parent, nn.Sequential)
+                and type(child) is nn.BatchNorm2d
+                and nxt is not None
+                and type(nxt[1]) in ACTIVATION_MODULES
+            ):
+                setattr(parent, name, BatchNormAct2d.from_bn(child, ACTIVATION_MODULES[type(nxt[1])]))
+                setattr(parent, nxt[0], nn.Identity())
+                absorbed.add(nxt[0])
+                counts["batchnorm_act"] += 1
+            elif type(child) is nn.Conv2d and is_pointwise_conv(child):
                 setattr(parent, name, PointwiseConv2d.from_conv(child))
                 counts["pointwise"] += 1
             elif type(child) is nn.Conv2d and is_depthwise_conv(child):
@@ -54,7 +82,8 @@ def convert(
         raise TypeError("convert: pass a model containing convolutions; to convert a single "
                         "nn.Conv2d use DepthwiseConv2d.from_conv or PointwiseConv2d.from_conv")
     visit(model)
-    msg = f"mobilenet_ext.convert: replaced {counts['depthwise']} depthwise and {counts['pointwise']} pointwise nn.Conv2d"
+    msg = (f"mobilenet_ext.convert: replaced {counts['depthwise']} depthwise and {counts['pointwise']} pointwise "
+           f"nn.Conv2d, fused {counts['batchnorm_act']} BatchNorm2d + activation")
     log.info(msg)
     if verbose:
         print(msg)

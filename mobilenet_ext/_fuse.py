@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .nn import DepthwiseConv2d, PointwiseConv2d
+from .nn import _ACT_MODULE_OF, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d
 
 __all__ = ["fuse", "fold_batchnorm"]
 
@@ -21,7 +21,8 @@ def _act_name(m: nn.Module) -> Optional[str]:
 
 @torch.no_grad()
 def fold_batchnorm(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
-    """Fold an eval-mode BatchNorm2d into ``conv`` (DepthwiseConv2d,
+    """Fold an eval-mode BatchNorm2d (or the BatchNorm of a BatchNormAct2d,
+    whose activation is not moved) into ``conv`` (DepthwiseConv2d,
     PointwiseConv2d or a plain nn.Conv2d) in place: ``w' = w * g / sqrt(v + eps)``,
     ``b' = (b - mean) * g / sqrt(v + eps) + beta``."""
     if bn.running_mean is None or bn.running_var is None:
@@ -74,10 +75,17 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                 isinstance(conv, (DepthwiseConv2d, PointwiseConv2d))
                 and conv.activation is None
                 and i + 1 < len(names)
-                and type(seq._modules[names[i + 1]]) is nn.BatchNorm2d
+                and type(seq._modules[names[i + 1]]) in (nn.BatchNorm2d, BatchNormAct2d)
             ):
-                fold_batchnorm(conv, seq._modules[names[i + 1]])
+                bn = seq._modules[names[i + 1]]
+                fold_batchnorm(conv, bn)
                 seq._modules[names[i + 1]] = nn.Identity()
+                if type(bn) is BatchNormAct2d:
+                    # convert() fused the activation into the BatchNorm (its
+                    # module after it is an nn.Identity): into the kernel now
+                    conv.activation = bn.activation
+                    i += 2
+                    continue
                 if i + 2 < len(names):
                     act = _act_name(seq._modules[names[i + 2]])
                     if act is not None:
@@ -88,12 +96,15 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
             elif (
                 type(conv) is nn.Conv2d
                 and i + 1 < len(names)
-                and type(seq._modules[names[i + 1]]) is nn.BatchNorm2d
+                and type(seq._modules[names[i + 1]]) in (nn.BatchNorm2d, BatchNormAct2d)
             ):
                 # a dense conv (e.g. the 3x3 stem) stays nn.Conv2d; its
-                # BatchNorm is still folded into its weight and bias
-                fold_batchnorm(conv, seq._modules[names[i + 1]])
-                seq._modules[names[i + 1]] = nn.Identity()
+                # BatchNorm is still folded into its weight and bias (the
+                # activation of a BatchNormAct2d stays, as its own module)
+                bn = seq._modules[names[i + 1]]
+                fold_batchnorm(conv, bn)
+                act = getattr(bn, "activation", None) if type(bn) is BatchNormAct2d else None
+                seq._modules[names[i + 1]] = _ACT_MODULE_OF[act]() if act is not None else nn.Identity()
                 i += 2
             else:
                 i += 1

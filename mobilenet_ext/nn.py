@@ -291,3 +291,65 @@ def is_pointwise_conv(conv: nn.Module) -> bool:
         and conv.groups == 1
         and _resolve_padding(conv) == (0, 0)
     )
+
+
+# --------------------------------------------------------------------------
+# BatchNorm2d + activation
+# --------------------------------------------------------------------------
+#: activation modules that BatchNormAct2d absorbs (exact types), by name
+ACTIVATION_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish"}
+_ACT_MODULE_OF = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    r"""``act(BatchNorm2d(x))`` for ``act`` in None, 'relu', 'relu6',
+    'hardswish', computed by one fused op (:func:`mobilenet_ext.ops.batch_norm_act`)
+    in training and in eval. A subclass of nn.BatchNorm2d with the same
+    parameters, buffers and state_dict keys (weight, bias, running_mean,
+    running_var, num_batches_tracked), the same constructor arguments plus
+    ``activation``, and BatchNorm2d's exact semantics (momentum, including
+    None for the cumulative average, affine=False, track_running_stats=False).
+    On CUDA it runs F.batch_norm + the activation."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, activation: Optional[str] = None, device=None,
+                 dtype=None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+        self.activation = _check_activation(activation)
+
+    @classmethod
+    def from_bn(cls, bn: nn.BatchNorm2d, activation: Optional[str] = None) -> "BatchNormAct2d":
+        """A BatchNormAct2d sharing ``bn``'s parameters and buffers (and its
+        training flag)."""
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise TypeError(f"from_bn: expected an nn.BatchNorm2d, got {type(bn).__name__}")
+        m = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, activation,
+                device="meta")
+        for name in ("weight", "bias"):
+            m._parameters[name] = bn._parameters.get(name)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            m._buffers[name] = bn._buffers.get(name)
+        m.train(bn.training)
+        return m
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        # as nn.BatchNorm2d.forward
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        bn_training = self.training or (self.running_mean is None and self.running_var is None)
+        use_running = not self.training or self.track_running_stats
+        return ops.batch_norm_act(
+            input,
+            self.running_mean if use_running else None,
+            self.running_var if use_running else None,
+            self.weight, self.bias, bn_training, factor, self.eps, self.activation,
+        )
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", activation={self.activation!r}"
+
+
+__all__.append("BatchNormAct2d")

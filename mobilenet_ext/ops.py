@@ -416,3 +416,148 @@ def _register_decompositions() -> None:
 
 
 _register_decompositions()
+
+
+# --------------------------------------------------------------------------
+# Fused BatchNorm + activation (training and eval; csrc/glue/batchnorm_ops.cpp)
+# --------------------------------------------------------------------------
+_BN_ACT_FNS = {
+    0: lambda y: y,
+    1: torch.nn.functional.relu,
+    2: torch.nn.functional.relu6,
+    3: torch.nn.functional.hardswish,
+}
+
+
+def batch_norm_act(
+    input: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    activation: Optional[str] = None,
+) -> Tensor:
+    r"""``act(F.batch_norm(input, running_mean, running_var, weight, bias,
+    training, momentum, eps))`` in one op on the CPU: batch statistics
+    (shifted sums, no cancellation for a large mean) and the normalise +
+    affine + activation in one write; the backward recomputes the
+    activation's mask from ``input`` (no pre-activation tensor is kept).
+
+    Same semantics as ``F.batch_norm``: in training the output uses the
+    biased batch variance and ``running_mean`` / ``running_var`` (when given)
+    are updated in place with ``momentum`` and the unbiased variance (done
+    here, in float64, from the op's save_mean / save_invstd); otherwise the
+    running statistics normalise. ``momentum`` is a number (the module
+    resolves ``momentum=None`` to the cumulative factor). ``input``:
+    ``[N, C, H, W]`` float32 / float64, NCHW or channels_last (the output
+    keeps the layout). CUDA tensors fall back to ``F.batch_norm`` + the
+    activation (there is no CUDA kernel).
+    """
+    code = _activation_code(activation)
+    if input.dim() == 4 and training:
+        size_prods = input.shape[0] * input.shape[2] * input.shape[3]
+        if size_prods == 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.size()}")
+    if input.device.type != "cpu":
+        y = torch.nn.functional.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+        return _BN_ACT_FNS[code](y)
+    y, save_mean, save_invstd = _call(
+        _ops.batch_norm_act, (input, weight, bias),
+        input, weight, bias, None if training else running_mean, None if training else running_var,
+        bool(training), float(eps), code,
+    )
+    if training and (running_mean is not None or running_var is not None):
+        with torch.no_grad():
+            m = float(momentum)
+            if running_mean is not None:
+                new = save_mean.to(torch.float64) * m + running_mean.to(torch.float64) * (1.0 - m)
+                running_mean.copy_(new)
+            if running_var is not None:
+                n = input.numel() // input.shape[1]
+                # biased variance back from invstd = 1 / sqrt(var + eps), in float64
+                var = (save_invstd.to(torch.float64).pow(-2) - eps).clamp_min(0.0)
+                new = var * (n / max(n - 1, 1)) * m + running_var.to(torch.float64) * (1.0 - m)
+                running_var.copy_(new)
+    return y
+
+
+@torch.library.register_fake("mobilenet_ext::batch_norm_act")
+def _(input, weight, bias, running_mean, running_var, training, eps, activation):
+    _check_fake_same("batch_norm_act", input, weight=weight, bias=bias, running_mean=running_mean,
+                     running_var=running_var)
+    _check_fake(input.dim() == 4, f"batch_norm_act: input must be a 4-D tensor [N, C, H, W], got shape {tuple(input.shape)}")
+    c = input.shape[1]
+    return (torch.empty_like(input, memory_format=_memory_format(input)), input.new_empty((c,)),
+            input.new_empty((c,)))
+
+
+@torch.library.register_fake("mobilenet_ext::batch_norm_act_backward")
+def _(grad_output, input, weight, bias, save_mean, save_invstd, training, activation):
+    _check_fake_same("batch_norm_act_backward", input, grad_output=grad_output, weight=weight, bias=bias,
+                     save_mean=save_mean, save_invstd=save_invstd)
+    _check_fake(input.dim() == 4, f"batch_norm_act_backward: input must be a 4-D tensor [N, C, H, W], got shape {tuple(input.shape)}")
+    c = input.shape[1]
+    return (torch.empty_like(input, memory_format=_memory_format(input)), input.new_empty((c,)),
+            input.new_empty((c,)))
+
+
+def _bn_setup_context(ctx, inputs, output):
+    input, weight, bias, running_mean, running_var, training, eps, activation = inputs
+    _, save_mean, save_invstd = output
+    ctx.save_for_backward(input, weight, bias, save_mean, save_invstd)
+    ctx.bn_args = (bool(training), int(activation))
+    ctx.mark_non_differentiable(save_mean, save_invstd)
+
+
+def _bn_backward(ctx, grad, _grad_mean, _grad_invstd):
+    input, weight, bias, save_mean, save_invstd = ctx.saved_tensors
+    training, activation = ctx.bn_args
+    gi, gw, gb = _ops.batch_norm_act_backward(grad, input, weight, bias, save_mean, save_invstd, training, activation)
+    return (
+        gi if ctx.needs_input_grad[0] else None,
+        gw if weight is not None and ctx.needs_input_grad[1] else None,
+        gb if bias is not None and ctx.needs_input_grad[2] else None,
+        None, None, None, None, None,
+    )
+
+
+torch.library.register_autograd("mobilenet_ext::batch_norm_act", _bn_backward, setup_context=_bn_setup_context)
+
+
+def _register_bn_decomposition() -> None:
+    # for torch.onnx.export only, like the conv decompositions above
+    from torch._decomp import register_decomposition
+
+    aten = torch.ops.aten
+
+    @register_decomposition(_ops.batch_norm_act.default)
+    def _bn(input, weight, bias, running_mean, running_var, training, eps, activation):
+        if training:
+            mean = aten.mean.dim(input, [0, 2, 3])
+            var = aten.var.correction(input, [0, 2, 3], correction=0)
+            invstd = aten.rsqrt.default(aten.add.Tensor(var, eps))
+            scale = invstd if weight is None else aten.mul.Tensor(invstd, weight)
+            y = aten.mul.Tensor(aten.sub.Tensor(input, aten.view.default(mean, [1, -1, 1, 1])),
+                                aten.view.default(scale, [1, -1, 1, 1]))
+            if bias is not None:
+                y = aten.add.Tensor(y, aten.view.default(bias, [1, -1, 1, 1]))
+        else:
+            # what nn.BatchNorm2d exports as (the ONNX optimizer folds it into the conv)
+            y = aten._native_batch_norm_legit_no_training.default(input, weight, bias, running_mean, running_var,
+                                                                  0.0, eps)[0]
+            mean = running_mean
+            invstd = aten.rsqrt.default(aten.add.Tensor(running_var, eps))
+        if activation == 1:
+            y = aten.relu.default(y)
+        elif activation == 2:
+            y = aten.hardtanh.default(y, 0.0, 6.0)
+        elif activation == 3:
+            y = aten.hardswish.default(y)
+        return y, mean, invstd
+
+
+_register_bn_decomposition()
+__all__.append("batch_norm_act")

@@ -11,6 +11,8 @@
 //                             lanes read as 0 and are not written
 //   set1, zero, fma(a, b, c) = a * b + c, add, sub, mul, div
 //   max_b / min_b (a, b)      max / min that return b when either is NaN
+//   select_le / select_lt (a, b, x, y)  lane-wise a <= b (a < b) ? x : y;
+//                             false (y) when a or b is NaN
 //   reduce_add                horizontal sum
 //   transpose_n, transpose    register transpose of a transpose_n square
 //                             block (0: the ISA has none; vec_avx2.h)

@@ -30,6 +30,9 @@ struct VecAvx2 {
   // return their second operand then): with a a constant, NaN in b survives.
   static reg max_b(reg a, reg b) { return _mm256_max_ps(a, b); }
   static reg min_b(reg a, reg b) { return _mm256_min_ps(a, b); }
+  // lane-wise (a <= b ? x : y) / (a < b ? x : y); a NaN comparison is false
+  static reg select_le(reg a, reg b, reg x, reg y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LE_OQ)); }
+  static reg select_lt(reg a, reg b, reg x, reg y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
 
   // The first n lanes (0 <= n <= width); the others read as 0 / are not written.
   static __m256i tail_mask(int n) {

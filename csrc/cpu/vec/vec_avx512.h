@@ -29,6 +29,8 @@ struct VecAvx512 {
   static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
   static reg max_b(reg a, reg b) { return _mm512_max_ps(a, b); }  // b on NaN
   static reg min_b(reg a, reg b) { return _mm512_min_ps(a, b); }
+  static reg select_le(reg a, reg b, reg x, reg y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LE_OQ), y, x); }
+  static reg select_lt(reg a, reg b, reg x, reg y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x); }
 
   static __mmask16 tail_mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
   static reg load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tail_mask(n), p); }

@@ -31,6 +31,8 @@ struct VecNeon {
   // FMAX/FMIN return NaN when either operand is NaN; max(+0, -0) = +0
   static reg max_b(reg a, reg b) { return vmaxq_f32(a, b); }
   static reg min_b(reg a, reg b) { return vminq_f32(a, b); }
+  static reg select_le(reg a, reg b, reg x, reg y) { return vbslq_f32(vcleq_f32(a, b), x, y); }
+  static reg select_lt(reg a, reg b, reg x, reg y) { return vbslq_f32(vcltq_f32(a, b), x, y); }
 
   static reg load_n(const float* p, int n) {
     float t[4] = {0.f, 0.f, 0.f, 0.f};

@@ -27,6 +27,8 @@ struct VecScalar {
   static reg div(reg a, reg b) { return a / b; }
   static reg max_b(reg a, reg b) { return (b != b || b > a) ? b : a; }
   static reg min_b(reg a, reg b) { return (b != b || b < a) ? b : a; }
+  static reg select_le(reg a, reg b, reg x, reg y) { return a <= b ? x : y; }
+  static reg select_lt(reg a, reg b, reg x, reg y) { return a < b ? x : y; }
   static reg load_n(const float* p, int n) { return n > 0 ? *p : 0.f; }
   static void store_n(float* p, reg v, int n) {
     if (n > 0) *p = v;

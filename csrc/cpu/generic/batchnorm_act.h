@@ -1,0 +1,326 @@
+// Fused BatchNorm + activation for float32, written once over the vector
+// layer (vec.h) and instantiated per ISA (avx2/batchnorm_act_avx2.cpp,
+// neon/batchnorm_act_neon.cpp). Work units, partial-sum layout and formulas:
+// ../batchnorm_act.h. Reductions accumulate in float registers over at most
+// kBnBlock values (NCHW) or bn_chunk_rows rows (NHWC), then in double.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "../batchnorm_act.h"
+#include "../vec/vec.h"
+
+namespace mnx {
+namespace cpu {
+namespace {  // internal linkage: see vec.h
+
+template <class V>
+struct BnActGeneric {
+  using R = typename V::reg;
+  static constexpr int W = V::width;
+
+  template <class F>
+  static void with_act(Activation act, F&& f) {
+    switch (act) {
+      case Activation::ReLU:
+        f(std::integral_constant<Activation, Activation::ReLU>());
+        break;
+      case Activation::ReLU6:
+        f(std::integral_constant<Activation, Activation::ReLU6>());
+        break;
+      case Activation::Hardswish:
+        f(std::integral_constant<Activation, Activation::Hardswish>());
+        break;
+      default:
+        f(std::integral_constant<Activation, Activation::None>());
+        break;
+    }
+  }
+
+  // dz = dy * act'(z), as bn_act_grad
+  template <Activation A>
+  static R grad(R z, R dy) {
+    const R zero = V::zero();
+    switch (A) {
+      case Activation::ReLU:
+        return V::select_le(z, zero, zero, dy);
+      case Activation::ReLU6:
+        return V::select_le(z, zero, zero, V::select_le(V::set1(6.f), z, zero, dy));
+      case Activation::Hardswish: {
+        const R mid = V::mul(dy, V::add(V::div(z, V::set1(3.f)), V::set1(0.5f)));
+        return V::select_lt(z, V::set1(-3.f), zero, V::select_le(z, V::set1(3.f), mid, dy));
+      }
+      default:
+        return dy;
+    }
+  }
+
+  // ---- statistics -----------------------------------------------------------
+  static void stats(const BatchNormShape& s, const float* x, double* partial, int64_t begin, int64_t end) {
+    if (s.layout == Layout::NCHW) {
+      for (int64_t c = begin; c < end; ++c) {
+        const float x0 = x[c * s.HW];
+        const R sh = V::set1(x0);
+        double s1 = 0, s2 = 0;
+        for (int64_t n = 0; n < s.N; ++n) {
+          const float* p = x + (n * s.C + c) * s.HW;
+          for (int64_t b = 0; b < s.HW; b += kBnBlock) {
+            const int64_t e = std::min(s.HW, b + kBnBlock);
+            R a0 = V::zero(), a1 = V::zero(), q0 = V::zero(), q1 = V::zero();
+            int64_t i = b;
+            for (; i + 2 * W <= e; i += 2 * W) {
+              const R d0 = V::sub(V::load(p + i), sh), d1 = V::sub(V::load(p + i + W), sh);
+              a0 = V::add(a0, d0);
+              a1 = V::add(a1, d1);
+              q0 = V::fma(d0, d0, q0);
+              q1 = V::fma(d1, d1, q1);
+            }
+            float t1 = V::reduce_add(V::add(a0, a1)), t2 = V::reduce_add(V::add(q0, q1));
+            for (; i < e; ++i) {
+              const float d = p[i] - x0;
+              t1 += d;
+              t2 += d * d;
+            }
+            s1 += t1;
+            s2 += t2;
+          }
+        }
+        partial[2 * c] = s1;
+        partial[2 * c + 1] = s2;
+      }
+      return;
+    }
+    const int64_t C = s.C, cr = bn_chunk_rows(s), rows = s.N * s.HW;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t r0 = u * cr, r1 = std::min(rows, r0 + cr);
+      double* out = partial + u * 2 * C;
+      int64_t c = 0;
+      for (; c + 4 * W <= C; c += 4 * W) stats_nhwc_block<4>(x, C, r0, r1, c, W, out);
+      for (; c < C; c += W) stats_nhwc_block<1>(x, C, r0, r1, c, static_cast<int>(std::min<int64_t>(W, C - c)), out);
+    }
+  }
+
+  // NV vectors of channels from c0; the last one has `last` lanes
+  template <int NV>
+  static void stats_nhwc_block(const float* x, int64_t C, int64_t r0, int64_t r1, int64_t c0, int last, double* out) {
+    R sh[NV], a[NV], q[NV];
+    for (int v = 0; v < NV; ++v) {
+      sh[v] = load_part(x + c0 + v * W, v == NV - 1 ? last : W);
+      a[v] = V::zero();
+      q[v] = V::zero();
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* p = x + r * C + c0;
+      for (int v = 0; v < NV; ++v) {
+        const R d = V::sub(load_part(p + v * W, v == NV - 1 ? last : W), sh[v]);
+        a[v] = V::add(a[v], d);
+        q[v] = V::fma(d, d, q[v]);
+      }
+    }
+    store_partial<NV>(a, q, last, out + 2 * c0);
+  }
+
+  static R load_part(const float* p, int n) { return n == W ? V::load(p) : V::load_n(p, n); }
+
+  template <int NV>
+  static void store_partial(const R* a, const R* q, int last, double* out) {
+    float ta[W], tq[W];
+    for (int v = 0; v < NV; ++v) {
+      V::store(ta, a[v]);
+      V::store(tq, q[v]);
+      const int n = v == NV - 1 ? last : W;
+      for (int l = 0; l < n; ++l) {
+        out[2 * (v * W + l)] = ta[l];
+        out[2 * (v * W + l) + 1] = tq[l];
+      }
+    }
+  }
+
+  // ---- y = act((x - ctr) * scale + shift) -------------------------------------
+  static void apply(const BatchNormShape& s, const float* x, const float* ctr, const float* scale, const float* shift,
+                    Activation act, float* y, int64_t begin, int64_t end) {
+    with_act(act, [&](auto a) { apply_t<decltype(a)::value>(s, x, ctr, scale, shift, y, begin, end); });
+  }
+
+  template <Activation A>
+  static void apply_t(const BatchNormShape& s, const float* x, const float* ctr, const float* scale,
+                      const float* shift, float* y, int64_t begin, int64_t end) {
+    if (s.layout == Layout::NCHW) {
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t c = u % s.C;
+        const R m = V::set1(ctr[c]), k = V::set1(scale[c]), b = V::set1(shift[c]);
+        const float* p = x + u * s.HW;
+        float* q = y + u * s.HW;
+        int64_t i = 0;
+        for (; i + W <= s.HW; i += W) V::store(q + i, activate<V>(V::fma(V::sub(V::load(p + i), m), k, b), A));
+        if (i < s.HW) {
+          const int n = static_cast<int>(s.HW - i);
+          V::store_n(q + i, activate<V>(V::fma(V::sub(V::load_n(p + i, n), m), k, b), A), n);
+        }
+      }
+      return;
+    }
+    const int64_t C = s.C;
+    for (int64_t r = begin; r < end; ++r) {
+      const float* p = x + r * C;
+      float* q = y + r * C;
+      int64_t c = 0;
+      for (; c + W <= C; c += W)
+        V::store(q + c, activate<V>(V::fma(V::sub(V::load(p + c), V::load(ctr + c)), V::load(scale + c),
+                                           V::load(shift + c)), A));
+      if (c < C) {
+        const int n = static_cast<int>(C - c);
+        V::store_n(q + c, activate<V>(V::fma(V::sub(V::load_n(p + c, n), V::load_n(ctr + c, n)),
+                                             V::load_n(scale + c, n), V::load_n(shift + c, n)), A), n);
+      }
+    }
+  }
+
+  // ---- backward pass 1: sum dz, sum dz * (x - mean) ---------------------------
+  static void backward_reduce(const BatchNormShape& s, const float* dy, const float* x, const float* mean,
+                              const float* scale, const float* beta, Activation act, double* partial,
+                              int64_t begin, int64_t end) {
+    with_act(act, [&](auto a) { reduce_t<decltype(a)::value>(s, dy, x, mean, scale, beta, partial, begin, end); });
+  }
+
+  template <Activation A>
+  static void reduce_t(const BatchNormShape& s, const float* dy, const float* x, const float* mean,
+                       const float* scale, const float* beta, double* partial, int64_t begin, int64_t end) {
+    if (s.layout == Layout::NCHW) {
+      for (int64_t c = begin; c < end; ++c) {
+        const float mc = mean[c], kc = scale[c], bc = beta[c];
+        const R m = V::set1(mc), k = V::set1(kc), b = V::set1(bc);
+        double s1 = 0, s2 = 0;
+        for (int64_t n = 0; n < s.N; ++n) {
+          const int64_t off = (n * s.C + c) * s.HW;
+          const float* px = x + off;
+          const float* pg = dy + off;
+          for (int64_t blk = 0; blk < s.HW; blk += kBnBlock) {
+            const int64_t e = std::min(s.HW, blk + kBnBlock);
+            R a0 = V::zero(), a1 = V::zero(), q0 = V::zero(), q1 = V::zero();
+            int64_t i = blk;
+            for (; i + 2 * W <= e; i += 2 * W) {
+              const R d0 = V::sub(V::load(px + i), m), d1 = V::sub(V::load(px + i + W), m);
+              const R g0 = grad<A>(V::fma(d0, k, b), V::load(pg + i));
+              const R g1 = grad<A>(V::fma(d1, k, b), V::load(pg + i + W));
+              a0 = V::add(a0, g0);
+              a1 = V::add(a1, g1);
+              q0 = V::fma(g0, d0, q0);
+              q1 = V::fma(g1, d1, q1);
+            }
+            float t1 = V::reduce_add(V::add(a0, a1)), t2 = V::reduce_add(V::add(q0, q1));
+            for (; i < e; ++i) {
+              const float d = px[i] - mc;
+              const float g = bn_act_grad<float>(d * kc + bc, pg[i], A);
+              t1 += g;
+              t2 += g * d;
+            }
+            s1 += t1;
+            s2 += t2;
+          }
+        }
+        partial[2 * c] = s1;
+        partial[2 * c + 1] = s2;
+      }
+      return;
+    }
+    const int64_t C = s.C, cr = bn_chunk_rows(s), rows = s.N * s.HW;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t r0 = u * cr, r1 = std::min(rows, r0 + cr);
+      double* out = partial + u * 2 * C;
+      int64_t c = 0;
+      for (; c + 2 * W <= C; c += 2 * W) reduce_nhwc_block<A, 2>(dy, x, mean, scale, beta, C, r0, r1, c, W, out);
+      for (; c < C; c += W)
+        reduce_nhwc_block<A, 1>(dy, x, mean, scale, beta, C, r0, r1, c, static_cast<int>(std::min<int64_t>(W, C - c)),
+                                out);
+    }
+  }
+
+  template <Activation A, int NV>
+  static void reduce_nhwc_block(const float* dy, const float* x, const float* mean, const float* scale,
+                                const float* beta, int64_t C, int64_t r0, int64_t r1, int64_t c0, int last,
+                                double* out) {
+    R m[NV], k[NV], b[NV], a[NV], q[NV];
+    for (int v = 0; v < NV; ++v) {
+      const int n = v == NV - 1 ? last : W;
+      m[v] = load_part(mean + c0 + v * W, n);
+      k[v] = load_part(scale + c0 + v * W, n);
+      b[v] = load_part(beta + c0 + v * W, n);
+      a[v] = V::zero();
+      q[v] = V::zero();
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* px = x + r * C + c0;
+      const float* pg = dy + r * C + c0;
+      for (int v = 0; v < NV; ++v) {
+        const int n = v == NV - 1 ? last : W;
+        const R d = V::sub(load_part(px + v * W, n), m[v]);
+        const R g = grad<A>(V::fma(d, k[v], b[v]), load_part(pg + v * W, n));
+        a[v] = V::add(a[v], g);
+        q[v] = V::fma(g, d, q[v]);
+      }
+    }
+    store_partial<NV>(a, q, last, out + 2 * c0);
+  }
+
+  // ---- backward pass 2: dx = A * dz + B * (x - mean) + K ----------------------
+  static void backward_dx(const BatchNormShape& s, const float* dy, const float* x, const float* mean,
+                          const float* scale, const float* beta, const float* cA, const float* cB, const float* cK,
+                          Activation act, float* dx, int64_t begin, int64_t end) {
+    with_act(act, [&](auto a) {
+      dx_t<decltype(a)::value>(s, dy, x, mean, scale, beta, cA, cB, cK, dx, begin, end);
+    });
+  }
+
+  template <Activation A>
+  static R dx_one(R xv, R gv, R m, R k, R b, R ca, R cb, R ck) {
+    const R d = V::sub(xv, m);
+    const R g = grad<A>(V::fma(d, k, b), gv);
+    return V::fma(cb, d, V::fma(ca, g, ck));
+  }
+
+  template <Activation A>
+  static void dx_t(const BatchNormShape& s, const float* dy, const float* x, const float* mean, const float* scale,
+                   const float* beta, const float* cA, const float* cB, const float* cK, float* dx, int64_t begin,
+                   int64_t end) {
+    if (s.layout == Layout::NCHW) {
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t c = u % s.C;
+        const R m = V::set1(mean[c]), k = V::set1(scale[c]), b = V::set1(beta[c]);
+        const R ca = V::set1(cA[c]), cb = V::set1(cB[c]), ck = V::set1(cK[c]);
+        const float* px = x + u * s.HW;
+        const float* pg = dy + u * s.HW;
+        float* q = dx + u * s.HW;
+        int64_t i = 0;
+        for (; i + W <= s.HW; i += W) V::store(q + i, dx_one<A>(V::load(px + i), V::load(pg + i), m, k, b, ca, cb, ck));
+        if (i < s.HW) {
+          const int n = static_cast<int>(s.HW - i);
+          V::store_n(q + i, dx_one<A>(V::load_n(px + i, n), V::load_n(pg + i, n), m, k, b, ca, cb, ck), n);
+        }
+      }
+      return;
+    }
+    const int64_t C = s.C;
+    for (int64_t r = begin; r < end; ++r) {
+      const float* px = x + r * C;
+      const float* pg = dy + r * C;
+      float* q = dx + r * C;
+      int64_t c = 0;
+      for (; c + W <= C; c += W)
+        V::store(q + c, dx_one<A>(V::load(px + c), V::load(pg + c), V::load(mean + c), V::load(scale + c),
+                                  V::load(beta + c), V::load(cA + c), V::load(cB + c), V::load(cK + c)));
+      if (c < C) {
+        const int n = static_cast<int>(C - c);
+        V::store_n(q + c, dx_one<A>(V::load_n(px + c, n), V::load_n(pg + c, n), V::load_n(mean + c, n),
+                                    V::load_n(scale + c, n), V::load_n(beta + c, n), V::load_n(cA + c, n),
+                                    V::load_n(cB + c, n), V::load_n(cK + c, n)), n);
+      }
+    }
+  }
+};
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mnx
