@@ -461,7 +461,9 @@ def batch_norm_act(
         size_prods = input.shape[0] * input.shape[2] * input.shape[3]
         if size_prods == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.size()}")
-    if input.device.type != "cpu":
+    if input.device.type != "cpu" or input.numel() == 0:
+        # no CUDA kernel; an empty batch leaves the running statistics as
+        # F.batch_norm does
         y = torch.nn.functional.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
         return _BN_ACT_FNS[code](y)
     y, save_mean, save_invstd = _call(

@@ -119,6 +119,33 @@ def test_one_value_per_channel_in_training_is_an_error():
     assert_close(bn(x), torch.relu(ref(x)).double(), torch.float32)
 
 
+def test_empty_batch_and_compile():
+    torch.manual_seed(12)
+    ours, ref = _pair(8, "hardswish", torch.float32)
+    e = torch.randn(0, 8, 5, 5, requires_grad=True)
+    y = ours(e)
+    ref(e.detach().double())
+    assert y.shape == e.shape and torch.equal(ours.running_mean, ref[0].running_mean.float())
+    assert ours.num_batches_tracked.item() == ref[0].num_batches_tracked.item() == 1
+    y.sum().backward()
+    _, m, inv = torch.ops.mobilenet_ext.batch_norm_act(e.detach(), None, None, None, None, True, 1e-5, 3)
+    assert m.shape == (8,)
+    # torch.compile(fullgraph=True) traces the op, its backward and the
+    # running-statistics update
+    compiled = torch.compile(ours, backend="aot_eager", fullgraph=True)
+    for _ in range(2):
+        x = torch.randn(4, 8, 5, 5, dtype=torch.float64)
+        xo = x.float().requires_grad_(True)
+        xr = x.clone().requires_grad_(True)
+        yo, yr = compiled(xo), ref(xr)
+        assert_close(yo, yr, torch.float32, "compiled")
+        yo.sum().backward()
+        yr.sum().backward()
+        assert_close(xo.grad, xr.grad, torch.float32, "compiled grad")
+        assert_close(ours.running_var, ref[0].running_var, torch.float32, "compiled running_var")
+    assert ours.num_batches_tracked.item() == ref[0].num_batches_tracked.item() == 3
+
+
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_large_mean_no_cancellation(layout):
     # 8 * 56 * 56 = 25088 values per channel around 1e3 (float32) / 1e8

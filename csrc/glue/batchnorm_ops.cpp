@@ -97,7 +97,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
   check_channel_vector(op, "running_var", running_var, input);
   const int64_t M = s.count();
   if (training) {
-    TORCH_CHECK_VALUE(M > 1, "Expected more than 1 value per channel when training, got input size ",
+    // as F.batch_norm: one value per channel is an error, none (an empty
+    // batch) is not
+    TORCH_CHECK_VALUE(M != 1, "Expected more than 1 value per channel when training, got input size ",
                       input.sizes());
   } else {
     TORCH_CHECK_VALUE(running_mean.has_value() && running_mean->defined() && running_var.has_value() &&
