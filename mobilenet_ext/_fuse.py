@@ -51,7 +51,10 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     The folded BatchNorm and the moved activation become nn.Identity.
 
     Run :func:`mobilenet_ext.convert` first so the convolutions are ours.
-    The fused model gives the same outputs (to float32 rounding).
+    The fused model gives the same outputs (to float32 rounding). Its
+    parameters are set to ``requires_grad=False`` (with ``inplace=True``,
+    those of ``model`` itself): it is for inference, and so it runs the fused
+    kernels whether or not the caller is in ``torch.no_grad()``.
 
     Afterwards every submodule with a ``fuse_residual()`` method (the
     inverted-residual blocks of :mod:`mobilenet_ext.models`) is asked to
@@ -112,4 +115,10 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
         fuse_residual = getattr(m, "fuse_residual", None)
         if callable(fuse_residual):
             fuse_residual()
+    # An inference model: its parameters need no gradient (the fused ops have
+    # no backward). Without this a plain ``fast(x)`` in grad mode would see
+    # parameters requiring grad and take the unfused ops plus a separate
+    # activation, through the Python autograd kernel.
+    for p in model.parameters():
+        p.requires_grad_(False)
     return model

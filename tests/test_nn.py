@@ -139,3 +139,34 @@ def test_convert_torchvision_models(name):
         assert n0 == n1
         scale = 1e-3 * (1 + p0.grad.abs().max().item())
         torch.testing.assert_close(p1.grad, p0.grad, rtol=0, atol=scale, msg=n0)
+
+
+def test_fused_model_runs_fused_kernels_without_no_grad():
+    """mx.fuse returns an inference model: a plain call in grad mode (no
+    torch.no_grad) dispatches the fused ops, records no graph, and matches the
+    unfused model."""
+    import torchvision
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Log(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.name())
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    ref = mx.convert(torchvision.models.mobilenet_v2()).eval()
+    fast = mx.fuse(ref)
+    assert all(p.requires_grad for p in ref.parameters()), "fuse must not touch the model it copies"
+    assert not any(p.requires_grad for p in fast.parameters())
+    x = torch.randn(1, 3, 64, 64)
+    with Log() as log:
+        y = fast(x)
+    assert y.grad_fn is None
+    assert {"mobilenet_ext::depthwise_conv2d_fused", "mobilenet_ext::pointwise_conv2d_fused"} <= log.names
+    assert "mobilenet_ext::depthwise_conv2d" not in log.names
+    with torch.no_grad():
+        torch.testing.assert_close(y, ref(x), rtol=1e-4, atol=1e-4 * (1 + ref(x).abs().max().item()))
