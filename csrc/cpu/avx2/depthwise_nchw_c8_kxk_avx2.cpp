@@ -36,30 +36,6 @@ using namespace avx2;
 
 constexpr int64_t kMaxC8OutWidth = 4096;
 
-// 8x8 transpose of rows r[0..7] in place.
-inline void transpose8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
 // dst[iw * D * 8 + i] = plane_i[iw] for iw in [0, W), i < nb (planes
 // `plane` floats apart, starting at src); lanes i >= nb are 0. Columns in
 // between (D > 1: the zeros inserted by a transposed convolution) and the
@@ -71,7 +47,7 @@ inline void interleave_row(const float* src, int64_t plane, int64_t nb, int64_t 
     for (; iw + 8 <= W; iw += 8) {
       __m256 r[8];
       for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * plane + iw);
-      transpose8(r);
+      VecAvx2::transpose8(r);
       for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + (iw + j) * D * 8, r[j]);
     }
   }
@@ -88,7 +64,7 @@ inline void deinterleave_row(const float* src, int64_t nb, int64_t OW, float* ds
     for (; ow + 8 <= OW; ow += 8) {
       __m256 r[8];
       for (int j = 0; j < 8; ++j) r[j] = _mm256_load_ps(src + (ow + j) * 8);
-      transpose8(r);
+      VecAvx2::transpose8(r);
       for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * plane + ow, r[i]);
     }
   }

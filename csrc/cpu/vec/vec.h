@@ -14,6 +14,8 @@
 //   select_le / select_lt (a, b, x, y)  lane-wise a <= b (a < b) ? x : y;
 //                             false (y) when a or b is NaN
 //   reduce_add                horizontal sum
+//   load_even(p)              the width even floats of p[0, 2 * width)
+//   load_even_odd(p, e, o)    p[0, 2 * width) split into even / odd floats
 //   transpose_n, transpose    register transpose of a transpose_n square
 //                             block (0: the ISA has none; vec_avx2.h)
 //

@@ -41,6 +41,19 @@ struct VecAvx2 {
   }
   static reg load_n(const float* p, int n) { return _mm256_maskload_ps(p, tail_mask(n)); }
   static void store_n(float* p, reg v, int n) { _mm256_maskstore_ps(p, tail_mask(n), v); }
+  // the 8 even floats of p[0, 16) / also the 8 odd ones (stride-2 columns)
+  static reg load_even(const float* p) {
+    reg e, o;
+    load_even_odd(p, e, o);
+    return e;
+  }
+  static void load_even_odd(const float* p, reg& even, reg& odd) {
+    const reg a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    const reg e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    const reg o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
 
   static float reduce_add(reg v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -37,6 +37,18 @@ struct VecAvx512 {
   static void store_n(float* p, reg v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
 
   static float reduce_add(reg v) { return _mm512_reduce_add_ps(v); }
+  // the 16 even floats of p[0, 32) / also the 16 odd ones
+  static reg load_even(const float* p) {
+    reg e, o;
+    load_even_odd(p, e, o);
+    return e;
+  }
+  static void load_even_odd(const float* p, reg& even, reg& odd) {
+    const reg a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + 16);
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    even = _mm512_permutex2var_ps(a, ie, b);
+    odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b);
+  }
 
   // Register transpose (see vec_avx2.h): the AVX2 member's 8x8 block
   // transpose on ymm registers (AVX-512 TUs are compiled with -mavx2 too).

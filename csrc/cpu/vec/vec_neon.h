@@ -46,6 +46,13 @@ struct VecNeon {
   }
 
   static float reduce_add(reg v) { return vaddvq_f32(v); }
+  // the 4 even floats of p[0, 8) / also the 4 odd ones (stride-2 columns)
+  static reg load_even(const float* p) { return vld2q_f32(p).val[0]; }
+  static void load_even_odd(const float* p, reg& even, reg& odd) {
+    const float32x4x2_t eo = vld2q_f32(p);
+    even = eo.val[0];
+    odd = eo.val[1];
+  }
 
   // no register transpose (see vec_avx2.h): generic code copies element-wise
   static constexpr int transpose_n = 0;

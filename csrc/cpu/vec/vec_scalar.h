@@ -34,6 +34,11 @@ struct VecScalar {
     if (n > 0) *p = v;
   }
   static float reduce_add(reg v) { return v; }
+  static reg load_even(const float* p) { return p[0]; }
+  static void load_even_odd(const float* p, reg& even, reg& odd) {
+    even = p[0];
+    odd = p[1];
+  }
 
   // no register transpose (see vec_avx2.h): generic code copies element-wise
   static constexpr int transpose_n = 0;
