@@ -5,13 +5,14 @@
 //
 // Two kernels, both with one output row (n, oh) as the work unit:
 //  - direct (3x3, and stride 2): reads the input rows in place; the interior
-//    pixels run avx2::pixel_group in groups of 8/4/1, the few border pixels
-//    check each tap;
+//    pixels run in groups of 8/4/1, the few border pixels check each tap
+//    (dwkxk_forward_rows of generic/depthwise_nhwc_kxk.h, written once for
+//    AVX2 and AVX-512; here over VecAvx2, whole vectors);
 //  - padded ring (5x5 and 7x7 at stride 1, where borders are wide): below.
 // Each input row the unit needs is
 // copied once into a per-thread ring of K zero-padded rows ([column][C]), so
 // no pixel needs border checks: every output row is computed in groups of 8
-// pixels by avx2::pixel_group (for each block of 8 channels, 8 independent
+// pixels by dwkxk_group (for each block of 8 channels, 8 independent
 // accumulators, the K weights of a tap row in registers and each input
 // column loaded once for all the (pixel, tap) pairs that read it). The last
 // group is shifted left to end at the row's end (a few pixels computed
@@ -26,6 +27,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../generic/depthwise_nhwc_kxk.h"
 #include "depthwise_avx2_common.h"
 
 namespace mnx {
@@ -77,73 +79,15 @@ void corr_rows(const Corr& g, const float* x, const float* wt,
     if (g.Wout >= 8) {
       for (int64_t ow = 0;; ow += 8) {
         const int64_t o = imin(ow, g.Wout - 8);
-        for (int64_t cb = 0; cb < C; cb += 8)
-          pixel_group<K, S, 8>(rows, C, cb, o * S, wt, bias, yr + o * C, act);
+        dwkxk_groups<VecAvx2, K, S, 8, false>(rows, C, o * S, wt, bias, yr + o * C, act);
         if (o + 8 >= g.Wout) break;
       }
     } else {
-      for (int64_t cb = 0; cb < C; cb += 8)
-        pixel_group<K, S, 8>(rows, C, cb, 0, wt, bias, tmp, act);
+      dwkxk_groups<VecAvx2, K, S, 8, false>(rows, C, 0, wt, bias, tmp, act);
       std::memcpy(yr, tmp, sizeof(float) * g.Wout * C);
     }
   }
 }
-
-// One pixel whose taps may fall outside the image (columns checked).
-template <int K>
-inline void border_pixel(const float* const* rows, int64_t C, int64_t W,
-                         int64_t iw0, const float* wt, const float* bias,
-                         float* out, Activation act) {
-  for (int64_t cb = 0; cb < C; cb += 8) {
-    __m256 a = bias ? _mm256_loadu_ps(bias + cb) : _mm256_setzero_ps();
-    for (int kh = 0; kh < K; ++kh) {
-      const float* r = rows[kh];
-      if (!r) continue;
-      for (int kw = 0; kw < K; ++kw) {
-        const int64_t iw = iw0 + kw;
-        if (iw < 0 || iw >= W) continue;
-        a = _mm256_fmadd_ps(_mm256_loadu_ps(r + iw * C + cb),
-                            _mm256_loadu_ps(wt + (kh * K + kw) * C + cb), a);
-      }
-    }
-    _mm256_storeu_ps(out + cb, activate<VecAvx2>(a, act));
-  }
-}
-
-template <int K, int S>
-void forward_rows_direct(const DepthwiseShape& s, const float* x, const float* wt,
-                  const float* bias, float* y, Activation act, int64_t begin,
-                  int64_t end) {
-  const int64_t C = s.C, W = s.W, P = s.PW, OW = s.OW;
-  // interior columns: ow * S - P >= 0 and ow * S - P + K - 1 <= W - 1
-  int64_t lo = (P + S - 1) / S, hi = W - K + P >= 0 ? (W - K + P) / S + 1 : 0;
-  if (hi > OW) hi = OW;
-  if (lo > hi) lo = hi;
-  for (int64_t u = begin; u < end; ++u) {
-    const int64_t n = u / s.OH, oh = u % s.OH;
-    const float* rows[K];
-    for (int kh = 0; kh < K; ++kh) {
-      const int64_t ih = oh * S - s.PH + kh;
-      rows[kh] = (ih >= 0 && ih < s.H) ? x + (n * s.H + ih) * W * C : nullptr;
-    }
-    float* yr = y + (n * s.OH + oh) * OW * C;
-    for (int64_t ow = 0; ow < lo; ++ow)
-      border_pixel<K>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
-    int64_t ow = lo;
-    for (; ow + 8 <= hi; ow += 8)
-      for (int64_t cb = 0; cb < C; cb += 8)
-        pixel_group<K, S, 8>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
-    for (; ow + 4 <= hi; ow += 4)
-      for (int64_t cb = 0; cb < C; cb += 8)
-        pixel_group<K, S, 4>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
-    for (; ow < hi; ++ow)
-      for (int64_t cb = 0; cb < C; cb += 8)
-        pixel_group<K, S, 1>(rows, C, cb, ow * S - P, wt, bias, yr + ow * C, act);
-    for (; ow < OW; ++ow)
-      border_pixel<K>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
-  }
-}
-
 
 // Runs `g` over output rows [begin, end); false (nothing written) when the
 // per-thread scratch could not be had.
@@ -196,7 +140,7 @@ bool depthwise_forward_nhwc_kxk_avx2(const DepthwiseShape& s, const float* x,
   if (s.KH == 3 || s.SH == 2) {
 #define MNX_DIRECT_CASE(KK, SS)                                          \
   if (s.KH == KK && s.SH == SS) {                                        \
-    forward_rows_direct<KK, SS>(s, x, wt, bias, y, act, begin, end);     \
+    dwkxk_forward_rows<VecAvx2, KK, SS, false>(s, x, wt, bias, y, act, begin, end);     \
     return true;                                                         \
   }
     MNX_DIRECT_CASE(3, 1)

@@ -1,0 +1,341 @@
+// The general channels_last (NHWC) depthwise kernels (DepthwisePath::
+// nhwc_direct), written once over the vector layer (vec.h) and instantiated
+// per ISA by its translation unit (avx2/depthwise_nhwc_avx2.cpp,
+// neon/depthwise_nhwc_neon.cpp):
+//
+//   dwnhwc_tap_major_weights   per-thread tap-major copy [KH*KW][C_out] of the
+//                              weights [C_out, 1, KH, KW], reused across calls
+//   dwnhwc_pixel               one output pixel over all channels: init (bias
+//                              or 0) + sum over the given taps, activation;
+//                              4 registers per step, then the tail
+//   dwnhwc_forward / dwnhwc_grad_input
+//                              per-tap bounds checks (scalar index
+//                              arithmetic), no padded copy; units: output
+//                              rows (n, oh) / grad_input rows (n, ih)
+//   dwnhwc_grad_weight         one unit = kDepthwiseWeightChannelBlock (8)
+//                              channels = 8 / width registers per tap, summed
+//                              over N x OH x OW in a fixed order
+//   dwnhwc_grad_weight_partial partial sums per chunk of (n, oh) rows
+//                              (params.h), all channels at once: per row, tap
+//                              and channel block the valid output columns
+//                              are a contiguous range, summed in registers
+//                              (NEON only for now: see the AVX2 copy)
+//
+// Template parameters keep each ISA's code as it was:
+//   kMaskedTail  true: the channel tail runs as (masked) vectors of `width`
+//                lanes, load_n / store_n (AVX2); false: whole vectors, then
+//                a scalar loop (NEON, whose load_n goes through memory)
+//   kMult        true: channel multiplier > 1 handled (NEON): the forward
+//                expands the KH input rows of an output row to C_out
+//                channels in `xe`; grad_input sums per output channel in
+//                `tmp`, then adds each input channel's m outputs;
+//                grad_weight gathers x[oc / m]. false (AVX2, multiplier 1
+//                only): that code is not compiled.
+// Every output element is one FMA chain in tap order starting from the bias
+// (or the partial sum), whatever the unit split.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+
+#include "../cpu_kernels.h"
+#include "../vec/vec.h"
+
+namespace mnx {
+namespace cpu {
+namespace {  // internal linkage: see vec/vec.h
+
+constexpr int64_t kDwNhwcMaxTaps = 1024;
+
+inline int64_t dwnhwc_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Tap-major copy of the weights for this thread (null if out of memory);
+// one buffer per translation unit and thread, grown to the largest seen.
+inline const float* dwnhwc_tap_major_weights(const DepthwiseShape& s, const float* w) {
+  thread_local float* buf = nullptr;
+  thread_local int64_t cap = 0;
+  const int64_t KK = s.KH * s.KW, Co = s.C_out(), n = KK * Co;
+  if (n > cap) {
+    std::free(buf);
+    buf = static_cast<float*>(std::malloc(sizeof(float) * n));
+    cap = buf ? n : 0;
+    if (!buf) return nullptr;
+  }
+  for (int64_t c = 0; c < Co; ++c)
+    for (int64_t t = 0; t < KK; ++t) buf[t * Co + c] = w[c * KK + t];
+  return buf;
+}
+
+struct DwNhwcTap {
+  const float* src;  // channel 0 of the source pixel
+  int64_t t;         // tap index kh*KW + kw
+};
+
+// out[c] = act(init[c] + sum over taps of src[tap][c] * wt[tap][c]), c < C.
+template <class V, bool kMaskedTail>
+inline void dwnhwc_pixel(int64_t C, const DwNhwcTap* taps, int64_t ntaps, const float* wt,
+                         const float* bias, float* out, Activation act) {
+  using R = typename V::reg;
+  constexpr int L = V::width;
+  int64_t c = 0;
+  for (; c + 4 * L <= C; c += 4 * L) {
+    R a0, a1, a2, a3;
+    if (bias) {
+      a0 = V::load(bias + c);
+      a1 = V::load(bias + c + L);
+      a2 = V::load(bias + c + 2 * L);
+      a3 = V::load(bias + c + 3 * L);
+    } else {
+      a0 = a1 = a2 = a3 = V::zero();
+    }
+    for (int64_t i = 0; i < ntaps; ++i) {
+      const float* p = taps[i].src + c;
+      const float* q = wt + taps[i].t * C + c;
+      a0 = V::fma(V::load(p), V::load(q), a0);
+      a1 = V::fma(V::load(p + L), V::load(q + L), a1);
+      a2 = V::fma(V::load(p + 2 * L), V::load(q + 2 * L), a2);
+      a3 = V::fma(V::load(p + 3 * L), V::load(q + 3 * L), a3);
+    }
+    V::store(out + c, activate<V>(a0, act));
+    V::store(out + c + L, activate<V>(a1, act));
+    V::store(out + c + 2 * L, activate<V>(a2, act));
+    V::store(out + c + 3 * L, activate<V>(a3, act));
+  }
+  if constexpr (kMaskedTail) {
+    for (; c < C; c += L) {
+      const int n = static_cast<int>(dwnhwc_min(C - c, L));
+      R a = bias ? V::load_n(bias + c, n) : V::zero();
+      for (int64_t i = 0; i < ntaps; ++i)
+        a = V::fma(V::load_n(taps[i].src + c, n), V::load_n(wt + taps[i].t * C + c, n), a);
+      V::store_n(out + c, activate<V>(a, act), n);
+    }
+  } else {
+    for (; c + L <= C; c += L) {
+      R a = bias ? V::load(bias + c) : V::zero();
+      for (int64_t i = 0; i < ntaps; ++i)
+        a = V::fma(V::load(taps[i].src + c), V::load(wt + taps[i].t * C + c), a);
+      V::store(out + c, activate<V>(a, act));
+    }
+    for (; c < C; ++c) {
+      float a = bias ? bias[c] : 0.f;
+      for (int64_t i = 0; i < ntaps; ++i) a += taps[i].src[c] * wt[taps[i].t * C + c];
+      out[c] = apply_activation(a, act);
+    }
+  }
+}
+
+// Forward over output rows [begin, end); `wt` tap-major. kMult: `xe` is a
+// [KH][W][C_out] scratch when s.mult > 1 (else null).
+template <class V, bool kMaskedTail, bool kMult>
+void dwnhwc_forward(const DepthwiseShape& s, const float* x, const float* wt,
+                    const float* bias, float* y, Activation act, int64_t begin,
+                    int64_t end, float* xe) {
+  const int64_t Co = s.C_out();
+  DwNhwcTap taps[kDwNhwcMaxTaps];
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t n = u / s.OH, oh = u % s.OH;
+    if constexpr (kMult) {
+      if (xe) {
+        const int64_t m = s.mult;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+          if (ih < 0 || ih >= s.H) continue;
+          const float* xr = x + (n * s.H + ih) * s.W * s.C;
+          float* dst = xe + kh * s.W * Co;
+          for (int64_t iw = 0; iw < s.W; ++iw)
+            for (int64_t oc = 0; oc < Co; ++oc) dst[iw * Co + oc] = xr[iw * s.C + oc / m];
+        }
+      }
+    }
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      int64_t nt = 0;
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+        if (ih < 0 || ih >= s.H) continue;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
+          if (iw < 0 || iw >= s.W) continue;
+          const float* src = x + ((n * s.H + ih) * s.W + iw) * s.C;
+          if constexpr (kMult) {
+            if (xe) src = xe + (kh * s.W + iw) * Co;
+          }
+          taps[nt++] = {src, kh * s.KW + kw};
+        }
+      }
+      dwnhwc_pixel<V, kMaskedTail>(Co, taps, nt, wt, bias,
+                                   y + ((n * s.OH + oh) * s.OW + ow) * Co, act);
+    }
+  }
+}
+
+// grad_input over rows (n, ih) in [begin, end); `wt` tap-major. kMult: `tmp`
+// is a C_out scratch when s.mult > 1 (else null).
+template <class V, bool kMaskedTail, bool kMult>
+void dwnhwc_grad_input(const DepthwiseShape& s, const float* gy, const float* wt,
+                       float* gx, int64_t begin, int64_t end, float* tmp) {
+  const int64_t Co = s.C_out();
+  DwNhwcTap taps[kDwNhwcMaxTaps];
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t n = u / s.H, ih = u % s.H;
+    for (int64_t iw = 0; iw < s.W; ++iw) {
+      int64_t nt = 0;
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const int64_t th = ih + s.PH - kh * s.DH;
+        if (th < 0 || th % s.SH) continue;
+        const int64_t oh = th / s.SH;
+        if (oh >= s.OH) continue;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t tw = iw + s.PW - kw * s.DW;
+          if (tw < 0 || tw % s.SW) continue;
+          const int64_t ow = tw / s.SW;
+          if (ow >= s.OW) continue;
+          taps[nt++] = {gy + ((n * s.OH + oh) * s.OW + ow) * Co, kh * s.KW + kw};
+        }
+      }
+      float* out = gx + ((n * s.H + ih) * s.W + iw) * s.C;
+      if constexpr (kMult) {
+        if (tmp) {
+          const int64_t m = s.mult;
+          dwnhwc_pixel<V, kMaskedTail>(Co, taps, nt, wt, nullptr, tmp, Activation::None);
+          for (int64_t c = 0; c < s.C; ++c) {
+            float a = tmp[c * m];
+            for (int64_t j = 1; j < m; ++j) a += tmp[c * m + j];
+            out[c] = a;
+          }
+          continue;
+        }
+      }
+      dwnhwc_pixel<V, kMaskedTail>(s.C, taps, nt, wt, nullptr, out, Activation::None);
+    }
+  }
+}
+
+// grad_weight, units of kDepthwiseWeightChannelBlock (8) channels: NR =
+// 8 / width vector accumulators per tap over N x OH x OW. kMaskedTail: every
+// load is load_n (a partial unit included); else whole vectors when the unit
+// is full, load_n otherwise.
+template <class V, bool kMaskedTail, bool kMult>
+void dwnhwc_grad_weight(const DepthwiseShape& s, const float* gy, const float* x,
+                        float* gw, int64_t begin, int64_t end) {
+  using R = typename V::reg;
+  constexpr int L = V::width;
+  static_assert(kDepthwiseWeightChannelBlock == 8 && 8 % L == 0, "whole vectors per unit");
+  constexpr int NR = 8 / L;
+  const int64_t KK = s.KH * s.KW, C = s.C, Co = s.C_out();
+  R acc[NR * kDwNhwcMaxTaps];
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t c0 = u * 8;
+    const int64_t rem = dwnhwc_min(Co - c0, 8);
+    int nl[NR];  // live lanes per register
+    for (int j = 0; j < NR; ++j)
+      nl[j] = static_cast<int>(rem - j * L < 0 ? 0 : dwnhwc_min(rem - j * L, L));
+    const bool full = !kMaskedTail && rem == 8;
+    for (int64_t t = 0; t < NR * KK; ++t) acc[t] = V::zero();
+    for (int64_t n = 0; n < s.N; ++n) {
+      for (int64_t oh = 0; oh < s.OH; ++oh) {
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          const float* gp = gy + ((n * s.OH + oh) * s.OW + ow) * Co + c0;
+          R g[NR];
+          for (int j = 0; j < NR; ++j) g[j] = full ? V::load(gp + j * L) : V::load_n(gp + j * L, nl[j]);
+          for (int64_t kh = 0; kh < s.KH; ++kh) {
+            const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+            if (ih < 0 || ih >= s.H) continue;
+            const float* xr = x + ((n * s.H + ih) * s.W) * C;
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+              const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
+              if (iw < 0 || iw >= s.W) continue;
+              R* a = acc + NR * (kh * s.KW + kw);
+              if constexpr (kMult) {
+                if (s.mult > 1) {  // gather x[oc / m] for the unit's channels
+                  float xg[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+                  for (int64_t i = 0; i < rem; ++i) xg[i] = xr[iw * C + (c0 + i) / s.mult];
+                  for (int j = 0; j < NR; ++j) a[j] = V::fma(g[j], V::load(xg + j * L), a[j]);
+                  continue;
+                }
+              }
+              const float* xp = xr + iw * C + c0;
+              for (int j = 0; j < NR; ++j)
+                a[j] = V::fma(g[j], full ? V::load(xp + j * L) : V::load_n(xp + j * L, nl[j]), a[j]);
+            }
+          }
+        }
+      }
+    }
+    alignas(64) float tmp[8];
+    for (int64_t t = 0; t < KK; ++t) {
+      for (int j = 0; j < NR; ++j) V::store(tmp + j * L, acc[NR * t + j]);
+      for (int64_t i = 0; i < rem; ++i) gw[(c0 + i) * KK + t] = tmp[i];
+    }
+  }
+}
+
+// Partial sums per chunk of (n, oh) rows (params.h), multiplier 1: blocks of
+// 4 registers, then whole vectors, then a scalar tail (NEON; the AVX2 copy in
+// avx2/depthwise_nhwc_avx2.cpp stays hand-written, see there).
+template <class V>
+void dwnhwc_grad_weight_partial(const DepthwiseShape& s, const float* gy, const float* x,
+                                float* partial, int64_t begin, int64_t end) {
+  using R = typename V::reg;
+  constexpr int L = V::width;
+  const int64_t C = s.C, KK = s.KH * s.KW, rows = s.N * s.OH;
+  const int64_t cs = depthwise_grad_weight_row_chunk_size(s);
+  for (int64_t u = begin; u < end; ++u) {
+    float* P = partial + u * KK * C;
+    for (int64_t i = 0; i < KK * C; ++i) P[i] = 0.f;
+    const int64_t r1 = dwnhwc_min(rows, (u + 1) * cs);
+    for (int64_t r = u * cs; r < r1; ++r) {
+      const int64_t n = r / s.OH, oh = r % s.OH;
+      const float* gr = gy + r * s.OW * C;
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
+        if (ih < 0 || ih >= s.H) continue;
+        const float* xr = x + (n * s.H + ih) * s.W * C;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t t0 = s.PW - kw * s.DW;  // iw = ow*SW - t0
+          const int64_t lo = t0 <= 0 ? 0 : (t0 + s.SW - 1) / s.SW;
+          const int64_t t1 = s.W - 1 + t0;
+          const int64_t hi = t1 < 0 ? 0 : dwnhwc_min(s.OW, t1 / s.SW + 1);
+          if (hi <= lo) continue;
+          float* Pt = P + (kh * s.KW + kw) * C;
+          const int64_t gstep = C, xstep = s.SW * C;
+          int64_t c = 0;
+          for (; c + 4 * L <= C; c += 4 * L) {
+            R a0 = V::load(Pt + c), a1 = V::load(Pt + c + L);
+            R a2 = V::load(Pt + c + 2 * L), a3 = V::load(Pt + c + 3 * L);
+            const float* g = gr + lo * gstep + c;
+            const float* xp = xr + (lo * s.SW - t0) * C + c;
+            for (int64_t ow = lo; ow < hi; ++ow, g += gstep, xp += xstep) {
+              a0 = V::fma(V::load(g), V::load(xp), a0);
+              a1 = V::fma(V::load(g + L), V::load(xp + L), a1);
+              a2 = V::fma(V::load(g + 2 * L), V::load(xp + 2 * L), a2);
+              a3 = V::fma(V::load(g + 3 * L), V::load(xp + 3 * L), a3);
+            }
+            V::store(Pt + c, a0);
+            V::store(Pt + c + L, a1);
+            V::store(Pt + c + 2 * L, a2);
+            V::store(Pt + c + 3 * L, a3);
+          }
+          for (; c + L <= C; c += L) {
+            R a = V::load(Pt + c);
+            const float* g = gr + lo * gstep + c;
+            const float* xp = xr + (lo * s.SW - t0) * C + c;
+            for (int64_t ow = lo; ow < hi; ++ow, g += gstep, xp += xstep)
+              a = V::fma(V::load(g), V::load(xp), a);
+            V::store(Pt + c, a);
+          }
+          for (; c < C; ++c) {
+            float a = Pt[c];
+            const float* g = gr + lo * gstep + c;
+            const float* xp = xr + (lo * s.SW - t0) * C + c;
+            for (int64_t ow = lo; ow < hi; ++ow, g += gstep, xp += xstep) a += *g * *xp;
+            Pt[c] = a;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mnx

@@ -1,0 +1,151 @@
+// The channels_last (NHWC) K x K depthwise row kernel (square 3x3 / 5x5 /
+// 7x7, stride S 1 or 2, dilation 1, multiplier 1), written once over the
+// vector layer (vec.h) and instantiated per ISA by its translation unit
+// (avx2/depthwise_nhwc_kxk_avx2.cpp: 8 lanes, C % 8 == 0;
+// avx512/depthwise_nhwc_kxk_avx512.cpp: 16 lanes, any C):
+//
+//   dwkxk_group        T output pixels from input column iw0 (all taps in
+//                      bounds), one block of `width` channels: T
+//                      accumulators, per tap row the K weights in registers
+//                      and each of the S*(T-1)+K input columns the group
+//                      touches loaded once and fed to every (pixel, tap)
+//                      pair that reads it
+//   dwkxk_border_pixel one pixel whose taps may fall outside the image
+//                      (columns checked)
+//   dwkxk_forward_rows output rows (n, oh) in [begin, end): border pixels,
+//                      then the interior in groups of 8, 4, 1 pixels
+//
+// rows[kh] is the input row of tap row kh or null (outside the image: the
+// tap row is skipped); `wt` is tap-major [K * K][C]; pixels are C floats
+// apart. kMasked: the last channel block holds C % width lanes (load_n /
+// store_n: masked lanes' memory is never touched); else C % width == 0 and
+// every access is a whole vector. Every output element is one FMA chain in
+// (kh, kw) order starting from the bias, whatever the unit split.
+#pragma once
+
+#include <cstdint>
+
+#include "../cpu_kernels.h"
+#include "../vec/vec.h"
+
+namespace mnx {
+namespace cpu {
+namespace {  // internal linkage: see vec/vec.h
+
+// Live lanes of the channel block at cb (kMasked), else the whole width.
+template <class V, bool kMasked>
+inline int dwkxk_lanes(int64_t C, int64_t cb) {
+  return kMasked && C - cb < V::width ? static_cast<int>(C - cb) : V::width;
+}
+
+template <class V, bool kMasked>
+inline typename V::reg dwkxk_load(const float* p, int n) {
+  if constexpr (kMasked) return V::load_n(p, n);
+  else return V::load(p);
+}
+
+template <class V, bool kMasked>
+inline void dwkxk_store(float* p, typename V::reg v, int n) {
+  if constexpr (kMasked) V::store_n(p, v, n);
+  else V::store(p, v);
+}
+
+// The loops have compile-time bounds and are unrolled fully (the pragmas:
+// GCC 12 -O3 miscompiled the partially unrolled form, which test_depthwise
+// caught; -O2 and the full unroll are correct).
+template <class V, int K, int S, int T, bool kMasked>
+inline void dwkxk_group(const float* const* rows, int64_t C, int64_t cb, int n,
+                        int64_t iw0, const float* wt, const float* bias, float* out,
+                        Activation act) {
+  using R = typename V::reg;
+  constexpr int kCols = S * (T - 1) + K;
+  R acc[T];
+  const R b = bias ? dwkxk_load<V, kMasked>(bias + cb, n) : V::zero();
+  for (int t = 0; t < T; ++t) acc[t] = b;
+  for (int kh = 0; kh < K; ++kh) {
+    const float* r = rows[kh];
+    if (!r) continue;
+    R w[K];
+    for (int kw = 0; kw < K; ++kw)
+      w[kw] = dwkxk_load<V, kMasked>(wt + (kh * K + kw) * C + cb, n);
+    const float* p = r + iw0 * C + cb;
+#pragma GCC unroll 32
+    for (int j = 0; j < kCols; ++j) {
+      const R v = dwkxk_load<V, kMasked>(p + j * C, n);
+      // pixel t reads column j with tap kw = j - S * t, 0 <= kw < K
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const int kw = j - S * t;
+        if (kw >= 0 && kw < K) acc[t] = V::fma(v, w[kw], acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    dwkxk_store<V, kMasked>(out + t * C + cb, activate<V>(acc[t], act), n);
+}
+
+// dwkxk_group over every channel block.
+template <class V, int K, int S, int T, bool kMasked>
+inline void dwkxk_groups(const float* const* rows, int64_t C, int64_t iw0,
+                         const float* wt, const float* bias, float* out,
+                         Activation act) {
+  for (int64_t cb = 0; cb < C; cb += V::width)
+    dwkxk_group<V, K, S, T, kMasked>(rows, C, cb, dwkxk_lanes<V, kMasked>(C, cb), iw0, wt,
+                                     bias, out, act);
+}
+
+template <class V, int K, bool kMasked>
+inline void dwkxk_border_pixel(const float* const* rows, int64_t C, int64_t W,
+                               int64_t iw0, const float* wt, const float* bias,
+                               float* out, Activation act) {
+  for (int64_t cb = 0; cb < C; cb += V::width) {
+    const int n = dwkxk_lanes<V, kMasked>(C, cb);
+    typename V::reg a = bias ? dwkxk_load<V, kMasked>(bias + cb, n) : V::zero();
+    for (int kh = 0; kh < K; ++kh) {
+      const float* r = rows[kh];
+      if (!r) continue;
+      for (int kw = 0; kw < K; ++kw) {
+        const int64_t iw = iw0 + kw;
+        if (iw < 0 || iw >= W) continue;
+        a = V::fma(dwkxk_load<V, kMasked>(r + iw * C + cb, n),
+                   dwkxk_load<V, kMasked>(wt + (kh * K + kw) * C + cb, n), a);
+      }
+    }
+    dwkxk_store<V, kMasked>(out + cb, activate<V>(a, act), n);
+  }
+}
+
+template <class V, int K, int S, bool kMasked>
+void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt,
+                        const float* bias, float* y, Activation act, int64_t begin,
+                        int64_t end) {
+  const int64_t C = s.C, W = s.W, P = s.PW, OW = s.OW;
+  // interior columns: ow * S - P >= 0 and ow * S - P + K - 1 <= W - 1
+  int64_t lo = (P + S - 1) / S, hi = W - K + P >= 0 ? (W - K + P) / S + 1 : 0;
+  if (hi > OW) hi = OW;
+  if (lo > hi) lo = hi;
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t n = u / s.OH, oh = u % s.OH;
+    const float* rows[K];
+    for (int kh = 0; kh < K; ++kh) {
+      const int64_t ih = oh * S - s.PH + kh;
+      rows[kh] = (ih >= 0 && ih < s.H) ? x + (n * s.H + ih) * W * C : nullptr;
+    }
+    float* yr = y + (n * s.OH + oh) * OW * C;
+    for (int64_t ow = 0; ow < lo; ++ow)
+      dwkxk_border_pixel<V, K, kMasked>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
+    int64_t ow = lo;
+    for (; ow + 8 <= hi; ow += 8)
+      dwkxk_groups<V, K, S, 8, kMasked>(rows, C, ow * S - P, wt, bias, yr + ow * C, act);
+    for (; ow + 4 <= hi; ow += 4)
+      dwkxk_groups<V, K, S, 4, kMasked>(rows, C, ow * S - P, wt, bias, yr + ow * C, act);
+    for (; ow < hi; ++ow)
+      dwkxk_groups<V, K, S, 1, kMasked>(rows, C, ow * S - P, wt, bias, yr + ow * C, act);
+    for (; ow < OW; ++ow)
+      dwkxk_border_pixel<V, K, kMasked>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
+  }
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mnx
