@@ -111,7 +111,10 @@ def run(settings: Settings, regex: Optional[str] = None, suite: str = "all", lab
                 msg = f"FAILED {row['id']}: {row.get('error')}"
                 (bar.write if bar is not None else print_fn)(msg)
             if bar is not None:
-                bar.update(round(e, 1))
+                # never past the estimated total: tqdm sets `total` to None
+                # once n passes it, and the bar format's {total:.0f} then
+                # raised at the end of every run that outlasted its estimate
+                bar.update(min(round(e, 1), max(0.0, bar.total - bar.n)))
     finally:
         if bar is not None:
             bar.close()
