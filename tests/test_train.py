@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -315,6 +316,16 @@ def test_ddp_two_cpu_processes_stay_in_sync(tmp_path):
            "--image-size", "16", "--batch-size", "16", "--epochs", "1", "--max-steps", "3", "--threads", "1",
            "--no-progress", "--seed", "1", "--device", "cpu", "--out", str(out), "--dump-rank-state"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    if p.returncode != 0 and "terminate called without an active exception" in p.stderr \
+            and "all 2 ranks in sync" in p.stdout:
+        # Seen once in ~10 runs (2026-12-02, torch 2.14.1): a rank aborted in
+        # process teardown *after* training finished in sync and the process
+        # group was destroyed ("terminate called without an active exception":
+        # a joinable std::thread destroyed at exit, none of which are ours).
+        # One fresh run, which must exit cleanly; the failure is reported.
+        print("DDP run aborted at exit after finishing; running it once more:\n" + p.stderr[-2000:])
+        shutil.rmtree(out, ignore_errors=True)
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=str(REPO))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     assert "2 process(es) x batch 16" in p.stdout and "all 2 ranks in sync" in p.stdout
     s0 = torch.load(out / "rank0_state.pt", weights_only=False)
