@@ -34,6 +34,29 @@ struct DepthwiseKernels {
                                    int64_t end);
 };
 
+// A float32 depthwise family (one per ISA: the AVX2 family on x86-64, the
+// NEON family on AArch64), written once in generic/depthwise_family.h: its
+// entry points, its routing function and each of its named kernels, which
+// tests run directly. The run_* functions run kernel p, which must be
+// supported for (s, op): false (nothing written) when its per-thread scratch
+// could not be had.
+struct DepthwiseFamilyF32 {
+  DepthwiseKernels<float> entry;  // run what path() answers, with fallbacks
+  // whether kernel p of this family can run (s, op); scalar always
+  bool (*supported)(DepthwisePath p, const DepthwiseShape& s, DepthwiseOp op);
+  // the kernel for (s, op): MOBILENET_EXT_DEPTHWISE_PATH's when set and
+  // supported, else the first supported one in the preference order, never
+  // one in `skip` (a set of depthwise_path_bit()s); scalar when none is left
+  DepthwisePath (*path)(const DepthwiseShape& s, DepthwiseOp op, uint32_t skip);
+  bool (*run_forward)(DepthwisePath p, const DepthwiseShape& s, const float* x,
+                      const float* w, const float* bias, float* y, Activation act,
+                      int64_t begin, int64_t end);
+  bool (*run_grad_input)(DepthwisePath p, const DepthwiseShape& s, const float* gy,
+                         const float* w, float* gx, int64_t begin, int64_t end);
+  bool (*run_grad_weight)(DepthwisePath p, const DepthwiseShape& s, const float* gy,
+                          const float* x, float* gw, int64_t begin, int64_t end);
+};
+
 template <typename T>
 struct GemmKernels {
   // See GemmArgs. bias / residual may be null. With sum_batch C is
@@ -59,6 +82,21 @@ void depthwise_grad_weight_scalar(const DepthwiseShape& s, const T* gy,
 template <typename T>
 void gemm_scalar(const GemmArgs& g, const T* A, const T* B, T* C,
                  const T* bias, const T* residual, int64_t begin, int64_t end);
+
+// --- the ISA families (each defined in its own translation units, compiled
+// with its flags; call only after dispatch.cpp has checked the CPU) ---------
+#if defined(__x86_64__) || defined(_M_X64)
+const DepthwiseFamilyF32& depthwise_family_avx2();  // avx2/depthwise_avx2.cpp
+const GemmKernels<float>& gemm_kernels_avx2();      // avx2/gemm_avx2.cpp
+const GemmKernels<float>& gemm_kernels_avx512();    // avx512/gemm_avx512.cpp
+int64_t fma_peak_avx2_f32(int64_t iters, float* sink);
+int64_t fma_peak_avx512_f32(int64_t iters, float* sink);
+#endif
+#if defined(__aarch64__)
+const DepthwiseFamilyF32& depthwise_family_neon();  // neon/depthwise_neon.cpp
+const GemmKernels<float>& gemm_kernels_neon();      // neon/gemm_neon.cpp
+int64_t fma_peak_neon_f32(int64_t iters, float* sink);
+#endif
 
 // --- selection ----------------------------------------------------------------
 // Best available kernels for this CPU (read once from CPUID). The variable

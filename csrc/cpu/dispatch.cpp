@@ -7,12 +7,9 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define MNX_X86 1
-#include "avx2/avx2_kernels.h"
-#include "avx512/avx512_gemm.h"
 #endif
 #if defined(__aarch64__)
 #define MNX_ARM 1
-#include "neon/neon_kernels.h"
 #endif
 
 namespace mnx {
@@ -76,46 +73,36 @@ Isa selected() {
   return isa;
 }
 
-const DepthwiseKernels<float> kDepthwiseScalarF32 = {
-    depthwise_forward_scalar<float>, depthwise_grad_input_scalar<float>,
-    depthwise_grad_weight_scalar<float>, "scalar"};
-const DepthwiseKernels<double> kDepthwiseScalarF64 = {
-    depthwise_forward_scalar<double>, depthwise_grad_input_scalar<double>,
-    depthwise_grad_weight_scalar<double>, "scalar"};
-const GemmKernels<float> kGemmScalarF32 = {gemm_scalar<float>, "scalar"};
-const GemmKernels<double> kGemmScalarF64 = {gemm_scalar<double>, "scalar"};
+// The scalar family (any T): the portable kernels of scalar/.
+template <typename T>
+const DepthwiseKernels<T> kDepthwiseScalar = {depthwise_forward_scalar<T>,
+                                              depthwise_grad_input_scalar<T>,
+                                              depthwise_grad_weight_scalar<T>, "scalar",
+                                              nullptr};
+template <typename T>
+const GemmKernels<T> kGemmScalar = {gemm_scalar<T>, "scalar"};
 
+// The selected float32 depthwise family, or null for the scalar kernels.
+const DepthwiseFamilyF32* selected_depthwise_family() {
+  switch (selected()) {
 #if MNX_X86
-const DepthwiseKernels<float> kDepthwiseAvx2F32 = {
-    depthwise_forward_avx2_f32, depthwise_grad_input_avx2_f32,
-    depthwise_grad_weight_avx2_f32, "avx2",
-    depthwise_grad_weight_nhwc_partial_avx2};
-const GemmKernels<float> kGemmAvx2F32 = {gemm_avx2_f32, "avx2"};
-const GemmKernels<float> kGemmAvx512F32 = {gemm_avx512_f32, "avx512"};
+    case Isa::Avx2:
+      return &depthwise_family_avx2();
 #endif
 #if MNX_ARM
-const DepthwiseKernels<float> kDepthwiseNeonF32 = {
-    depthwise_forward_neon_f32, depthwise_grad_input_neon_f32,
-    depthwise_grad_weight_neon_f32, "neon",
-    depthwise_grad_weight_nhwc_partial_neon};
-const GemmKernels<float> kGemmNeonF32 = {gemm_neon_f32, "neon"};
+    case Isa::Neon:
+      return &depthwise_family_neon();
 #endif
+    default:
+      return nullptr;
+  }
+}
 
 }  // namespace
 
 const DepthwiseKernels<float>& depthwise_kernels_f32() {
-  switch (selected()) {
-#if MNX_X86
-    case Isa::Avx2:
-      return kDepthwiseAvx2F32;
-#endif
-#if MNX_ARM
-    case Isa::Neon:
-      return kDepthwiseNeonF32;
-#endif
-    default:
-      return kDepthwiseScalarF32;
-  }
+  static const DepthwiseFamilyF32* const family = selected_depthwise_family();
+  return family ? family->entry : kDepthwiseScalar<float>;
 }
 
 GemmPath gemm_path() {
@@ -151,16 +138,16 @@ const GemmKernels<float>& gemm_kernels_f32() {
   switch (gemm_path()) {
 #if MNX_X86
     case GemmPath::avx512:
-      return kGemmAvx512F32;
+      return gemm_kernels_avx512();
     case GemmPath::avx2:
-      return kGemmAvx2F32;
+      return gemm_kernels_avx2();
 #endif
 #if MNX_ARM
     case GemmPath::neon:
-      return kGemmNeonF32;
+      return gemm_kernels_neon();
 #endif
     default:
-      return kGemmScalarF32;
+      return kGemmScalar<float>;
   }
 }
 
@@ -200,24 +187,12 @@ bool depthwise_path_forced(DepthwisePath* p) {
 }
 
 DepthwisePath depthwise_path_f32(const DepthwiseShape& s, DepthwiseOp op) {
-  switch (selected()) {
-#if MNX_X86
-    case Isa::Avx2:
-      return depthwise_path_avx2(s, op);
-#endif
-#if MNX_ARM
-    case Isa::Neon:
-      return depthwise_path_neon(s, op);
-#endif
-    default:
-      return DepthwisePath::scalar;
-  }
+  const DepthwiseFamilyF32* family = selected_depthwise_family();
+  return family ? family->path(s, op, 0) : DepthwisePath::scalar;
 }
 
-const DepthwiseKernels<double>& depthwise_kernels_f64() {
-  return kDepthwiseScalarF64;
-}
-const GemmKernels<double>& gemm_kernels_f64() { return kGemmScalarF64; }
+const DepthwiseKernels<double>& depthwise_kernels_f64() { return kDepthwiseScalar<double>; }
+const GemmKernels<double>& gemm_kernels_f64() { return kGemmScalar<double>; }
 
 const char* selected_isa() { return depthwise_kernels_f32().isa; }
 

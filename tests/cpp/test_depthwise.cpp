@@ -39,12 +39,6 @@
 
 #include "cpu/cpu_kernels.h"
 #include "tester.h"
-#if defined(__aarch64__)
-#include "cpu/neon/neon_kernels.h"
-#endif
-#if defined(__x86_64__)
-#include "cpu/avx2/avx2_kernels.h"
-#endif
 
 using namespace mnx;
 using mnx_test::Buffer;
@@ -57,34 +51,16 @@ std::mt19937 rng(1234);
 std::set<std::string> paths_seen;
 
 // The routing and the named kernels of the family under test.
-struct Family {
-  const char* isa;
-  bool (*supported)(DepthwisePath, const DepthwiseShape&, DepthwiseOp);
-  DepthwisePath (*route)(const DepthwiseShape&, DepthwiseOp, uint32_t);
-  bool (*forward)(DepthwisePath, const DepthwiseShape&, const float*, const float*,
-                  const float*, float*, Activation, int64_t, int64_t);
-  bool (*grad_input)(DepthwisePath, const DepthwiseShape&, const float*, const float*,
-                     float*, int64_t, int64_t);
-  bool (*grad_weight)(DepthwisePath, const DepthwiseShape&, const float*, const float*,
-                      float*, int64_t, int64_t);
-};
+using Family = cpu::DepthwiseFamilyF32;
 
 // The selected float32 family, or null for the scalar one.
 const Family* family() {
   const std::string isa = cpu::selected_isa();
 #if defined(__x86_64__)
-  static const Family avx2 = {"avx2", cpu::depthwise_path_supported_avx2,
-                              cpu::depthwise_path_avx2, cpu::depthwise_forward_avx2_run,
-                              cpu::depthwise_grad_input_avx2_run,
-                              cpu::depthwise_grad_weight_avx2_run};
-  if (isa == "avx2") return &avx2;
+  if (isa == "avx2") return &cpu::depthwise_family_avx2();
 #endif
 #if defined(__aarch64__)
-  static const Family neon = {"neon", cpu::depthwise_path_supported_neon,
-                              cpu::depthwise_path_neon, cpu::depthwise_forward_neon_run,
-                              cpu::depthwise_grad_input_neon_run,
-                              cpu::depthwise_grad_weight_neon_run};
-  if (isa == "neon") return &neon;
+  if (isa == "neon") return &cpu::depthwise_family_neon();
 #endif
   return nullptr;
 }
@@ -139,7 +115,7 @@ std::vector<double> to_double(const Buffer& b, bool absolute) {
 std::string path_label(DepthwisePath p, DepthwiseOp op, const DepthwiseShape& s) {
   std::string l = std::string(cpu::depthwise_path_name(p)) + "/" + op_name(op);
   const std::string ks = "/k" + std::to_string(s.KH) + "s" + std::to_string(s.SH);
-  const int64_t lanes = std::string(family()->isa) == "neon" ? 4 : 8;
+  const int64_t lanes = std::string(family()->entry.isa) == "neon" ? 4 : 8;
   switch (p) {
     case DepthwisePath::nchw_kxk_rows:  // step shapes by vectors per row: 1, 2, >= 3
       return l + ks + "/nvec" + std::to_string(std::min<int64_t>((s.OW + lanes - 1) / lanes, 3));
@@ -160,7 +136,7 @@ void record_paths(const DepthwiseShape& s) {
   const Family* f = family();
   if (!f || path_forced_by_env()) return;
   for (DepthwiseOp op : kOps) {
-    const DepthwisePath p = f->route(s, op, 0);
+    const DepthwisePath p = f->path(s, op, 0);
     const std::string l = path_label(p, op, s);
     paths_seen.insert(l);
     if (p == DepthwisePath::nchw_direct && s.SH != s.SW) paths_seen.insert(l + "/sh!=sw");
@@ -213,7 +189,7 @@ bool run_case(const DepthwiseShape& s, Activation act, bool bias, bool nan = fal
     Buffer y(0);
     ok &= run_splits(depthwise_forward_units(s), ny, [&](float* o, int64_t b0, int64_t b1) {
       if (forced)
-        had_scratch &= f->forward(*forced, s, x.ptr(), w.ptr(), bp, o, act, b0, b1);
+        had_scratch &= f->run_forward(*forced, s, x.ptr(), w.ptr(), bp, o, act, b0, b1);
       else
         k.forward(s, x.ptr(), w.ptr(), bp, o, act, b0, b1);
     }, &y, "forward " + name);
@@ -231,7 +207,7 @@ bool run_case(const DepthwiseShape& s, Activation act, bool bias, bool nan = fal
     Buffer gx(0);
     ok &= run_splits(depthwise_grad_input_units(s), x.n, [&](float* o, int64_t b0, int64_t b1) {
       if (forced)
-        had_scratch &= f->grad_input(*forced, s, gy.ptr(), w.ptr(), o, b0, b1);
+        had_scratch &= f->run_grad_input(*forced, s, gy.ptr(), w.ptr(), o, b0, b1);
       else
         k.grad_input(s, gy.ptr(), w.ptr(), o, b0, b1);
     }, &gx, "grad_input " + name);
@@ -254,7 +230,7 @@ bool run_case(const DepthwiseShape& s, Activation act, bool bias, bool nan = fal
     Buffer gw(0);
     ok &= run_splits(depthwise_grad_weight_units(s), w.n, [&](float* o, int64_t b0, int64_t b1) {
       if (forced)
-        had_scratch &= f->grad_weight(*forced, s, gy.ptr(), x.ptr(), o, b0, b1);
+        had_scratch &= f->run_grad_weight(*forced, s, gy.ptr(), x.ptr(), o, b0, b1);
       else
         k.grad_weight(s, gy.ptr(), x.ptr(), o, b0, b1);
     }, &gw, "grad_weight " + name);
@@ -302,7 +278,7 @@ const char* const kNames[] = {"scalar", "nchw_c8_kxk", "nchw_kxk_rows", "nchw_sm
 // (per op: forward, grad_input, grad_weight), on this family and CPU.
 void check_routing(mnx_test::Counter& t) {
   const Family* f = family();
-  const bool neon = std::string(f->isa) == "neon";
+  const bool neon = std::string(f->entry.isa) == "neon";
   const bool use512 = cpu::cpu_use_avx512();
   const Layout NCHW = Layout::NCHW, NHWC = Layout::NHWC;
   // names, in the order forward, grad_input, grad_weight
@@ -354,8 +330,7 @@ void check_routing(mnx_test::Counter& t) {
       {"NCHW 3x3 s3 40x40", make_shape(NCHW, 1, 16, 1, 40, 40, 3, 3, 3, 3, 1, 1, 1, 1),
        scalar, scalar, scalar},
       {"NCHW 3x3 stride (2, 1)", make_shape(NCHW, 1, 16, 1, 20, 20, 3, 3, 2, 1, 1, 1, 1, 1),
-       {"nchw_direct", "scalar", "nchw_direct"}, {"nchw_direct", "scalar", "nchw_direct"},
-       direct},
+       direct, direct, direct},
       {"NCHW 3x3 s1 padding 3", make_shape(NCHW, 1, 16, 1, 20, 20, 3, 3, 1, 1, 3, 3, 1, 1),
        {"nchw_c8_kxk", "nchw_direct", "nchw_c8_kxk"},
        {"nchw_c8_kxk", "nchw_direct", "nchw_c8_kxk"}, rows_direct},
@@ -386,14 +361,14 @@ void check_routing(mnx_test::Counter& t) {
   for (const Case& c : cases) {
     const P3& want = neon ? c.neon : use512 ? c.avx512 : c.avx2;
     for (int i = 0; i < 3; ++i) {
-      const std::string got = cpu::depthwise_path_name(f->route(c.s, kOps[i], 0));
+      const std::string got = cpu::depthwise_path_name(f->path(c.s, kOps[i], 0));
       const bool ok = got == want[i];
       if (!ok)
         std::fprintf(stderr, "FAIL routing %s %s: %s, expected %s\n", c.what, op_name(kOps[i]),
                      got.c_str(), want[i].c_str());
       t.check(ok);
       // dispatch.cpp answers the same for the selected family
-      t.check(cpu::depthwise_path_f32(c.s, kOps[i]) == f->route(c.s, kOps[i], 0));
+      t.check(cpu::depthwise_path_f32(c.s, kOps[i]) == f->path(c.s, kOps[i], 0));
     }
   }
   // A kernel that failed (no scratch) is skipped: the next choice runs.
@@ -401,7 +376,7 @@ void check_routing(mnx_test::Counter& t) {
                     std::initializer_list<DepthwisePath> failed, const char* want) {
     uint32_t skip = 0;
     for (DepthwisePath p : failed) skip |= cpu::depthwise_path_bit(p);
-    const std::string got = cpu::depthwise_path_name(f->route(s, op, skip));
+    const std::string got = cpu::depthwise_path_name(f->path(s, op, skip));
     if (got != want)
       std::fprintf(stderr, "FAIL fallback %s %s: %s, expected %s\n", what, op_name(op),
                    got.c_str(), want);
@@ -440,7 +415,7 @@ void check_routing(mnx_test::Counter& t) {
 // must have run on at least two shapes, and none may claim an op it lacks.
 void check_forced_paths(mnx_test::Counter& t) {
   const Family* f = family();
-  const bool neon = std::string(f->isa) == "neon";
+  const bool neon = std::string(f->entry.isa) == "neon";
   const bool use512 = cpu::cpu_use_avx512();
   std::vector<DepthwiseShape> pool;
   for (int layout = 0; layout < 2; ++layout) {
@@ -634,7 +609,7 @@ int main() {
       std::printf("MOBILENET_EXT_DEPTHWISE_PATH is set: routing checks skipped\n");
     } else {
       check_routing(t);
-      const bool neon = std::string(f->isa) == "neon";
+      const bool neon = std::string(f->entry.isa) == "neon";
       const bool use512 = cpu::cpu_use_avx512();
       const char* const ops[3] = {"forward", "grad_input", "grad_weight"};
       std::vector<std::string> want;
@@ -666,10 +641,10 @@ int main() {
       }
       for (const auto& p : want) {
         const bool seen = paths_seen.count(p) > 0;
-        if (!seen) std::fprintf(stderr, "FAIL %s path never exercised: %s\n", f->isa, p.c_str());
+        if (!seen) std::fprintf(stderr, "FAIL %s path never exercised: %s\n", f->entry.isa, p.c_str());
         t.check(seen);
       }
-      std::printf("%s paths exercised: %zu (%zu required)\n", f->isa, paths_seen.size(),
+      std::printf("%s paths exercised: %zu (%zu required)\n", f->entry.isa, paths_seen.size(),
                   want.size());
     }
   }

@@ -14,13 +14,6 @@
 
 #include "cpu/cpu_kernels.h"
 #include "tester.h"
-#if defined(__aarch64__)
-#include "cpu/neon/neon_kernels.h"
-#endif
-#if defined(__x86_64__)
-#include "cpu/avx2/avx2_kernels.h"
-#include "cpu/avx512/avx512_gemm.h"
-#endif
 
 using mnx::cpu::DepthwiseOp;
 using mnx::cpu::DepthwisePath;
@@ -60,12 +53,12 @@ int main() {
 #if defined(__aarch64__)
     t.check(isa == "neon");
     t.check(std::string(dw.isa) == "neon" && std::string(gm.isa) == "neon");
-    t.check(dw.forward == mnx::cpu::depthwise_forward_neon_f32);
-    t.check(dw.grad_input == mnx::cpu::depthwise_grad_input_neon_f32);
-    t.check(dw.grad_weight == mnx::cpu::depthwise_grad_weight_neon_f32);
-    t.check(dw.grad_weight_nhwc_partial == mnx::cpu::depthwise_grad_weight_nhwc_partial_neon);
+    const mnx::cpu::DepthwiseKernels<float>& neon = mnx::cpu::depthwise_family_neon().entry;
+    t.check(dw.forward == neon.forward && dw.grad_input == neon.grad_input &&
+            dw.grad_weight == neon.grad_weight);
+    t.check(dw.grad_weight_nhwc_partial && dw.grad_weight_nhwc_partial == neon.grad_weight_nhwc_partial);
     t.check(mnx::cpu::gemm_path() == mnx::cpu::GemmPath::neon);
-    t.check(gm.run == mnx::cpu::gemm_neon_f32);
+    t.check(gm.run == mnx::cpu::gemm_kernels_neon().run);
 #elif defined(__x86_64__)
     t.check(isa == (mnx::cpu::cpu_has_avx2_fma() ? "avx2" : "scalar"));
     // the GEMM is the AVX-512 one exactly when the CPU has AVX-512F and
@@ -76,7 +69,12 @@ int main() {
       t.check(mnx::cpu::gemm_path() ==
               (use512 ? mnx::cpu::GemmPath::avx512 : mnx::cpu::GemmPath::avx2));
       t.check(std::string(gm.isa) == (use512 ? "avx512" : "avx2"));
-      t.check(gm.run == (use512 ? mnx::cpu::gemm_avx512_f32 : mnx::cpu::gemm_avx2_f32));
+      t.check(gm.run == (use512 ? mnx::cpu::gemm_kernels_avx512() : mnx::cpu::gemm_kernels_avx2()).run);
+      const mnx::cpu::DepthwiseKernels<float>& avx2 = mnx::cpu::depthwise_family_avx2().entry;
+      t.check(dw.forward == avx2.forward && dw.grad_input == avx2.grad_input &&
+              dw.grad_weight == avx2.grad_weight);
+      t.check(dw.grad_weight_nhwc_partial &&
+              dw.grad_weight_nhwc_partial == avx2.grad_weight_nhwc_partial);
     }
     t.check(mnx::cpu::cpu_use_avx512() == (mnx::cpu::cpu_has_avx512f() && !capped));
 #endif
@@ -129,14 +127,12 @@ int main() {
     mnx_test::fill_random(w, 2);
     dw.forward(nchw, x.ptr(), w.ptr(), nullptr, y.ptr(), mnx::Activation::None, 0, 8);
 #if defined(__x86_64__)
-    t.check(mnx::cpu::depthwise_forward_avx2_run(DepthwisePath::nchw_direct, nchw, x.ptr(),
-                                                 w.ptr(), nullptr, y2.ptr(),
-                                                 mnx::Activation::None, 0, 8));
+    const mnx::cpu::DepthwiseFamilyF32& family = mnx::cpu::depthwise_family_avx2();
 #else
-    t.check(mnx::cpu::depthwise_forward_neon_run(DepthwisePath::nchw_direct, nchw, x.ptr(),
-                                                 w.ptr(), nullptr, y2.ptr(),
-                                                 mnx::Activation::None, 0, 8));
+    const mnx::cpu::DepthwiseFamilyF32& family = mnx::cpu::depthwise_family_neon();
 #endif
+    t.check(family.run_forward(DepthwisePath::nchw_direct, nchw, x.ptr(), w.ptr(), nullptr,
+                               y2.ptr(), mnx::Activation::None, 0, 8));
     t.check(mnx_test::bitwise_equal(y, y2, "forced nchw_direct forward"));
   }
   return t.finish("test_dispatch");

@@ -7,13 +7,6 @@
 
 #include "cpu/cpu_kernels.h"
 #include "tester.h"
-#if defined(__x86_64__)
-#include "cpu/avx2/avx2_kernels.h"
-#include "cpu/avx512/avx512_gemm.h"
-#endif
-#if defined(__aarch64__)
-#include "cpu/neon/neon_kernels.h"
-#endif
 
 namespace {
 

@@ -1,34 +1,7 @@
-// AVX2/FMA depthwise kernels for NCHW tensors: the general kernels
-// (DepthwisePath::nchw_direct, vectors of 8 along W) and the small-plane
-// kernels (DepthwisePath::nchw_small_planes, vectors along 8 channels).
-// Which kernel runs is decided in one place, depthwise_path_avx2()
-// (depthwise_avx2.cpp): square 3x3/5x5/7x7 kernels with stride 1 or 2 and
-// multiplier 1 (every MobileNet and ConvNeXt layer) go first to the
-// 8-channel block kernels of depthwise_nchw_c8_kxk_avx2.cpp, the forward
-// with multiplier > 1 on those kernels to the row ring
-// (depthwise_nchw_kxk_rows_avx2.cpp); the kernels here take the rest:
-//  small planes (multiplier 1, fewer than 16 output columns, <= 1024
-//               pixels, up to 49 taps, any stride/dilation): all three ops
-//               transpose blocks of 8 channels to a stack buffer and
-//               vectorise along C.
-//  forward      any kernel size up to 7x7 taps (49), stride 1 or 2 along W
-//               (any stride along H), any dilation and multiplier; the
-//               interior of each output row is vectorised (two vectors per
-//               step, weights broadcast once per plane), the borders use the
-//               scalar formula, so padding costs no copy.
-//  grad_input   stride 1 (a correlation of grad_output with the weights,
-//               same vectorisation) and stride_w 2 with any stride_h (by
-//               parity classes of the input columns, through a per-thread
-//               row buffer); other strides run the scalar kernel.
-//  grad_weight  stride 1 or 2 along W: per output channel, one vector
-//               accumulator per tap over N x OH x OW, reduced in a fixed order
-//               (results do not depend on the thread count).
-//
-// The kernels are written once for AVX2 and NEON in generic/depthwise_nchw.h
-// (over VecAvx2: two vectors of 8 per forward step); the padded grad_weight
-// plane kernel below is AVX2's own.
-#include <vector>
-
+// The AVX2 family's own grad_weight plane kernel for nchw_direct (NCHW,
+// stride_w 1 or 2, KW <= 7): the general NCHW kernels themselves are
+// generic/depthwise_nchw.h, which the family (generic/depthwise_family.h)
+// runs over VecAvx2 and passes this kernel for every (n, oc) plane pair.
 #include "../generic/depthwise_nchw.h"
 #include "depthwise_avx2_common.h"
 
@@ -37,13 +10,10 @@ namespace cpu {
 namespace {
 
 using namespace avx2;
-using dw_nchw::kMaxTaps;
-using dw_nchw::kSmallPlane;
-using V = VecAvx2;
 
 template <int S>
 inline __m256 load_s(const float* p) {
-  return dw_nchw::load_strided<V, S>(p);
+  return dw_nchw::load_strided<VecAvx2, S>(p);
 }
 
 // grad_weight of one (n, oc) plane pair for kernel width KW <= 7, every
@@ -125,70 +95,13 @@ void grad_weight_plane_padded(const DepthwiseShape& s, const float* gyp,
   }
 }
 
-// Small planes (fewer than 16 output columns, as in the 14x14 and 7x7 stages
-// of MobileNets) leave no room for vectors along W: blocks of up to 8
-// channels are transposed to [H][W][8] in a stack buffer and computed with
-// vectors along the channels instead, then written back plane by plane.
-bool small_plane(const DepthwiseShape& s) {
-  return s.mult == 1 && s.OW < 16 && s.H * s.W <= kSmallPlane &&
-         s.OH * s.OW <= kSmallPlane;
-}
-
 }  // namespace
 
-bool depthwise_nchw_small_planes_avx2_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps && small_plane(s);
-}
-
-bool depthwise_nchw_direct_avx2_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps && (s.SW == 1 || s.SW == 2);
-}
-
-bool depthwise_grad_input_nchw_direct_avx2_supported(const DepthwiseShape& s) {
-  return s.layout == Layout::NCHW && s.KH * s.KW <= kMaxTaps &&
-         ((s.SH == 1 && s.SW == 1) || s.SW == 2);
-}
-
-void depthwise_forward_nchw_small_planes_avx2(const DepthwiseShape& s, const float* x,
-                                              const float* w, const float* bias, float* y,
-                                              Activation act, int64_t begin, int64_t end) {
-  dw_nchw::forward_small_planes<V>(s, x, w, bias, y, act, begin, end);
-}
-
-void depthwise_grad_input_nchw_small_planes_avx2(const DepthwiseShape& s, const float* gy,
-                                                 const float* w, float* gx, int64_t begin,
-                                                 int64_t end) {
-  dw_nchw::grad_input_small_planes<V>(s, gy, w, gx, begin, end);
-}
-
-void depthwise_grad_weight_nchw_small_planes_avx2(const DepthwiseShape& s, const float* gy,
-                                                  const float* x, float* gw, int64_t begin,
-                                                  int64_t end) {
-  dw_nchw::grad_weight_small_planes<V>(s, gy, x, gw, begin, end);
-}
-
-void depthwise_forward_nchw_direct_avx2(const DepthwiseShape& s, const float* x,
-                                        const float* w, const float* bias, float* y,
-                                        Activation act, int64_t begin, int64_t end) {
-  dw_nchw::forward_direct<V, 2>(s, x, w, bias, y, act, begin, end);
-}
-
-// Returns false (nothing written) if the stride-2 row buffer could not be had.
-bool depthwise_grad_input_nchw_direct_avx2(const DepthwiseShape& s, const float* gy,
-                                           const float* w, float* gx, int64_t begin,
-                                           int64_t end) {
-  return dw_nchw::grad_input_direct<V>(s, gy, w, gx, begin, end);
-}
-
-void depthwise_grad_weight_nchw_direct_avx2(const DepthwiseShape& s, const float* gy,
-                                            const float* x, float* gw, int64_t begin,
-                                            int64_t end) {
-  // padded-plane path for KW <= 7 (per-thread plane buffer, reused)
-  dw_nchw::PaddedFn<V> padded = nullptr;
-#define MNX_GW_KW(KWV)                                                   \
-  if (s.KW == KWV)                                                       \
-    padded = s.SW == 1 ? grad_weight_plane_padded<1, KWV>                \
-                       : grad_weight_plane_padded<2, KWV>;
+GradWeightPlaneAvx2 depthwise_grad_weight_nchw_padded_plane_avx2(const DepthwiseShape& s,
+                                                                 int64_t* floats) {
+  *floats = s.H * padded_width(s);
+#define MNX_GW_KW(KWV) \
+  if (s.KW == KWV) return s.SW == 1 ? grad_weight_plane_padded<1, KWV> : grad_weight_plane_padded<2, KWV>;
   MNX_GW_KW(1)
   MNX_GW_KW(2)
   MNX_GW_KW(3)
@@ -197,18 +110,7 @@ void depthwise_grad_weight_nchw_direct_avx2(const DepthwiseShape& s, const float
   MNX_GW_KW(6)
   MNX_GW_KW(7)
 #undef MNX_GW_KW
-  thread_local std::vector<float> xpad_buf;
-  float* xpad = nullptr;
-  if (padded) {
-    try {
-      const int64_t need = s.H * padded_width(s);
-      if (static_cast<int64_t>(xpad_buf.size()) < need) xpad_buf.resize(need);
-      xpad = xpad_buf.data();
-    } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
-      padded = nullptr;  // coverage: unreachable
-    }  // coverage: unreachable
-  }
-  dw_nchw::grad_weight_direct<V>(s, gy, x, gw, begin, end, padded, xpad);
+  return nullptr;
 }
 
 }  // namespace cpu

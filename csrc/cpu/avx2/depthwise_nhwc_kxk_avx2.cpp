@@ -27,8 +27,12 @@
 #include <cstring>
 #include <vector>
 
+#include "../generic/depthwise_nhwc.h"
 #include "../generic/depthwise_nhwc_kxk.h"
 #include "depthwise_avx2_common.h"
+#if MNX_HAVE_AVX512
+#include "../avx512/avx512_depthwise.h"
+#endif
 
 namespace mnx {
 namespace cpu {
@@ -120,19 +124,16 @@ bool run_corr(const Corr& g, int64_t K, int64_t S, const float* x,
   return false;  // coverage: unreachable (the supported() checks come first)
 }
 
-}  // namespace
-
-bool depthwise_forward_nhwc_kxk_avx2_supported(const DepthwiseShape& s) {
+bool forward_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NHWC && s.mult == 1 && s.C % 8 == 0 &&
          s.KH == s.KW && (s.KH == 3 || s.KH == 5 || s.KH == 7) &&
          s.DH == 1 && s.DW == 1 && s.SH == s.SW && (s.SH == 1 || s.SH == 2);
 }
 
 // `wt` is the tap-major weight copy [KH * KW][C]. Units: output rows (n, oh).
-bool depthwise_forward_nhwc_kxk_avx2(const DepthwiseShape& s, const float* x,
-                                     const float* wt, const float* bias,
-                                     float* y, Activation act, int64_t begin,
-                                     int64_t end) {
+bool forward_tap_major(const DepthwiseShape& s, const float* x, const float* wt,
+                       const float* bias, float* y, Activation act, int64_t begin,
+                       int64_t end) {
   // Which of the two: measured side by side on every suite shape (2 threads,
   // batch 1 and 32), the ring won at 5x5/7x7 stride 1 (geomean 1.14-1.34x)
   // and lost at 3x3 (0.77-1.14x; 0.42x at C = 1024, where the ring's rows
@@ -153,24 +154,77 @@ bool depthwise_forward_nhwc_kxk_avx2(const DepthwiseShape& s, const float* x,
   return run_corr(g, s.KH, s.SH, x, wt, bias, y, act, begin, end);
 }
 
-bool depthwise_grad_input_nhwc_kxk_avx2_supported(const DepthwiseShape& s) {
-  return depthwise_forward_nhwc_kxk_avx2_supported(s) && s.PH <= s.KH - 1 &&
-         s.PW <= s.KW - 1;
-}
-
 // `wf` is the tap-major copy of the flipped weights [KH * KW][C] (tap t holds
 // w[c][KH*KW - 1 - t]). Units: grad_input rows (n, ih).
-bool depthwise_grad_input_nhwc_kxk_avx2(const DepthwiseShape& s, const float* gy,
-                                        const float* wf, float* gx,
-                                        int64_t begin, int64_t end) {
+bool grad_input_flipped(const DepthwiseShape& s, const float* gy, const float* wf,
+                        float* gx, int64_t begin, int64_t end) {
   const int64_t K = s.KH;
   if (s.SH == 1) {
     // the forward of grad_output with the flipped taps and padding K-1-P
-    return depthwise_forward_nhwc_kxk_avx2(flipped_forward_shape(s), gy, wf, nullptr, gx,
-                                           Activation::None, begin, end);
+    return forward_tap_major(flipped_forward_shape(s), gy, wf, nullptr, gx,
+                             Activation::None, begin, end);
   }
   const Corr g{s.C, s.OH, s.OW, s.H, s.W, K - 1 - s.PH, K - 1 - s.PW, s.SH};
   return run_corr(g, K, 1, gy, wf, nullptr, gx, Activation::None, begin, end);
+}
+
+}  // namespace
+
+bool depthwise_nhwc_kxk_avx2_supported(DepthwisePath p, const DepthwiseShape& s,
+                                       DepthwiseOp op) {
+  const bool gi = op == DepthwiseOp::grad_input;
+  if (op == DepthwiseOp::grad_weight) return false;
+  if (p == DepthwisePath::nhwc_kxk_avx2)
+    return forward_supported(s) && (!gi || (s.PH <= s.KH - 1 && s.PW <= s.KW - 1));
+#if MNX_HAVE_AVX512
+  if (p == DepthwisePath::nhwc_kxk_avx512 && cpu_use_avx512()) {
+    if (!gi) return depthwise_forward_nhwc_kxk_avx512_supported(s);
+    // square K x K at stride 1, dilation 1, padding <= K-1: the AVX-512
+    // forward of grad_output with the taps flipped and padding K-1-P (any C)
+    const int64_t K = s.KH;
+    return s.layout == Layout::NHWC && s.mult == 1 && s.SH == 1 && s.SW == 1 &&
+           s.KW == K && s.PH <= K - 1 && s.PW <= K - 1 &&
+           depthwise_forward_nhwc_kxk_avx512_supported(flipped_forward_shape(s));
+  }
+#endif
+  return false;
+}
+
+bool depthwise_forward_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s,
+                                     const float* x, const float* w, const float* bias,
+                                     float* y, Activation act, int64_t begin, int64_t end) {
+  const float* wt = dwnhwc_tap_major_weights(s, w);
+  if (!wt) return false;
+#if MNX_HAVE_AVX512
+  if (p == DepthwisePath::nhwc_kxk_avx512) {
+    depthwise_forward_nhwc_kxk_avx512(s, x, wt, bias, y, act, begin, end);  // coverage: needs avx512f
+    return true;  // coverage: needs avx512f
+  }
+#endif
+  return forward_tap_major(s, x, wt, bias, y, act, begin, end);
+}
+
+bool depthwise_grad_input_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s,
+                                        const float* gy, const float* w, float* gx,
+                                        int64_t begin, int64_t end) {
+  // tap-major flipped weights [KK][C] for this thread, reused across calls
+  thread_local std::vector<float> wf;
+  const int64_t KK = s.KH * s.KW;
+  try {
+    if (static_cast<int64_t>(wf.size()) < KK * s.C) wf.resize(KK * s.C);
+  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
+    return false;  // coverage: unreachable
+  }  // coverage: unreachable
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < KK; ++i) wf[i * s.C + c] = w[c * KK + KK - 1 - i];
+#if MNX_HAVE_AVX512
+  if (p == DepthwisePath::nhwc_kxk_avx512) {
+    depthwise_forward_nhwc_kxk_avx512(flipped_forward_shape(s), gy, wf.data(), nullptr, gx,  // coverage: needs avx512f
+                                      Activation::None, begin, end);  // coverage: needs avx512f
+    return true;  // coverage: needs avx512f
+  }
+#endif
+  return grad_input_flipped(s, gy, wf.data(), gx, begin, end);
 }
 
 }  // namespace cpu

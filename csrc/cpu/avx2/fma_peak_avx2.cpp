@@ -1,7 +1,7 @@
 // The FMA throughput probe (generic/fma_peak.h) for AVX2/FMA.
 #include "../generic/fma_peak.h"
 #include "../vec/vec_avx2.h"
-#include "avx2_kernels.h"
+#include "../cpu_kernels.h"
 
 namespace mnx {
 namespace cpu {

@@ -11,7 +11,6 @@
 #include "../generic/gemm_driver.h"
 #include "../generic/gemm_kernels.h"
 #include "../vec/vec_avx2.h"
-#include "avx2_kernels.h"
 
 namespace mnx {
 namespace cpu {
@@ -158,10 +157,9 @@ struct KernAvx2 : GemmKernel<VecAvx2, 6, 16, true> {
 
 }  // namespace
 
-void gemm_avx2_f32(const GemmArgs& g, const float* A, const float* B, float* C,
-                   const float* bias, const float* residual, int64_t begin,
-                   int64_t end) {
-  gemm_blocked<KernAvx2>(g, A, B, C, bias, residual, begin, end);
+const GemmKernels<float>& gemm_kernels_avx2() {
+  static const GemmKernels<float> k = {gemm_blocked<KernAvx2>, "avx2"};
+  return k;
 }
 
 }  // namespace cpu

@@ -1,7 +1,7 @@
 // The FMA throughput probe (generic/fma_peak.h) for AVX-512F.
 #include "../generic/fma_peak.h"
 #include "../vec/vec_avx512.h"
-#include "avx512_gemm.h"
+#include "../cpu_kernels.h"
 
 namespace mnx {
 namespace cpu {

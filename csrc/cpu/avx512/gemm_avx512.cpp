@@ -17,20 +17,13 @@
 #include "../generic/gemm_driver.h"
 #include "../generic/gemm_kernels.h"
 #include "../vec/vec_avx512.h"
-#include "avx512_gemm.h"
 
 namespace mnx {
 namespace cpu {
-namespace {
-
-using KernAvx512 = GemmKernel<VecAvx512, 12, 32, true>;
-
-}  // namespace
-
-void gemm_avx512_f32(const GemmArgs& g, const float* A, const float* B, float* C,
-                     const float* bias, const float* residual, int64_t begin,
-                     int64_t end) {
-  gemm_blocked<KernAvx512, 256>(g, A, B, C, bias, residual, begin, end);
+const GemmKernels<float>& gemm_kernels_avx512() {
+  static const GemmKernels<float> k = {
+      gemm_blocked<GemmKernel<VecAvx512, 12, 32, true>, 256>, "avx512"};
+  return k;
 }
 
 }  // namespace cpu

@@ -1,145 +1,65 @@
-// NEON depthwise entry points and the one place where this family picks a
-// kernel: depthwise_path_neon() maps (shape, op) to a named kernel
-// (DepthwisePath, ../depthwise_path.h), and the entry points run what it
-// answers. A kernel that cannot get its per-thread scratch (allocation
-// failure only) writes nothing; the entry point then asks again without it,
-// i.e. takes the next choice (finally the scalar kernel).
-//
-// Preference order (the first that supports the shape; limits in
-// neon_kernels.h):
-//   NCHW forward      nchw_kxk_rows; nchw_small_planes; nchw_direct; scalar
-//   NCHW grad_input   nchw_small_planes; nchw_direct; scalar
-//   NCHW grad_weight  nchw_small_planes; nchw_direct; scalar
-//   NHWC (all three)  nhwc_direct; scalar (the glue runs the row-chunk
-//                     partial sums instead of grad_weight for multiplier 1)
-#include "neon_kernels.h"
+// The NEON depthwise family (AArch64, float32): generic/depthwise_family.h
+// (routing, kernels, entry points) over VecNeon (vectors of 4). It has no
+// kernels of its own; as instantiated here: small planes take OW < 12; the
+// forward tries the row ring first whatever the stride; nhwc_direct runs
+// whole vectors then a scalar channel tail (VecNeon::load_n goes through
+// memory) and supports any channel multiplier; the row ring holds the K*K
+// weights in registers, 4 per q register, with one FMA by lane per tap.
+#define MNX_ROWS_FULL_UNROLL 1  // LaneTaps: constant lanes once unrolled
+#include <arm_neon.h>
+
+#include "../generic/depthwise_family.h"
+#include "../vec/vec_neon.h"
 
 namespace mnx {
 namespace cpu {
+namespace {
 
-bool depthwise_path_supported_neon(DepthwisePath p, const DepthwiseShape& s,
-                                   DepthwiseOp op) {
-  switch (p) {
-    case DepthwisePath::scalar:
-      return true;
-    case DepthwisePath::nchw_kxk_rows:
-      return op == DepthwiseOp::forward && depthwise_forward_nchw_kxk_rows_neon_supported(s);
-    case DepthwisePath::nchw_small_planes:
-      return depthwise_nchw_small_planes_neon_supported(s);
-    case DepthwisePath::nchw_direct:
-      return depthwise_nchw_direct_neon_supported(s);
-    case DepthwisePath::nhwc_direct:
-      return depthwise_nhwc_neon_supported(s);
-    case DepthwisePath::nchw_c8_kxk:  // AVX2 / AVX-512 kernels
-    case DepthwisePath::nhwc_kxk_avx2:
-    case DepthwisePath::nhwc_kxk_avx512:
-      return false;
+// The plane's K*K weights in (K*K + 3) / 4 registers; fma by lane.
+template <class V, int K>
+struct LaneTaps {
+  static constexpr int NW = (K * K + 3) / 4;  // weight registers
+  float32x4_t wq[NW];
+  explicit LaneTaps(const float* wp) {
+    float wpad[NW * 4] = {};
+    for (int t = 0; t < K * K; ++t) wpad[t] = wp[t];
+    for (int i = 0; i < NW; ++i) wq[i] = vld1q_f32(wpad + 4 * i);
   }
-  return false;  // coverage: unreachable (every enumerator is handled above)
-}
-
-DepthwisePath depthwise_path_neon(const DepthwiseShape& s, DepthwiseOp op,
-                                  uint32_t skip) {
-  auto ok = [&](DepthwisePath p) {
-    return !(skip & depthwise_path_bit(p)) && depthwise_path_supported_neon(p, s, op);
+  struct W {
+    float32x4_t q;
+    int lane;
   };
-  DepthwisePath forced;
-  if (depthwise_path_forced(&forced) && ok(forced)) return forced;
-  using P = DepthwisePath;
-  static const P kOrder[] = {P::nchw_kxk_rows, P::nchw_small_planes, P::nchw_direct,
-                             P::nhwc_direct};
-  for (P p : kOrder)
-    if (ok(p)) return p;
-  return P::scalar;
-}
-
-bool depthwise_forward_neon_run(DepthwisePath p, const DepthwiseShape& s,
-                                const float* x, const float* w, const float* bias,
-                                float* y, Activation act, int64_t begin, int64_t end) {
-  switch (p) {
-    case DepthwisePath::nchw_kxk_rows:
-      return depthwise_forward_nchw_kxk_rows_neon(s, x, w, bias, y, act, begin, end);
-    case DepthwisePath::nchw_small_planes:
-      depthwise_forward_nchw_small_planes_neon(s, x, w, bias, y, act, begin, end);
-      return true;
-    case DepthwisePath::nchw_direct:
-      depthwise_forward_nchw_direct_neon(s, x, w, bias, y, act, begin, end);
-      return true;
-    case DepthwisePath::nhwc_direct:
-      return depthwise_forward_nhwc_neon(s, x, w, bias, y, act, begin, end);
-    default:  // scalar (and the paths this family does not have)
-      break;
+  W at(int t) const { return {wq[t / 4], t % 4}; }
+  // acc + x * w.q[w.lane]; the lane is a constant once the taps are unrolled
+  static float32x4_t fma(W w, float32x4_t x, float32x4_t acc) {
+    switch (w.lane) {
+      case 0:
+        return vfmaq_laneq_f32(acc, x, w.q, 0);
+      case 1:
+        return vfmaq_laneq_f32(acc, x, w.q, 1);
+      case 2:
+        return vfmaq_laneq_f32(acc, x, w.q, 2);
+      default:
+        return vfmaq_laneq_f32(acc, x, w.q, 3);
+    }
   }
-  depthwise_forward_scalar<float>(s, x, w, bias, y, act, begin, end);
-  return true;
-}
+};
 
-bool depthwise_grad_input_neon_run(DepthwisePath p, const DepthwiseShape& s,
-                                   const float* gy, const float* w, float* gx,
-                                   int64_t begin, int64_t end) {
-  switch (p) {
-    case DepthwisePath::nchw_small_planes:
-      depthwise_grad_input_nchw_small_planes_neon(s, gy, w, gx, begin, end);
-      return true;
-    case DepthwisePath::nchw_direct:
-      return depthwise_grad_input_nchw_direct_neon(s, gy, w, gx, begin, end);
-    case DepthwisePath::nhwc_direct:
-      return depthwise_grad_input_nhwc_neon(s, gy, w, gx, begin, end);
-    default:  // scalar (and the paths that have no grad_input here)
-      break;
-  }
-  depthwise_grad_input_scalar<float>(s, gy, w, gx, begin, end);
-  return true;
-}
+struct IsaNeon {
+  using V = VecNeon;
+  static constexpr const char* kName = "neon";
+  static constexpr int64_t kSmallPlaneMaxOW = 12;
+  static constexpr bool kStridedSmallPlanesFirst = false;
+  static constexpr bool kNhwcMaskedTail = false, kNhwcMult = true;
+  template <class W, int K>
+  using RowTaps = LaneTaps<W, K>;
+  static constexpr bool kOwnKernels = false;
+};
 
-bool depthwise_grad_weight_neon_run(DepthwisePath p, const DepthwiseShape& s,
-                                    const float* gy, const float* x, float* gw,
-                                    int64_t begin, int64_t end) {
-  switch (p) {
-    case DepthwisePath::nchw_small_planes:
-      depthwise_grad_weight_nchw_small_planes_neon(s, gy, x, gw, begin, end);
-      return true;
-    case DepthwisePath::nchw_direct:
-      depthwise_grad_weight_nchw_direct_neon(s, gy, x, gw, begin, end);
-      return true;
-    case DepthwisePath::nhwc_direct:
-      depthwise_grad_weight_nhwc_neon(s, gy, x, gw, begin, end);
-      return true;
-    default:  // scalar (and the paths that have no grad_weight here)
-      break;
-  }
-  depthwise_grad_weight_scalar<float>(s, gy, x, gw, begin, end);
-  return true;
-}
+}  // namespace
 
-void depthwise_forward_neon_f32(const DepthwiseShape& s, const float* x,
-                                const float* w, const float* bias, float* y,
-                                Activation act, int64_t begin, int64_t end) {
-  for (uint32_t failed = 0;;) {
-    const DepthwisePath p = depthwise_path_neon(s, DepthwiseOp::forward, failed);
-    if (depthwise_forward_neon_run(p, s, x, w, bias, y, act, begin, end)) return;
-    failed |= depthwise_path_bit(p);  // coverage: unreachable (only when scratch allocation fails)
-  }  // coverage: unreachable
-}
-
-void depthwise_grad_input_neon_f32(const DepthwiseShape& s, const float* gy,
-                                   const float* w, float* gx, int64_t begin,
-                                   int64_t end) {
-  for (uint32_t failed = 0;;) {
-    const DepthwisePath p = depthwise_path_neon(s, DepthwiseOp::grad_input, failed);
-    if (depthwise_grad_input_neon_run(p, s, gy, w, gx, begin, end)) return;
-    failed |= depthwise_path_bit(p);  // coverage: unreachable (only when scratch allocation fails)
-  }  // coverage: unreachable
-}
-
-void depthwise_grad_weight_neon_f32(const DepthwiseShape& s, const float* gy,
-                                    const float* x, float* gw, int64_t begin,
-                                    int64_t end) {
-  for (uint32_t failed = 0;;) {
-    const DepthwisePath p = depthwise_path_neon(s, DepthwiseOp::grad_weight, failed);
-    if (depthwise_grad_weight_neon_run(p, s, gy, x, gw, begin, end)) return;
-    failed |= depthwise_path_bit(p);  // coverage: unreachable (only when scratch allocation fails)
-  }  // coverage: unreachable
+const DepthwiseFamilyF32& depthwise_family_neon() {
+  return DepthwiseFamily<IsaNeon>::table();
 }
 
 }  // namespace cpu

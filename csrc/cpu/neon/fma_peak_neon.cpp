@@ -1,7 +1,7 @@
 // The FMA throughput probe (generic/fma_peak.h) for AArch64 NEON.
 #include "../generic/fma_peak.h"
 #include "../vec/vec_neon.h"
-#include "neon_kernels.h"
+#include "../cpu_kernels.h"
 
 namespace mnx {
 namespace cpu {

@@ -11,7 +11,6 @@
 #include "../generic/gemm_driver.h"
 #include "../generic/gemm_kernels.h"
 #include "../vec/vec_neon.h"
-#include "neon_kernels.h"
 
 namespace mnx {
 namespace cpu {
@@ -50,10 +49,9 @@ struct KernNeon : GemmKernel<VecNeon, 8, 8, false> {
 
 }  // namespace
 
-void gemm_neon_f32(const GemmArgs& g, const float* A, const float* B, float* C,
-                   const float* bias, const float* residual, int64_t begin,
-                   int64_t end) {
-  gemm_blocked<KernNeon>(g, A, B, C, bias, residual, begin, end);
+const GemmKernels<float>& gemm_kernels_neon() {
+  static const GemmKernels<float> k = {gemm_blocked<KernNeon>, "neon"};
+  return k;
 }
 
 }  // namespace cpu
