@@ -494,10 +494,10 @@ int main() {
   std::printf("isa: %s\n", cpu::selected_isa());
 #if defined(__aarch64__)
   // the kernels under test must be the NEON ones, not scalar vs scalar
-  t.check(std::string(k.isa) == "neon" && k.forward == cpu::depthwise_forward_neon_f32 &&
-          k.grad_input == cpu::depthwise_grad_input_neon_f32 &&
-          k.grad_weight == cpu::depthwise_grad_weight_neon_f32 &&
-          k.grad_weight_nhwc_partial == cpu::depthwise_grad_weight_nhwc_partial_neon);
+  const cpu::DepthwiseKernels<float>& neon = cpu::depthwise_family_neon().entry;
+  t.check(std::string(k.isa) == "neon" && k.forward == neon.forward &&
+          k.grad_input == neon.grad_input && k.grad_weight == neon.grad_weight &&
+          k.grad_weight_nhwc_partial && k.grad_weight_nhwc_partial == neon.grad_weight_nhwc_partial);
 #else
   (void)k;
 #endif
