@@ -1,6 +1,6 @@
-// The AVX2 family's own depthwise kernels (float32, x86-64 AVX2 + FMA), the
-// ones the other families do not have; included only by the AVX2 (and
-// AVX-512) translation units, which are compiled with -mavx2 -mfma. The
+// The AVX2 family's own depthwise kernels (float32, x86-64 AVX2 + FMA, and
+// the AVX-512 kernel it calls), the ones the other families do not have;
+// included only by the AVX2 and AVX-512 translation units. The
 // family itself (routing, the kernels every ISA shares, entry points) is
 // generic/depthwise_family.h, instantiated in depthwise_avx2.cpp and reached
 // through depthwise_family_avx2() (../cpu_kernels.h).
@@ -50,6 +50,17 @@ bool depthwise_forward_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s,
 bool depthwise_grad_input_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s,
                                         const float* gy, const float* w, float* gx,
                                         int64_t begin, int64_t end);
+
+// The AVX-512F forward behind nhwc_kxk_avx512
+// (../avx512/depthwise_nhwc_kxk_avx512.cpp, compiled with -mavx512f; call
+// only when cpu_use_avx512()): channels_last, square 3x3/5x5/7x7, stride 1
+// or 2, dilation 1, multiplier 1, any C; `wt` is the tap-major weight copy
+// [KH*KW][C].
+bool depthwise_forward_nhwc_kxk_avx512_supported(const DepthwiseShape& s);
+void depthwise_forward_nhwc_kxk_avx512(const DepthwiseShape& s, const float* x,
+                                       const float* wt, const float* bias,
+                                       float* y, Activation act, int64_t begin,
+                                       int64_t end);
 
 // nchw_direct's grad_weight plane kernel for KW <= 7 with a zero-padded copy
 // of the input plane (depthwise_nchw_avx2.cpp): null for other shapes, else

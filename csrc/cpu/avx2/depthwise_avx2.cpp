@@ -23,13 +23,11 @@ using P = DepthwisePath;
 
 struct IsaAvx2 {
   using V = VecAvx2;
-  static constexpr const char* kName = "avx2";
-  static constexpr int64_t kSmallPlaneMaxOW = 16;
-  static constexpr bool kStridedSmallPlanesFirst = true;
-  static constexpr bool kNhwcMaskedTail = true, kNhwcMult = false;
+  // name, small planes below OW 16, strided small planes first, nhwc_direct
+  // masked tail and multiplier 1 only, own kernels
+  static constexpr DepthwiseVariant kVariant = {"avx2", 16, true, true, false, true};
   template <class W, int K>
   using RowTaps = dw_rows::BroadcastTaps<W, K>;
-  static constexpr bool kOwnKernels = true;
 
   static bool own_supported(P p, const DepthwiseShape& s, DepthwiseOp op) {
     if (p == P::nchw_c8_kxk)

@@ -25,9 +25,9 @@
 // planes). Every output element is computed from the same taps in the same
 // order whatever the block, so results do not depend on how units are split.
 #include <cstring>
-#include <vector>
 
 #include "../generic/depthwise_nhwc_kxk.h"
+#include "../generic/thread_scratch.h"
 #include "depthwise_avx2_common.h"
 
 namespace mnx {
@@ -109,19 +109,10 @@ void forward_block(const Corr& g, const float* x, const float* w,
   for (int i = 0; i < K; ++i) tag[i] = -1;
   for (int64_t oh = 0; oh < g.Hout; ++oh) {
     const float* rows[K];
-    for (int kh = 0; kh < K; ++kh) {
-      const int64_t ih = dilated_row(oh * S - g.PH + kh, last, g.D);
-      if (ih < 0) {
-        rows[kh] = nullptr;
-        continue;
-      }
-      float* dst = sc.ring + (ih % K) * sc.slot;
-      if (tag[ih % K] != ih) {
-        interleave_row(xb + ih * g.Win, HW, nb, g.Win, g.D, dst + g.PW * 8);
-        tag[ih % K] = ih;
-      }
-      rows[kh] = dst;
-    }
+    ring_rows<K, S>(oh, g.PH, last, g.D, 0, sc.ring, sc.slot, tag, rows,
+                    [&](int64_t ih, float* dst) {
+                      interleave_row(xb + ih * g.Win, HW, nb, g.Win, g.D, dst + g.PW * 8);
+                    });
     // Groups of 8 (or 4) pixels; the last group is shifted left to end at
     // OW, recomputing a few pixels (same taps, same order: the same values)
     // rather than running narrow groups whose few FMA chains stall on latency.
@@ -240,14 +231,9 @@ void grad_weight_block(const DepthwiseShape& s, const float* gy, const float* x,
 bool get_scratch(int64_t K, int64_t cols, int64_t row, Scratch* sc) {
   const int64_t slot = cols * 8;
   const int64_t need = K * slot + row * 8 + K * K * 8 + 8;
-  // reused across calls on this thread; 32-byte aligned for the row stores
-  thread_local std::vector<__m256> buf;
-  try {
-    if (static_cast<int64_t>(buf.size()) * 8 < need) buf.resize((need + 7) / 8);
-  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
-    return false;  // coverage: unreachable
-  }  // coverage: unreachable
-  float* base = reinterpret_cast<float*>(buf.data());
+  // reused across calls on this thread; aligned for the row stores
+  float* base = thread_scratch<0>(need);
+  if (!base) return false;  // coverage: unreachable (only on std::bad_alloc)
   *sc = Scratch{base, base + K * slot, base + K * slot + row * 8,
                 base + K * slot + row * 8 + K * K * 8, slot};
   // zero padding columns (and lanes) of every slot; interleave_row only

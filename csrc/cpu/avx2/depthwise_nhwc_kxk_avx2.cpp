@@ -25,14 +25,11 @@
 // stride 2 the ring over grad_output zero-dilated by 2 (each row is laid
 // into a zeroed ring slot once; inserted zero rows are skipped).
 #include <cstring>
-#include <vector>
 
 #include "../generic/depthwise_nhwc.h"
 #include "../generic/depthwise_nhwc_kxk.h"
+#include "../generic/thread_scratch.h"
 #include "depthwise_avx2_common.h"
-#if MNX_HAVE_AVX512
-#include "../avx512/avx512_depthwise.h"
-#endif
 
 namespace mnx {
 namespace cpu {
@@ -56,29 +53,19 @@ void corr_rows(const Corr& g, const float* x, const float* wt,
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / g.Hout, oh = u % g.Hout;
     const float* rows[K];
-    for (int kh = 0; kh < K; ++kh) {
-      const int64_t ih = dilated_row(oh * S - g.PH + kh, last, g.D);
-      if (ih < 0) {
-        rows[kh] = nullptr;
-        continue;
+    ring_rows<K, S>(oh, g.PH, last, g.D, n * g.Hin, ring, slot, tag, rows,
+                    [&](int64_t ih, float* dst) {
+      const float* src = x + (n * g.Hin + ih) * g.Win * C;
+      if (g.D == 1) {
+        std::memset(dst, 0, sizeof(float) * g.PW * C);
+        std::memcpy(dst + g.PW * C, src, sizeof(float) * g.Win * C);
+        std::memset(dst + (g.PW + g.Win) * C, 0, sizeof(float) * (cols - g.PW - g.Win) * C);
+      } else {
+        std::memset(dst, 0, sizeof(float) * slot);
+        for (int64_t iw = 0; iw < g.Win; ++iw)
+          std::memcpy(dst + (g.PW + iw * g.D) * C, src + iw * C, sizeof(float) * C);
       }
-      const int64_t key = n * g.Hin + ih;
-      float* dst = ring + (ih % K) * slot;
-      if (tag[ih % K] != key) {
-        const float* src = x + key * g.Win * C;
-        if (g.D == 1) {
-          std::memset(dst, 0, sizeof(float) * g.PW * C);
-          std::memcpy(dst + g.PW * C, src, sizeof(float) * g.Win * C);
-          std::memset(dst + (g.PW + g.Win) * C, 0, sizeof(float) * (cols - g.PW - g.Win) * C);
-        } else {
-          std::memset(dst, 0, sizeof(float) * slot);
-          for (int64_t iw = 0; iw < g.Win; ++iw)
-            std::memcpy(dst + (g.PW + iw * g.D) * C, src + iw * C, sizeof(float) * C);
-        }
-        tag[ih % K] = key;
-      }
-      rows[kh] = dst;
-    }
+    });
     float* yr = y + u * g.Wout * C;
     if (g.Wout >= 8) {
       for (int64_t ow = 0;; ow += 8) {
@@ -102,13 +89,8 @@ bool run_corr(const Corr& g, int64_t K, int64_t S, const float* x,
   const int64_t cols = imax(imax((g.Wout - 1) * S + K, 7 * S + K),
                             g.PW + (g.Win - 1) * g.D + 1);
   const int64_t need = K * cols * g.C + 8 * g.C;
-  thread_local std::vector<float> buf;
-  try {
-    if (static_cast<int64_t>(buf.size()) < need) buf.resize(need);
-  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
-    return false;  // coverage: unreachable
-  }  // coverage: unreachable
-  float* ring = buf.data();
+  float* ring = thread_scratch<0>(need);
+  if (!ring) return false;  // coverage: unreachable (only on std::bad_alloc)
   float* tmp = ring + K * cols * g.C;
 #define MNX_NHWC_CASE(KK, SS)                                                    \
   if (K == KK && S == SS) {                                                      \
@@ -208,23 +190,19 @@ bool depthwise_grad_input_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s
                                         const float* gy, const float* w, float* gx,
                                         int64_t begin, int64_t end) {
   // tap-major flipped weights [KK][C] for this thread, reused across calls
-  thread_local std::vector<float> wf;
   const int64_t KK = s.KH * s.KW;
-  try {
-    if (static_cast<int64_t>(wf.size()) < KK * s.C) wf.resize(KK * s.C);
-  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
-    return false;  // coverage: unreachable
-  }  // coverage: unreachable
+  float* wf = thread_scratch<1>(KK * s.C);
+  if (!wf) return false;  // coverage: unreachable (only on std::bad_alloc)
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t i = 0; i < KK; ++i) wf[i * s.C + c] = w[c * KK + KK - 1 - i];
 #if MNX_HAVE_AVX512
   if (p == DepthwisePath::nhwc_kxk_avx512) {
-    depthwise_forward_nhwc_kxk_avx512(flipped_forward_shape(s), gy, wf.data(), nullptr, gx,  // coverage: needs avx512f
+    depthwise_forward_nhwc_kxk_avx512(flipped_forward_shape(s), gy, wf, nullptr, gx,  // coverage: needs avx512f
                                       Activation::None, begin, end);  // coverage: needs avx512f
     return true;  // coverage: needs avx512f
   }
 #endif
-  return grad_input_flipped(s, gy, wf.data(), gx, begin, end);
+  return grad_input_flipped(s, gy, wf, gx, begin, end);
 }
 
 }  // namespace cpu

@@ -147,13 +147,7 @@ inline void ukr_6x16(int64_t kc, const float* a, int64_t a_rs, bool direct,
 }
 
 // Edge tiles and B packing: the generic kernels; ukr: the asm kernel.
-struct KernAvx2 : GemmKernel<VecAvx2, 6, 16, true> {
-  static void ukr(int64_t kc, const float* a, int64_t a_rs, bool direct,
-                  const float* b, float* c, int64_t ldc, bool load_c,
-                  const Epi* e, int64_t m, int64_t n, bool cold_a) {
-    ukr_6x16(kc, a, a_rs, direct, b, c, ldc, load_c, e, m, n, cold_a);
-  }
-};
+using KernAvx2 = GemmKernel<VecAvx2, 6, 16, true, ukr_6x16>;
 
 }  // namespace
 

@@ -19,7 +19,7 @@
 
 #include "../generic/depthwise_nhwc_kxk.h"
 #include "../vec/vec_avx512.h"
-#include "avx512_depthwise.h"
+#include "../avx2/avx2_kernels.h"
 
 namespace mnx {
 namespace cpu {

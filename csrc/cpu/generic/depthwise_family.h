@@ -21,7 +21,7 @@
 // excluded; MOBILENET_EXT_DEPTHWISE_PATH's kernel first when set and
 // supported):
 //   NCHW forward      nchw_c8_kxk; nchw_small_planes if strided and
-//                     Isa::kStridedSmallPlanesFirst; nchw_kxk_rows;
+//                     kV.strided_small_planes_first; nchw_kxk_rows;
 //                     nchw_small_planes; nchw_direct; scalar
 //   NCHW grad_input   nchw_c8_kxk; nchw_small_planes; nchw_direct; scalar
 //   NCHW grad_weight  the same as grad_input (nchw_c8_kxk gated by the
@@ -46,13 +46,9 @@
 //
 // Isa (the traits of one family) provides:
 //   V                          the vector layer (../vec/)
-//   kName                      "avx2", "neon"
-//   kSmallPlaneMaxOW           nchw_small_planes takes OW below this
-//   kStridedSmallPlanesFirst   see the order above
-//   kNhwcMaskedTail, kNhwcMult the nhwc_direct variant (depthwise_nhwc.h);
-//                              kNhwcMult: channel multiplier > 1 supported
+//   kVariant                   a DepthwiseVariant (below)
 //   RowTaps<V, K>              how nchw_kxk_rows holds its weights
-//   kOwnKernels                the ISA has kernels of its own; then
+//   and with kVariant.own_kernels (the ISA has kernels of its own):
 //     own_supported(p, s, op)    whether own kernel p runs (s, op) (false
 //                                for every other path)
 //     own_forward / own_grad_input / own_grad_weight (p, ...)
@@ -63,38 +59,36 @@
 //                                with a zero-padded plane copy of `floats`
 //                                floats, or null (the generic plane kernel)
 //     grad_weight_nhwc_partial   the NHWC row-chunk partial sums
-//   (without kOwnKernels: none of these; the generic versions run)
+//   (without own_kernels: none of these; the generic versions run)
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "../cpu_kernels.h"
 #include "depthwise_nchw.h"
 #include "depthwise_nchw_kxk_rows.h"
 #include "depthwise_nhwc.h"
+#include "thread_scratch.h"
 
 namespace mnx {
 namespace cpu {
 namespace {  // internal linkage: see vec/vec.h
 
-// A per-thread buffer of at least n floats, one per Tag and translation
-// unit, reused across calls (it only grows); null when it cannot be had.
-template <int Tag>
-inline float* dw_family_scratch(int64_t n) {
-  thread_local std::vector<float> buf;
-  try {
-    if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
-  } catch (...) {    // coverage: unreachable (only on std::bad_alloc)
-    return nullptr;  // coverage: unreachable
-  }  // coverage: unreachable
-  return buf.data();
-}
+// How one ISA instantiates the shared kernels.
+struct DepthwiseVariant {
+  const char* name;                // "avx2", "neon"
+  int64_t small_plane_max_ow;      // nchw_small_planes takes OW below this
+  bool strided_small_planes_first;  // see the preference order above
+  bool nhwc_masked_tail;           // nhwc_direct's variant (depthwise_nhwc.h)
+  bool nhwc_mult;                  // nhwc_direct supports multiplier > 1
+  bool own_kernels;                // Isa has the hooks above
+};
 
 template <class Isa>
 struct DepthwiseFamily {
   using V = typename Isa::V;
   using P = DepthwisePath;
+  static constexpr DepthwiseVariant kV = Isa::kVariant;
 
   static bool supported(P p, const DepthwiseShape& s, DepthwiseOp op) {
     const bool nchw = s.layout == Layout::NCHW;
@@ -106,14 +100,14 @@ struct DepthwiseFamily {
         return op == DepthwiseOp::forward && dw_rows::supported(s);
       case P::nchw_small_planes:
         return nchw && taps <= dw_nchw::kMaxTaps && s.mult == 1 &&
-               s.OW < Isa::kSmallPlaneMaxOW && s.H * s.W <= dw_nchw::kSmallPlane &&
+               s.OW < kV.small_plane_max_ow && s.H * s.W <= dw_nchw::kSmallPlane &&
                s.OH * s.OW <= dw_nchw::kSmallPlane;
       case P::nchw_direct:
         return nchw && taps <= dw_nchw::kMaxTaps && (s.SW == 1 || s.SW == 2);
       case P::nhwc_direct:
-        return !nchw && taps <= kDwNhwcMaxTaps && (Isa::kNhwcMult || s.mult == 1);
+        return !nchw && taps <= kDwNhwcMaxTaps && (kV.nhwc_mult || s.mult == 1);
       default:
-        if constexpr (Isa::kOwnKernels) return Isa::own_supported(p, s, op);
+        if constexpr (kV.own_kernels) return Isa::own_supported(p, s, op);
         return false;
     }
   }
@@ -126,7 +120,7 @@ struct DepthwiseFamily {
       if (ok(P::nchw_c8_kxk)) return P::nchw_c8_kxk;
       if (op == DepthwiseOp::forward) {
         const bool strided = s.SH > 1 || s.SW > 1;
-        if (Isa::kStridedSmallPlanesFirst && strided && ok(P::nchw_small_planes))
+        if (kV.strided_small_planes_first && strided && ok(P::nchw_small_planes))
           return P::nchw_small_planes;
         if (ok(P::nchw_kxk_rows)) return P::nchw_kxk_rows;
       }
@@ -147,10 +141,10 @@ struct DepthwiseFamily {
     const float* wt = dwnhwc_tap_major_weights(s, w);
     if (!wt) return false;
     float* xe = nullptr;  // expanded rows [KH][W][C_out] (multiplier > 1)
-    if constexpr (Isa::kNhwcMult) {
-      if (s.mult > 1 && !(xe = dw_family_scratch<0>(s.KH * s.W * s.C_out()))) return false;
+    if constexpr (kV.nhwc_mult) {
+      if (s.mult > 1 && !(xe = thread_scratch<0>(s.KH * s.W * s.C_out()))) return false;
     }
-    dwnhwc_forward<V, Isa::kNhwcMaskedTail, Isa::kNhwcMult>(s, x, wt, bias, y, act, begin,
+    dwnhwc_forward<V, kV.nhwc_masked_tail, kV.nhwc_mult>(s, x, wt, bias, y, act, begin,
                                                             end, xe);
     return true;
   }
@@ -160,10 +154,10 @@ struct DepthwiseFamily {
     const float* wt = dwnhwc_tap_major_weights(s, w);
     if (!wt) return false;
     float* tmp = nullptr;  // per-output-channel sums (multiplier > 1)
-    if constexpr (Isa::kNhwcMult) {
-      if (s.mult > 1 && !(tmp = dw_family_scratch<1>(s.C_out()))) return false;
+    if constexpr (kV.nhwc_mult) {
+      if (s.mult > 1 && !(tmp = thread_scratch<1>(s.C_out()))) return false;
     }
-    dwnhwc_grad_input<V, Isa::kNhwcMaskedTail, Isa::kNhwcMult>(s, gy, wt, gx, begin, end,
+    dwnhwc_grad_input<V, kV.nhwc_masked_tail, kV.nhwc_mult>(s, gy, wt, gx, begin, end,
                                                                tmp);
     return true;
   }
@@ -174,10 +168,10 @@ struct DepthwiseFamily {
                                float* gw, int64_t begin, int64_t end) {
     dw_nchw::PaddedFn<V> padded = nullptr;
     float* xpad = nullptr;
-    if constexpr (Isa::kOwnKernels) {
+    if constexpr (kV.own_kernels) {
       int64_t floats = 0;
       padded = Isa::grad_weight_padded_plane(s, &floats);
-      if (padded && !(xpad = dw_family_scratch<2>(floats))) padded = nullptr;  // coverage: unreachable (only on std::bad_alloc)
+      if (padded && !(xpad = thread_scratch<2>(floats))) padded = nullptr;  // coverage: unreachable (only on std::bad_alloc)
     }
     dw_nchw::grad_weight_direct<V>(s, gy, x, gw, begin, end, padded, xpad);
   }
@@ -202,7 +196,7 @@ struct DepthwiseFamily {
       case P::scalar:
         break;
       default:
-        if constexpr (Isa::kOwnKernels)
+        if constexpr (kV.own_kernels)
           return Isa::own_forward(p, s, x, w, bias, y, act, begin, end);
         break;
     }
@@ -224,7 +218,7 @@ struct DepthwiseFamily {
       case P::scalar:
         break;
       default:
-        if constexpr (Isa::kOwnKernels) return Isa::own_grad_input(p, s, gy, w, gx, begin, end);
+        if constexpr (kV.own_kernels) return Isa::own_grad_input(p, s, gy, w, gx, begin, end);
         break;
     }
     depthwise_grad_input_scalar<float>(s, gy, w, gx, begin, end);
@@ -241,13 +235,13 @@ struct DepthwiseFamily {
         nchw_grad_weight(s, gy, x, gw, begin, end);
         return true;
       case P::nhwc_direct:
-        dwnhwc_grad_weight<V, Isa::kNhwcMaskedTail, Isa::kNhwcMult>(s, gy, x, gw, begin, end);
+        dwnhwc_grad_weight<V, kV.nhwc_masked_tail, kV.nhwc_mult>(s, gy, x, gw, begin, end);
         return true;
       case P::nchw_kxk_rows:  // forward only (never supported here)
       case P::scalar:
         break;
       default:
-        if constexpr (Isa::kOwnKernels) return Isa::own_grad_weight(p, s, gy, x, gw, begin, end);
+        if constexpr (kV.own_kernels) return Isa::own_grad_weight(p, s, gy, x, gw, begin, end);
         break;
     }
     depthwise_grad_weight_scalar<float>(s, gy, x, gw, begin, end);
@@ -255,36 +249,27 @@ struct DepthwiseFamily {
   }
 
   // --- entry points: the routing's answer, then the fallbacks ----------------
-  template <class Run>
-  static void run_routed(const DepthwiseShape& s, DepthwiseOp op, Run run) {
-    for (uint32_t failed = 0;;) {
-      const P p = path(s, op, failed);
-      if (run(p)) return;
-      failed |= depthwise_path_bit(p);  // coverage: unreachable (only when scratch allocation fails)
-    }  // coverage: unreachable
-  }
-
-  static void forward(const DepthwiseShape& s, const float* x, const float* w,
-                      const float* bias, float* y, Activation act, int64_t begin,
-                      int64_t end) {
-    run_routed(s, DepthwiseOp::forward,
-               [&](P p) { return run_forward(p, s, x, w, bias, y, act, begin, end); });
-  }
-  static void grad_input(const DepthwiseShape& s, const float* gy, const float* w, float* gx,
-                         int64_t begin, int64_t end) {
-    run_routed(s, DepthwiseOp::grad_input,
-               [&](P p) { return run_grad_input(p, s, gy, w, gx, begin, end); });
-  }
-  static void grad_weight(const DepthwiseShape& s, const float* gy, const float* x, float* gw,
-                          int64_t begin, int64_t end) {
-    run_routed(s, DepthwiseOp::grad_weight,
-               [&](P p) { return run_grad_weight(p, s, gy, x, gw, begin, end); });
-  }
+  // Routed<op, run>::entry(s, args...) runs run(path(s, op), s, args...),
+  // asking again without a kernel that could not get its scratch.
+  template <DepthwiseOp op, class Fn, Fn run>
+  struct Routed;
+  template <DepthwiseOp op, class... A, bool (*run)(P, const DepthwiseShape&, A...)>
+  struct Routed<op, bool (*)(P, const DepthwiseShape&, A...), run> {
+    static void entry(const DepthwiseShape& s, A... a) {
+      for (uint32_t failed = 0;;) {
+        const P p = path(s, op, failed);
+        if (run(p, s, a...)) return;
+        failed |= depthwise_path_bit(p);  // coverage: unreachable (only when scratch allocation fails)
+      }  // coverage: unreachable
+    }
+  };
+  template <DepthwiseOp op, auto run>
+  static constexpr auto entry = Routed<op, decltype(run), run>::entry;
 
   static void grad_weight_nhwc_partial(const DepthwiseShape& s, const float* gy,
                                        const float* x, float* partial, int64_t begin,
                                        int64_t end) {
-    if constexpr (Isa::kOwnKernels)
+    if constexpr (kV.own_kernels)
       Isa::grad_weight_nhwc_partial(s, gy, x, partial, begin, end);
     else
       dwnhwc_grad_weight_partial<V>(s, gy, x, partial, begin, end);
@@ -292,7 +277,8 @@ struct DepthwiseFamily {
 
   static const DepthwiseFamilyF32& table() {
     static const DepthwiseFamilyF32 t = {
-        {forward, grad_input, grad_weight, Isa::kName, grad_weight_nhwc_partial},
+        {entry<DepthwiseOp::forward, run_forward>, entry<DepthwiseOp::grad_input, run_grad_input>,
+         entry<DepthwiseOp::grad_weight, run_grad_weight>, kV.name, grad_weight_nhwc_partial},
         supported,
         path,
         run_forward,

@@ -16,12 +16,11 @@
 //                       copy) or columns contiguous (the ISA's register
 //                       transpose, V::transpose_n > 0)
 //   gemm_prefetch_next_a  prefetch of the next A panel read in place
-//   GemmKernel<V, MR, NR, kDirectA>
+//   GemmKernel<V, MR, NR, kDirectA, kUkr>
 //                       the driver's Kern from these pieces; its ukr is the
 //                       generic register tile (the AVX-512 family uses it as
-//                       is). An ISA with a hand-written micro-kernel (AVX2's
-//                       inline asm, NEON's by-lane FMAs) derives from it and
-//                       replaces ukr only.
+//                       is), or kUkr, an ISA's hand-written micro-kernel
+//                       (AVX2's inline asm, NEON's by-lane FMAs).
 //
 // Per element the arithmetic is the driver's (gemm_driver.h): acc = (load_c ?
 // C : 0), then acc = fma(a, b, acc) for k in order, then on the last step
@@ -261,19 +260,29 @@ inline void gemm_prefetch_next_a(const float* a, int64_t a_rs, int64_t kc) {
       __builtin_prefetch(nx + k, 0, 3);
 }
 
+// A hand-written full MR x NR micro-kernel (the driver's ukr, gemm_driver.h).
+using GemmUkr = void (*)(int64_t kc, const float* a, int64_t a_rs, bool direct,
+                         const float* b, float* c, int64_t ldc, bool load_c,
+                         const Epi* e, int64_t m, int64_t n, bool cold_a);
+
 // The driver's Kern (gemm_driver.h) from the pieces above: MR x NR register
 // tile (NR a multiple of V::width; MR * NR / width accumulators plus NR /
 // width B vectors and a broadcast must fit V::registers for the generic
-// ukr); kDirectA: A may be read in place when its columns are contiguous.
-template <class V, int64_t MR_, int64_t NR_, bool kDirectA_>
+// ukr); kDirectA: A may be read in place when its columns are contiguous;
+// kUkr: the ISA's own full-tile micro-kernel, or null for the generic one.
+template <class V, int64_t MR_, int64_t NR_, bool kDirectA_, GemmUkr kUkr = nullptr>
 struct GemmKernel {
   static constexpr int64_t MR = MR_, NR = NR_;
   static constexpr bool kDirectA = kDirectA_;
 
-  // Full MR x NR tile (the generic micro-kernel; an ISA may replace it).
+  // Full MR x NR tile: kUkr, or the generic register tile.
   static void ukr(int64_t kc, const float* a, int64_t a_rs, bool direct,
                   const float* b, float* c, int64_t ldc, bool load_c,
                   const Epi* e, int64_t m, int64_t n, bool cold_a) {
+    if constexpr (kUkr != nullptr) {
+      kUkr(kc, a, a_rs, direct, b, c, ldc, load_c, e, m, n, cold_a);
+      return;
+    }
     constexpr int R = static_cast<int>(MR), NV = static_cast<int>(NR / V::width);
     if constexpr (kDirectA) {
       if (direct) {

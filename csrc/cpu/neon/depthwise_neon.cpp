@@ -47,13 +47,11 @@ struct LaneTaps {
 
 struct IsaNeon {
   using V = VecNeon;
-  static constexpr const char* kName = "neon";
-  static constexpr int64_t kSmallPlaneMaxOW = 12;
-  static constexpr bool kStridedSmallPlanesFirst = false;
-  static constexpr bool kNhwcMaskedTail = false, kNhwcMult = true;
+  // name, small planes below OW 12, the row ring first, nhwc_direct scalar
+  // tail and any multiplier, no kernels of its own
+  static constexpr DepthwiseVariant kVariant = {"neon", 12, false, false, true, false};
   template <class W, int K>
   using RowTaps = LaneTaps<W, K>;
-  static constexpr bool kOwnKernels = false;
 };
 
 }  // namespace
