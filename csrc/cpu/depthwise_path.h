@@ -3,9 +3,11 @@
 // run the kernel it names (MLAS-style: the choice is made in one place, and
 // what it answers is what runs).
 //
-//   AVX2 family  depthwise_path_avx2()  (avx2/depthwise_avx2.cpp)
-//   NEON family  depthwise_path_neon()  (neon/depthwise_neon.cpp)
+//   AVX2 family  depthwise_family_avx2().path  (avx2/depthwise_avx2.cpp)
+//   NEON family  depthwise_family_neon().path  (neon/depthwise_neon.cpp)
 //   scalar       always DepthwisePath::scalar
+// Both families are generic/depthwise_family.h, which holds the routing
+// function and the preference order, instantiated over each ISA's traits.
 // depthwise_path_f32() (cpu_kernels.h) asks the family dispatch.cpp selected.
 //
 // Forcing a path (tests, experiments): MOBILENET_EXT_DEPTHWISE_PATH=<name>
@@ -46,18 +48,18 @@ enum class DepthwisePath : int32_t {
   // [column][8]; square 3x3/5x5/7x7, stride 1 or 2 (equal), dilation 1,
   // multiplier 1; all three ops (grad_input also padding <= K-1)
   nchw_c8_kxk = 1,
-  // avx2/depthwise_nchw_kxk_rows_avx2.cpp, neon/depthwise_nchw_kxk_rows_neon.cpp:
+  // generic/depthwise_nchw_kxk_rows.h (every family):
   // ring of zero-padded rows; square 3x3/5x5/7x7, stride 1 or 2 (equal),
   // dilation 1, any multiplier; forward only
   nchw_kxk_rows = 2,
-  // avx2/depthwise_nchw_avx2.cpp, neon/depthwise_nchw_neon.cpp (small-plane
-  // kernels): channels transposed to [H][W][lanes], vectors along C;
-  // multiplier 1, fewer than 16 (AVX2) / 12 (NEON) output columns,
+  // generic/depthwise_nchw.h (small-plane kernels, every family): channels
+  // transposed to [H][W][lanes], vectors along C; multiplier 1, fewer than 16 (AVX2) / 12 (NEON) output columns,
   // <= 1024 pixels, up to 49 taps, any stride/dilation; all three ops
   nchw_small_planes = 3,
-  // avx2/depthwise_nchw_avx2.cpp, neon/depthwise_nchw_neon.cpp (general
-  // kernels): vectors along W, scalar borders; up to 49 taps, stride_w 1 or 2
-  // (grad_input on AVX2: stride 1 or stride_w 2), any dilation/multiplier
+  // generic/depthwise_nchw.h (general kernels, every family; grad_weight
+  // with AVX2's padded-plane kernel, avx2/depthwise_nchw_avx2.cpp): vectors
+  // along W, scalar borders; up to 49 taps, stride_w 1 or 2 (any stride_h),
+  // any dilation/multiplier; all three ops
   nchw_direct = 4,
   // avx2/depthwise_nhwc_kxk_avx2.cpp: row kernels (direct for 3x3 and
   // stride 2, padded ring for 5x5/7x7 stride 1); square 3x3/5x5/7x7, stride
@@ -68,9 +70,8 @@ enum class DepthwisePath : int32_t {
   // cpu_use_avx512()): square 3x3/5x5/7x7, stride 1 or 2, dilation 1,
   // multiplier 1, any C; forward, and grad_input at stride 1 (padding <= K-1)
   nhwc_kxk_avx512 = 6,
-  // avx2/depthwise_nhwc_avx2.cpp, neon/depthwise_nhwc_neon.cpp (general
-  // kernels): vectors along C, any kernel size up to 1024 taps, any stride,
-  // padding and dilation; multiplier 1 on AVX2, any on NEON
+  // generic/depthwise_nhwc.h (general kernels, every family): vectors along
+  // C, any kernel size up to 1024 taps, any stride, padding and dilation; multiplier 1 on AVX2, any on NEON
   nhwc_direct = 7,
 };
 constexpr int kDepthwisePathCount = 8;

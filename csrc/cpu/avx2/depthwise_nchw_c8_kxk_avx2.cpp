@@ -5,7 +5,7 @@
 // correlation of the zero-dilated grad_output) and grad_weight (at the end
 // of the file).
 //
-// Why: the row-ring kernel (depthwise_nchw_kxk_rows_avx2.cpp) vectorises
+// Why: the row-ring kernel (generic/depthwise_nchw_kxk_rows.h) vectorises
 // along W and needs one unaligned input load per FMA (a weight broadcast
 // serves 8 FMAs); at 5x5 and 7x7 that is load-bound, and on narrow planes
 // (28 or 14 columns) part of every vector is padding. Here 8 channel planes are

@@ -1,6 +1,7 @@
 // The NCHW depthwise forward "row ring" kernel (DepthwisePath::nchw_kxk_rows),
-// written once over the vector layer (vec.h) and instantiated per ISA by
-// avx2/depthwise_nchw_kxk_rows_avx2.cpp and neon/depthwise_nchw_kxk_rows_neon.cpp.
+// written once over the vector layer (vec.h) and instantiated per ISA by the
+// family (depthwise_family.h) with the ISA's way of holding the weights
+// (Isa::RowTaps: BroadcastTaps below on AVX2, LaneTaps on NEON).
 // Square 3x3 / 5x5 / 7x7 kernels, stride 1 or 2 (same along H and W),
 // dilation 1, any padding and channel multiplier.
 //
