@@ -136,28 +136,16 @@ int64_t fma_peak_scalar_f32(int64_t iters, float* sink);
 int64_t fma_peak_f32(int64_t iters, float* sink);
 const char* fma_peak_isa();
 
-template <typename T>
-inline T apply_activation(T v, Activation act) {
-  switch (act) {
-    case Activation::None:
-      return v;
-    case Activation::ReLU:
-      return v > T(0) ? v : (v != v ? v : T(0));
-    case Activation::ReLU6: {
-      if (v != v) return v;
-      T r = v > T(0) ? v : T(0);
-      return r < T(6) ? r : T(6);
-    }
-    case Activation::Hardswish: {
-      if (v != v) return v;
-      T t = v + T(3);
-      t = t > T(0) ? t : T(0);
-      t = t < T(6) ? t : T(6);
-      return v * t / T(6);
-    }
-  }
-  return v;
-}
+}  // namespace cpu
+}  // namespace mnx
 
+// apply_activation(v, act) and the depthwise index helpers (src_index), one
+// definition for the CPU and the CUDA kernels (torch-free, host/device).
+#include "../kernels/activation.h"
+#include "../kernels/depthwise_index.h"
+
+namespace mnx {
+namespace cpu {
+using ::mnx::apply_activation;
 }  // namespace cpu
 }  // namespace mnx

@@ -14,13 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../kernels/host_device.h"
 #include "../kernels/params.h"
-
-#if defined(__CUDACC__)
-#define MNX_HD __host__ __device__ __forceinline__
-#else
-#define MNX_HD inline
-#endif
 
 namespace mnx {
 namespace cuda {
@@ -269,6 +264,14 @@ inline DwWeightPlan dw_weight_plan(const DepthwiseShape& s) {
   return p;
 }
 
+// Output rows [row0, row1) of chunk `chunk` (rows: n * OH + oh).
+MNX_HD void dw_weight_chunk_rows(const DepthwiseShape& s, const DwWeightPlan& p, int64_t chunk,
+                                 int64_t* row0, int64_t* row1) {
+  const int64_t rows = s.N * s.OH;
+  *row0 = chunk * p.chunk_rows;
+  *row1 = *row0 + p.chunk_rows < rows ? *row0 + p.chunk_rows : rows;
+}
+
 // ---------------------------------------------------------------------------
 // Tensor-core GEMM for fp16 / bf16 (pointwise_gemm.cu,
 // gemm_mma_kernel<T, A_K_CONTIG, B_K_CONTIG>): mma.sync.m16n8k16 with float
@@ -407,6 +410,22 @@ struct GemmPlan {
 inline bool chunkable(int64_t contig_extent, int64_t other_stride, int64_t batch_stride) {
   return contig_extent % 8 == 0 && other_stride % 8 == 0 && batch_stride % 8 == 0;
 }
+// Whether a GEMM operand with extents K and MN (M for A, N for B) and
+// strides k_stride, mn_stride, batch_stride can be loaded in 16-byte chunks,
+// contiguous along K (sets *k_contig = true) or along MN (false); *k_contig
+// is left as it is when it cannot.
+inline bool chunkable_operand(int64_t K, int64_t MN, int64_t k_stride, int64_t mn_stride,
+                              int64_t batch_stride, bool* k_contig) {
+  if (k_stride == 1 && chunkable(K, mn_stride, batch_stride)) {
+    *k_contig = true;
+    return true;
+  }
+  if (mn_stride == 1 && chunkable(MN, k_stride, batch_stride)) {
+    *k_contig = false;
+    return true;
+  }
+  return false;
+}
 
 // SIMT kernel (fp32 / fp64 and the shapes the tensor-core kernel cannot
 // load): 64 x 64 block tile, K staged 16 at a time.
@@ -452,21 +471,9 @@ inline GemmPlan gemm_plan(const GemmArgs& g, bool half_type, bool aligned16, boo
   GemmPlan p;
   p.batches = g.sum_batch ? 1 : g.batch;
   if (half_type && aligned16 && sm80 && g.M > 0 && g.N > 0 && g.K > 0) {
-    bool a_ok = false, b_ok = false;
-    if (g.a_cs == 1 && chunkable(g.K, g.a_rs, g.a_bs)) {
-      a_ok = true;
-      p.a_k_contig = true;
-    } else if (g.a_rs == 1 && chunkable(g.M, g.a_cs, g.a_bs)) {
-      a_ok = true;
-      p.a_k_contig = false;
-    }
-    if (g.b_rs == 1 && chunkable(g.K, g.b_cs, g.b_bs)) {
-      b_ok = true;
-      p.b_k_contig = true;
-    } else if (g.b_cs == 1 && chunkable(g.N, g.b_rs, g.b_bs)) {
-      b_ok = true;
-      p.b_k_contig = false;
-    }
+    // A(m, k) = A[m * a_rs + k * a_cs], B(k, n) = B[k * b_rs + n * b_cs]
+    const bool a_ok = chunkable_operand(g.K, g.M, g.a_cs, g.a_rs, g.a_bs, &p.a_k_contig);
+    const bool b_ok = chunkable_operand(g.K, g.N, g.b_rs, g.b_cs, g.b_bs, &p.b_k_contig);
     p.mma = a_ok && b_ok;
   }
   if (p.mma) {
@@ -510,6 +517,25 @@ MNX_HD void gemm_split_range(const GemmPlan& p, int64_t split, int64_t* begin, i
   *begin = split * p.iters_per_split;
   const int64_t e = *begin + p.iters_per_split;
   *end = e < p.k_iters ? e : p.k_iters;
+}
+
+// The work of GEMM block (bx, by, bz) of a launch whose first C batch is
+// batch_begin, with bm x bn block tiles: the origin (m0, n0) of its C tile,
+// its split and C batch, and its K iterations [it0, it1).
+struct GemmBlockWork {
+  int64_t m0, n0, split, cb, it0, it1;
+};
+MNX_HD GemmBlockWork gemm_block_work(const GemmPlan& p, int64_t bx, int64_t by, int64_t bz,
+                                     int64_t batch_begin, int bm, int bn) {
+  GemmBlockWork w;
+  int64_t tm, tn;
+  gemm_block_tile(p, bx, by, &tm, &tn);
+  w.m0 = tm * bm;
+  w.n0 = tn * bn;
+  w.split = bz % p.splits;
+  w.cb = batch_begin + bz / p.splits;
+  gemm_split_range(p, w.split, &w.it0, &w.it1);
+  return w;
 }
 
 // Offset of (split, c batch, m, n) in the split-K workspace.

@@ -14,6 +14,7 @@
 //    Deterministic and atomic-free.
 //  grad_weight, other kernel sizes: one block per (output channel, tap), a
 //    fixed strided split over (n, oh, ow) and a fixed shared-memory tree.
+#include "../kernels/depthwise_index.h"
 #include "cuda_common.cuh"
 #include "cuda_tiling.h"
 
@@ -22,14 +23,6 @@ namespace cuda {
 namespace {
 
 using tiling::DwWeightPlan;
-
-__device__ __forceinline__ int64_t src_index(int64_t i, int64_t k, int64_t S,
-                                             int64_t P, int64_t D, int64_t O) {
-  const int64_t t = i + P - k * D;
-  if (t < 0 || t % S != 0) return -1;
-  const int64_t o = t / S;
-  return o < O ? o : -1;
-}
 
 template <typename T, bool NHWC>
 __global__ void depthwise_grad_input_generic_kernel(DepthwiseShape s, const T* __restrict__ gy,
@@ -42,35 +35,15 @@ __global__ void depthwise_grad_input_generic_kernel(DepthwiseShape s, const T* _
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
        i += (int64_t)gridDim.x * blockDim.x) {
     int64_t n, c, ih, iw;
-    if (NHWC) {
-      c = i % s.C;
-      int64_t r = i / s.C;
-      iw = r % s.W;
-      r /= s.W;
-      ih = r % s.H;
-      n = r / s.H;
-    } else {
-      iw = i % s.W;
-      int64_t r = i / s.W;
-      ih = r % s.H;
-      r /= s.H;
-      c = r % s.C;
-      n = r / s.C;
-    }
+    unflatten_nchw<NHWC>(i, s.C, s.H, s.W, &n, &c, &ih, &iw);
     A acc = A(0);
     for (int64_t j = 0; j < s.mult; ++j) {
       const int64_t oc = c * s.mult + j;
-      for (int64_t kh = 0; kh < s.KH; ++kh) {
-        const int64_t oh = src_index(ih, kh, s.SH, s.PH, s.DH, s.OH);
-        if (oh < 0) continue;
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          const int64_t ow = src_index(iw, kw, s.SW, s.PW, s.DW, s.OW);
-          if (ow < 0) continue;
-          const int64_t gi = NHWC ? ((n * s.OH + oh) * s.OW + ow) * Co + oc
-                                  : ((n * Co + oc) * s.OH + oh) * s.OW + ow;
-          acc += to_acc<A>(gy[gi]) * to_acc<A>(w[oc * KK + kh * s.KW + kw]);
-        }
-      }
+      for_each_grad_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+        const int64_t gi = NHWC ? ((n * s.OH + oh) * s.OW + ow) * Co + oc
+                                : ((n * Co + oc) * s.OH + oh) * s.OW + ow;
+        acc += to_acc<A>(gy[gi]) * to_acc<A>(w[oc * KK + kh * s.KW + kw]);
+      });
     }
     gx[i] = from_acc<T>(acc);
   }
@@ -121,18 +94,9 @@ template <typename T, typename A, int K>
 __device__ __forceinline__ void accumulate_taps(const DepthwiseShape& s, const T* __restrict__ xp,
                                                 int64_t x_row_stride, int64_t x_col_stride,
                                                 int64_t oh, int64_t ow, A g, A* acc) {
-  const int64_t ih0 = oh * s.SH - s.PH, iw0 = ow * s.SW - s.PW;
-#pragma unroll
-  for (int kh = 0; kh < K; ++kh) {
-    const int64_t ih = ih0 + kh * s.DH;
-    if (ih < 0 || ih >= s.H) continue;
-#pragma unroll
-    for (int kw = 0; kw < K; ++kw) {
-      const int64_t iw = iw0 + kw * s.DW;
-      if (iw < 0 || iw >= s.W) continue;
-      acc[kh * K + kw] += g * to_acc<A>(xp[ih * x_row_stride + iw * x_col_stride]);
-    }
-  }
+  for_each_input_tap(s, oh, ow, K, K, [&](int kh, int kw, int64_t ih, int64_t iw) {
+    acc[kh * K + kw] += g * to_acc<A>(xp[ih * x_row_stride + iw * x_col_stride]);
+  });
 }
 
 // Stage 1, NCHW: block (oc, chunk), 256 threads over the chunk's outputs
@@ -151,9 +115,8 @@ __global__ void __launch_bounds__(tiling::kDwWeightThreads)
   const int64_t Co = s.C * s.mult;
   const int64_t oc = blockIdx.x, chunk = blockIdx.y;
   const int64_t c = oc / s.mult;
-  const int64_t rows = s.N * s.OH;
-  const int64_t row0 = chunk * p.chunk_rows;
-  const int64_t row1 = row0 + p.chunk_rows < rows ? row0 + p.chunk_rows : rows;
+  int64_t row0, row1;
+  tiling::dw_weight_chunk_rows(s, p, chunk, &row0, &row1);
   const int64_t count = (row1 - row0) * s.OW;
 
   A acc[KK];
@@ -201,9 +164,8 @@ __global__ void __launch_bounds__(tiling::kDwWeightNhwcChannels * tiling::kDwWei
   const int64_t oc = (int64_t)blockIdx.x * CX + threadIdx.x, chunk = blockIdx.y;
   const bool active = oc < Co;
   const int64_t c = oc / s.mult;
-  const int64_t rows = s.N * s.OH;
-  const int64_t row0 = chunk * p.chunk_rows;
-  const int64_t row1 = row0 + p.chunk_rows < rows ? row0 + p.chunk_rows : rows;
+  int64_t row0, row1;
+  tiling::dw_weight_chunk_rows(s, p, chunk, &row0, &row1);
 
   A acc[KK];
 #pragma unroll

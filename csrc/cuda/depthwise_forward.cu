@@ -19,6 +19,7 @@
 // multiplier-1 grad_input (a forward convolution of grad_output
 // with the flipped kernel, see depthwise_backward.cu): `flip` reads the taps
 // in reverse order.
+#include "../kernels/depthwise_index.h"
 #include "cuda_common.cuh"
 #include "cuda_tiling.h"
 
@@ -43,41 +44,18 @@ __global__ void depthwise_forward_generic_kernel(DepthwiseShape s, const T* __re
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
        i += (int64_t)gridDim.x * blockDim.x) {
     int64_t n, oc, oh, ow;
-    if (NHWC) {
-      oc = i % Co;
-      int64_t r = i / Co;
-      ow = r % s.OW;
-      r /= s.OW;
-      oh = r % s.OH;
-      n = r / s.OH;
-    } else {
-      ow = i % s.OW;
-      int64_t r = i / s.OW;
-      oh = r % s.OH;
-      r /= s.OH;
-      oc = r % Co;
-      n = r / Co;
-    }
+    unflatten_nchw<NHWC>(i, Co, s.OH, s.OW, &n, &oc, &oh, &ow);
     const int64_t c = oc / s.mult;
     const T* wp = w + oc * kh_n * kw_n;
     A acc = bias ? to_acc<A>(bias[oc]) : A(0);
-    const int64_t ih0 = oh * s.SH - s.PH, iw0 = ow * s.SW - s.PW;
     // kh_n / kw_n are compile-time constants in the specialised kernels, so
-    // these loops are fully unrolled there.
-#pragma unroll
-    for (int kh = 0; kh < kh_n; ++kh) {
-      const int64_t ih = ih0 + kh * s.DH;
-      if (ih < 0 || ih >= s.H) continue;
-#pragma unroll
-      for (int kw = 0; kw < kw_n; ++kw) {
-        const int64_t iw = iw0 + kw * s.DW;
-        if (iw < 0 || iw >= s.W) continue;
-        const int64_t xi = NHWC ? ((n * s.H + ih) * s.W + iw) * s.C + c
-                                : ((n * s.C + c) * s.H + ih) * s.W + iw;
-        acc += to_acc<A>(x[xi]) * to_acc<A>(wp[kh * kw_n + kw]);
-      }
-    }
-    y[i] = from_acc<T>(activate(acc, act));
+    // the tap loops are fully unrolled there.
+    for_each_input_tap(s, oh, ow, kh_n, kw_n, [&](int kh, int kw, int64_t ih, int64_t iw) {
+      const int64_t xi = NHWC ? ((n * s.H + ih) * s.W + iw) * s.C + c
+                              : ((n * s.C + c) * s.H + ih) * s.W + iw;
+      acc += to_acc<A>(x[xi]) * to_acc<A>(wp[kh * kw_n + kw]);
+    });
+    y[i] = from_acc<T>(apply_activation(acc, act));
   }
 }
 
@@ -163,7 +141,7 @@ __global__ void __launch_bounds__(tiling::kDwThreads)
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int oh = o.oh0 + static_cast<int>(threadIdx.y) * R + r;
-    if (oh < s.OH) yp[(int64_t)oh * s.OW + ow] = from_acc<T>(activate(acc[r], act));
+    if (oh < s.OH) yp[(int64_t)oh * s.OW + ow] = from_acc<T>(apply_activation(acc[r], act));
   }
 }
 
@@ -260,7 +238,7 @@ __global__ void __launch_bounds__(128)
     if (ow >= s.OW) break;
     A out[V];
 #pragma unroll
-    for (int v = 0; v < V; ++v) out[v] = activate(acc[o][v], act);
+    for (int v = 0; v < V; ++v) out[v] = apply_activation(acc[o][v], act);
     store_vec16<T, A, V>(y + ((n * s.OH + oh) * s.OW + ow) * s.C + c0, out);
   }
 }

@@ -18,6 +18,8 @@
 // workspace and gemm_split_reduce_kernel adds them in split order and
 // applies the epilogue, so results are deterministic. Epilogue: bias (per row
 // or column), activation, residual add.
+#include <type_traits>
+
 #include "cuda_common.cuh"
 #include "cuda_tiling.h"
 
@@ -35,7 +37,7 @@ __device__ __forceinline__ void epilogue_store(const GemmArgs& g, T* __restrict_
                                                const T* __restrict__ residual, int64_t cb,
                                                int64_t m, int64_t n, Ac v) {
   if (bias) v += to_acc<Ac>(bias[g.bias_per_row ? m : n]);
-  v = activate(v, g.act);
+  v = apply_activation(v, g.act);
   const int64_t ci = (g.sum_batch ? 0 : cb * g.c_bs) + m * g.ldc + n;
   if (residual) v += to_acc<Ac>(residual[ci]);
   C[ci] = from_acc<T>(v);
@@ -58,13 +60,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ Ac As[kStageK][kTile];  // As[k][m]
   __shared__ Ac Bs[kStageK][kTile];  // Bs[k][n]
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  int64_t tm, tn;
-  tiling::gemm_block_tile(p, blockIdx.x, blockIdx.y, &tm, &tn);
-  const int64_t m0 = tm * kTile, n0 = tn * kTile;
-  const int64_t split = blockIdx.z % p.splits;
-  const int64_t cb = batch_begin + blockIdx.z / p.splits;
-  int64_t it0, it1;
-  tiling::gemm_split_range(p, split, &it0, &it1);
+  const tiling::GemmBlockWork bw =
+      tiling::gemm_block_work(p, blockIdx.x, blockIdx.y, blockIdx.z, batch_begin, kTile, kTile);
+  const int64_t m0 = bw.m0, n0 = bw.n0, split = bw.split, cb = bw.cb, it0 = bw.it0, it1 = bw.it1;
 
   Ac acc[4][4];
 #pragma unroll
@@ -158,37 +156,51 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) 
 #endif
 }
 
+// D (+)= A * B with mma.sync m16n8k16, float accumulation; fp16 or bf16
+// operands, the instruction's operand type `ab` ("f16" / "bf16") being the
+// only difference between the two.
+#define MNX_MMA_16816(ab)                                                              \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ab "." ab ".f32 {%0, %1, %2, %3}, " \
+               "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"                       \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                        \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
-                                          const uint32_t (&b)[2]);
-template <>
-__device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const uint32_t (&a)[4],
-                                                  const uint32_t (&b)[2]) {
+                                          const uint32_t (&b)[2]) {
+  static_assert(std::is_same<T, __half>::value || std::is_same<T, __nv_bfloat16>::value,
+                "mma_16816: fp16 or bf16 operands");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  if constexpr (std::is_same<T, __half>::value)
+    MNX_MMA_16816("f16");
+  else
+    MNX_MMA_16816("bf16");
 #endif
 }
-template <>
-__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4],
-                                                         const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-}
+#undef MNX_MMA_16816
 
 using tiling::kGemmBK;
 using tiling::kGemmBM;
 using tiling::kGemmBN;
 using tiling::kGemmStages;
 using tiling::kGemmTileElems;
+
+// cp.async of chunk q of an operand's tile into `tile` (row length len):
+// element (mn, k) of the operand is base[mn * mn_stride + k * k_stride],
+// tile origin (mn0, k0), extents MN x K; chunks outside are zero-filled
+// (`fallback`: any valid address).
+template <typename T, bool K_CONTIG>
+__device__ __forceinline__ void load_operand_chunk(T* tile, int len, int q, const T* base,
+                                                   const T* fallback, int64_t mn0, int64_t k0,
+                                                   int64_t MN, int64_t K, int64_t mn_stride,
+                                                   int64_t k_stride) {
+  int row, col, mn, kk;
+  tiling::load_chunk_coord(q, K_CONTIG, &row, &col);
+  tiling::smem_to_operand(K_CONTIG, row, col, &mn, &kk);
+  const int64_t m = mn0 + mn, k = k0 + kk;
+  const bool ok = m < MN && k < K;
+  cp_async_16(tile + tiling::tile_offset(row, col, len), ok ? base + m * mn_stride + k * k_stride : fallback,
+              ok);
+}
 
 // __launch_bounds__(256, 2): at most 128 registers, two blocks per SM
 // (2 x 48 KiB of shared memory).
@@ -206,13 +218,9 @@ __global__ void __launch_bounds__(tiling::kGemmThreads, 2)
 
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wm = warp / tiling::kGemmWarpsN, wn = warp % tiling::kGemmWarpsN;
-  int64_t tm, tn;
-  tiling::gemm_block_tile(p, blockIdx.x, blockIdx.y, &tm, &tn);
-  const int64_t m0 = tm * kGemmBM, n0 = tn * kGemmBN;
-  const int64_t split = blockIdx.z % p.splits;
-  const int64_t cb = batch_begin + blockIdx.z / p.splits;
-  int64_t it0, it1;
-  tiling::gemm_split_range(p, split, &it0, &it1);
+  const tiling::GemmBlockWork bw =
+      tiling::gemm_block_work(p, blockIdx.x, blockIdx.y, blockIdx.z, batch_begin, kGemmBM, kGemmBN);
+  const int64_t m0 = bw.m0, n0 = bw.n0, split = bw.split, cb = bw.cb, it0 = bw.it0, it1 = bw.it1;
   const int n_it = static_cast<int>(it1 - it0);
 
   // cp.async of K iteration `it` into ring slot `stage`: each thread copies
@@ -225,23 +233,8 @@ __global__ void __launch_bounds__(tiling::kGemmThreads, 2)
 #pragma unroll
     for (int i = 0; i < tiling::kGemmChunksPerTile / tiling::kGemmThreads; ++i) {
       const int q = tid + i * tiling::kGemmThreads;
-      int row, col, mn, kk;
-      tiling::load_chunk_coord(q, A_K, &row, &col);
-      tiling::smem_to_operand(A_K, row, col, &mn, &kk);
-      {
-        const int64_t m = m0 + mn, k = k0 + kk;
-        const bool ok = m < g.M && k < g.K;
-        cp_async_16(&sA[stage][tiling::tile_offset(row, col, a_len)],
-                    ok ? Ab + m * g.a_rs + k * g.a_cs : A, ok);
-      }
-      tiling::load_chunk_coord(q, B_K, &row, &col);
-      tiling::smem_to_operand(B_K, row, col, &mn, &kk);
-      {
-        const int64_t n = n0 + mn, k = k0 + kk;
-        const bool ok = n < g.N && k < g.K;
-        cp_async_16(&sB[stage][tiling::tile_offset(row, col, b_len)],
-                    ok ? Bb + k * g.b_rs + n * g.b_cs : B, ok);
-      }
+      load_operand_chunk<T, A_K>(sA[stage], a_len, q, Ab, A, m0, k0, g.M, g.K, g.a_rs, g.a_cs);
+      load_operand_chunk<T, B_K>(sB[stage], b_len, q, Bb, B, n0, k0, g.N, g.K, g.b_cs, g.b_rs);
     }
   };
 
