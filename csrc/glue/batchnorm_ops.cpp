@@ -24,14 +24,8 @@ namespace {
 using cpu::BatchNormShape;
 
 template <typename T>
-const cpu::BatchNormActKernels<T>& bn_kernels();
-template <>
-const cpu::BatchNormActKernels<float>& bn_kernels<float>() {
-  return cpu::batchnorm_act_kernels_f32();
-}
-template <>
-const cpu::BatchNormActKernels<double>& bn_kernels<double>() {
-  return cpu::batchnorm_act_kernels_f64();
+const cpu::BatchNormActKernels<T>& bn_kernels() {
+  return for_dtype<T>(cpu::batchnorm_act_kernels_f32, cpu::batchnorm_act_kernels_f64);
 }
 
 constexpr int64_t kMinElementsPerTask = 1 << 15;

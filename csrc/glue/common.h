@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include <type_traits>
+
 #include "../kernels/params.h"
 
 namespace mnx {
@@ -46,6 +48,18 @@ void check_dtype_supported(const char* op, const at::Tensor& input);
 GemmArgs pointwise_forward_gemm(const PointwiseShape& s);
 GemmArgs pointwise_grad_input_gemm(const PointwiseShape& s);
 GemmArgs pointwise_grad_weight_gemm(const PointwiseShape& s);
+
+// The float32 or the float64 one of a pair of functions (the CPU kernel
+// tables of the two dtypes): f32() for T = float, f64() for T = double.
+template <typename T, typename F32, typename F64>
+decltype(auto) for_dtype(F32 f32, F64 f64) {
+  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
+                "for_dtype: float or double");
+  if constexpr (std::is_same<T, float>::value)
+    return f32();
+  else
+    return f64();
+}
 
 }  // namespace glue
 }  // namespace mnx

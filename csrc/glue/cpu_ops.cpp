@@ -75,24 +75,12 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& opts) {
 }
 
 template <typename T>
-const cpu::DepthwiseKernels<T>& dw_kernels();
-template <>
-const cpu::DepthwiseKernels<float>& dw_kernels<float>() {
-  return cpu::depthwise_kernels_f32();
-}
-template <>
-const cpu::DepthwiseKernels<double>& dw_kernels<double>() {
-  return cpu::depthwise_kernels_f64();
+const cpu::DepthwiseKernels<T>& dw_kernels() {
+  return for_dtype<T>(cpu::depthwise_kernels_f32, cpu::depthwise_kernels_f64);
 }
 template <typename T>
-const cpu::GemmKernels<T>& gemm_kernels();
-template <>
-const cpu::GemmKernels<float>& gemm_kernels<float>() {
-  return cpu::gemm_kernels_f32();
-}
-template <>
-const cpu::GemmKernels<double>& gemm_kernels<double>() {
-  return cpu::gemm_kernels_f64();
+const cpu::GemmKernels<T>& gemm_kernels() {
+  return for_dtype<T>(cpu::gemm_kernels_f32, cpu::gemm_kernels_f64);
 }
 
 #define MNX_DISPATCH_CPU(dtype, op, ...)                                  \
@@ -129,19 +117,50 @@ void cpu_depthwise_forward(const char* op, const DepthwiseShape& s, const at::Te
   });
 }
 
+// A depthwise backward kernel of the dispatch table (grad_input, grad_weight
+// or grad_weight_nhwc_partial, all (s, gy, w or x, out, begin, end)) over
+// its work units [0, units) on at::parallel_for, at least `grain` units a
+// task.
+template <typename scalar_t, typename Kernel>
+void run_dw_backward(Kernel kernel, const DepthwiseShape& s, const at::Tensor& gy, const at::Tensor& in,
+                     at::Tensor& out, int64_t units, int64_t grain) {
+  const scalar_t* gyp = gy.data_ptr<scalar_t>();
+  const scalar_t* inp = in.data_ptr<scalar_t>();
+  scalar_t* outp = out.data_ptr<scalar_t>();
+  at::parallel_for(0, units, grain, [&](int64_t b0, int64_t b1) { kernel(s, gyp, inp, outp, b0, b1); });
+}
+
 void cpu_depthwise_grad_input(const char* op, const DepthwiseShape& s, const at::Tensor& gy, const at::Tensor& w,
                               at::Tensor& gx) {
   MNX_DISPATCH_CPU(gy.scalar_type(), op, [&] {
-    const auto& k = dw_kernels<scalar_t>();
-    const scalar_t* gyp = gy.data_ptr<scalar_t>();
-    const scalar_t* wp = w.data_ptr<scalar_t>();
-    scalar_t* gxp = gx.data_ptr<scalar_t>();
     const int64_t units = depthwise_grad_input_units(s);
     const int64_t per_unit = gx.numel() / units * s.KH * s.KW * s.mult;
-    at::parallel_for(0, units, grain_for(units, per_unit),
-                     [&](int64_t b0, int64_t b1) {
-                       k.grad_input(s, gyp, wp, gxp, b0, b1);
-                     });
+    run_dw_backward<scalar_t>(dw_kernels<scalar_t>().grad_input, s, gy, w, gx, units,
+                              grain_for(units, per_unit));
+  });
+}
+
+// NHWC, multiplier 1: one pass over the data, partial sums per fixed chunk
+// of rows, then a sum over chunks in chunk order (independent of the thread
+// count).
+template <typename scalar_t>
+void dw_grad_weight_by_row_chunks(const cpu::DepthwiseKernels<scalar_t>& k, const DepthwiseShape& s,
+                                  const at::Tensor& gy, const at::Tensor& x, at::Tensor& gw) {
+  const int64_t chunks = depthwise_grad_weight_row_chunks(s);
+  const int64_t KK = s.KH * s.KW, CK = KK * s.C;
+  auto partial = at::empty({chunks, CK}, gw.options());
+  const int64_t per_chunk = depthwise_grad_weight_row_chunk_size(s) * s.OW * CK;
+  run_dw_backward<scalar_t>(k.grad_weight_nhwc_partial, s, gy, x, partial, chunks,
+                            grain_for(chunks, per_chunk));
+  const scalar_t* pp = partial.data_ptr<scalar_t>();
+  scalar_t* gwp = gw.data_ptr<scalar_t>();
+  at::parallel_for(0, CK, 256, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      scalar_t acc = 0;
+      for (int64_t u = 0; u < chunks; ++u) acc += pp[u * CK + i];
+      const int64_t t = i / s.C, c = i % s.C;  // partial is [KK][C]
+      gwp[c * KK + t] = acc;
+    }
   });
 }
 
@@ -149,35 +168,9 @@ void cpu_depthwise_grad_weight(const char* op, const DepthwiseShape& s, const at
                                at::Tensor& gw) {
   MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
     const auto& k = dw_kernels<scalar_t>();
-    const scalar_t* gyp = gy.data_ptr<scalar_t>();
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    scalar_t* gwp = gw.data_ptr<scalar_t>();
-    if (s.layout == Layout::NHWC && s.mult == 1 && k.grad_weight_nhwc_partial) {
-      // one pass over the data: partial sums per fixed chunk of rows, then a
-      // sum over chunks in chunk order (independent of the thread count)
-      const int64_t chunks = depthwise_grad_weight_row_chunks(s);
-      const int64_t KK = s.KH * s.KW, CK = KK * s.C;
-      auto partial = at::empty({chunks, CK}, gw.options());
-      scalar_t* pp = partial.data_ptr<scalar_t>();
-      const int64_t per_chunk = depthwise_grad_weight_row_chunk_size(s) * s.OW * CK;
-      at::parallel_for(0, chunks, grain_for(chunks, per_chunk),
-                       [&](int64_t b0, int64_t b1) {
-                         k.grad_weight_nhwc_partial(s, gyp, xp, pp, b0, b1);
-                       });
-      at::parallel_for(0, CK, 256, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          scalar_t acc = 0;
-          for (int64_t u = 0; u < chunks; ++u) acc += pp[u * CK + i];
-          const int64_t t = i / s.C, c = i % s.C;  // partial is [KK][C]
-          gwp[c * KK + t] = acc;
-        }
-      });
-      return;
-    }
-    const int64_t units = depthwise_grad_weight_units(s);
-    at::parallel_for(0, units, 1, [&](int64_t b0, int64_t b1) {
-      k.grad_weight(s, gyp, xp, gwp, b0, b1);
-    });
+    if (s.layout == Layout::NHWC && s.mult == 1 && k.grad_weight_nhwc_partial)
+      return dw_grad_weight_by_row_chunks<scalar_t>(k, s, gy, x, gw);
+    run_dw_backward<scalar_t>(k.grad_weight, s, gy, x, gw, depthwise_grad_weight_units(s), 1);
   });
 }
 

@@ -27,6 +27,35 @@ namespace {
 
 template <class B>
 struct Ops {
+  // The backward ops after their argument checks (which gave s): device
+  // guard, gradient allocation, inputs contiguous in s.layout, then B's
+  // kernel launch `launch` (B::depthwise_grad_input, B::pointwise_grad_input,
+  // ...). grad_input is allocated like the input, grad_weight zeroed like the
+  // weight.
+  template <class Shape, class Launch>
+  static at::Tensor grad_input(Launch launch, const char* op, const Shape& s, const at::Tensor& grad_output,
+                               const at::Tensor& input, const at::Tensor& weight) {
+    typename B::Guard guard(input);
+    auto gx = B::empty(input.sizes(), input.options().memory_format(memory_format_of(s.layout)));
+    if (gx.numel() == 0) return gx;
+    const auto gy = contiguous_in(grad_output, s.layout);
+    const auto w = weight.contiguous();
+    launch(op, s, gy, w, gx);
+    return gx;
+  }
+
+  template <class Shape, class Launch>
+  static at::Tensor grad_weight(Launch launch, const char* op, const Shape& s, const at::Tensor& grad_output,
+                                const at::Tensor& input, const at::Tensor& weight) {
+    typename B::Guard guard(input);
+    auto gw = at::zeros(weight.sizes(), weight.options());
+    if (s.N == 0) return gw;
+    const auto x = contiguous_in(input, s.layout);
+    const auto gy = contiguous_in(grad_output, s.layout);
+    launch(op, s, gy, x, gw);
+    return gw;
+  }
+
   static at::Tensor dw_forward(const char* op, const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation) {
@@ -56,32 +85,27 @@ struct Ops {
     return dw_forward("depthwise_conv2d_fused", input, weight, bias, stride, padding, dilation, activation);
   }
 
+  // grad_input, or grad_weight when weight_grad.
+  static at::Tensor dw_backward(const char* op, bool weight_grad, const at::Tensor& grad_output,
+                                const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation) {
+    const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride, padding, dilation, &grad_output);
+    return weight_grad ? grad_weight(B::depthwise_grad_weight, op, s, grad_output, input, weight)
+                       : grad_input(B::depthwise_grad_input, op, s, grad_output, input, weight);
+  }
+
   static at::Tensor depthwise_conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor& input,
                                                     const at::Tensor& weight, at::IntArrayRef stride,
                                                     at::IntArrayRef padding, at::IntArrayRef dilation) {
-    const char* op = "depthwise_conv2d_backward_input";
-    const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride, padding, dilation, &grad_output);
-    typename B::Guard guard(input);
-    auto gx = B::empty(input.sizes(), input.options().memory_format(memory_format_of(s.layout)));
-    if (gx.numel() == 0) return gx;
-    const auto gy = contiguous_in(grad_output, s.layout);
-    const auto w = weight.contiguous();
-    B::depthwise_grad_input(op, s, gy, w, gx);
-    return gx;
+    return dw_backward("depthwise_conv2d_backward_input", false, grad_output, input, weight, stride, padding,
+                       dilation);
   }
 
   static at::Tensor depthwise_conv2d_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                                      const at::Tensor& weight, at::IntArrayRef stride,
                                                      at::IntArrayRef padding, at::IntArrayRef dilation) {
-    const char* op = "depthwise_conv2d_backward_weight";
-    const DepthwiseShape s = check_depthwise(op, input, weight, {}, stride, padding, dilation, &grad_output);
-    typename B::Guard guard(input);
-    auto gw = at::zeros(weight.sizes(), weight.options());
-    if (s.N == 0) return gw;
-    const auto x = contiguous_in(input, s.layout);
-    const auto gy = contiguous_in(grad_output, s.layout);
-    B::depthwise_grad_weight(op, s, gy, x, gw);
-    return gw;
+    return dw_backward("depthwise_conv2d_backward_weight", true, grad_output, input, weight, stride, padding,
+                       dilation);
   }
 
   static at::Tensor pw_forward(const char* op, const at::Tensor& input, const at::Tensor& weight,
@@ -112,30 +136,21 @@ struct Ops {
     return pw_forward("pointwise_conv2d_fused", input, weight, bias, activation, residual);
   }
 
+  static at::Tensor pw_backward(const char* op, bool weight_grad, const at::Tensor& grad_output,
+                                const at::Tensor& input, const at::Tensor& weight) {
+    const PointwiseShape s = check_pointwise(op, input, weight, {}, &grad_output);
+    return weight_grad ? grad_weight(B::pointwise_grad_weight, op, s, grad_output, input, weight)
+                       : grad_input(B::pointwise_grad_input, op, s, grad_output, input, weight);
+  }
+
   static at::Tensor pointwise_conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor& input,
                                                     const at::Tensor& weight) {
-    const char* op = "pointwise_conv2d_backward_input";
-    const PointwiseShape s = check_pointwise(op, input, weight, {}, &grad_output);
-    typename B::Guard guard(input);
-    auto gx = B::empty(input.sizes(), input.options().memory_format(memory_format_of(s.layout)));
-    if (gx.numel() == 0) return gx;
-    const auto gy = contiguous_in(grad_output, s.layout);
-    const auto w = weight.contiguous();
-    B::pointwise_grad_input(op, s, gy, w, gx);
-    return gx;
+    return pw_backward("pointwise_conv2d_backward_input", false, grad_output, input, weight);
   }
 
   static at::Tensor pointwise_conv2d_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                                      const at::Tensor& weight) {
-    const char* op = "pointwise_conv2d_backward_weight";
-    const PointwiseShape s = check_pointwise(op, input, weight, {}, &grad_output);
-    typename B::Guard guard(input);
-    auto gw = at::zeros(weight.sizes(), weight.options());
-    if (s.N == 0) return gw;
-    const auto x = contiguous_in(input, s.layout);
-    const auto gy = contiguous_in(grad_output, s.layout);
-    B::pointwise_grad_weight(op, s, gy, x, gw);
-    return gw;
+    return pw_backward("pointwise_conv2d_backward_weight", true, grad_output, input, weight);
   }
 };
 
