@@ -100,8 +100,9 @@ void grad_weight_plane_padded(const DepthwiseShape& s, const float* gyp,
 GradWeightPlaneAvx2 depthwise_grad_weight_nchw_padded_plane_avx2(const DepthwiseShape& s,
                                                                  int64_t* floats) {
   *floats = s.H * padded_width(s);
+  GradWeightPlaneAvx2 plane = nullptr;
 #define MNX_GW_KW(KWV) \
-  if (s.KW == KWV) return s.SW == 1 ? grad_weight_plane_padded<1, KWV> : grad_weight_plane_padded<2, KWV>;
+  if (s.KW == KWV) plane = s.SW == 1 ? grad_weight_plane_padded<1, KWV> : grad_weight_plane_padded<2, KWV>;
   MNX_GW_KW(1)
   MNX_GW_KW(2)
   MNX_GW_KW(3)
@@ -110,7 +111,7 @@ GradWeightPlaneAvx2 depthwise_grad_weight_nchw_padded_plane_avx2(const Depthwise
   MNX_GW_KW(6)
   MNX_GW_KW(7)
 #undef MNX_GW_KW
-  return nullptr;
+  return plane;
 }
 
 }  // namespace cpu
