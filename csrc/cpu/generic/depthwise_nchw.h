@@ -30,6 +30,7 @@
 #include <cstdlib>
 
 #include "../cpu_kernels.h"
+#include "../depthwise_taps.h"
 #include "../vec/vec.h"
 
 namespace mnx {
@@ -395,44 +396,56 @@ inline typename V::reg weight_lanes(const float* w, int64_t c0, int64_t nb, int6
   return V::load(lane);
 }
 
-// Each lane is computed exactly as it would be alone, so the results do not
-// depend on how units are grouped into blocks (or split over threads).
+// The blocks of forward_small_planes and grad_input_small_planes: units
+// [begin, end) of (n, c) planes, C channels per image (multiplier 1), in
+// blocks of up to width channels of one image. Per block the in_plane-float
+// input planes (at in + u * in_plane) are transposed to it[p * width + i],
+// wt[t] gets the lanes of tap t's weights, pixel(it, wt, ot) computes the
+// output planes in the same transposed form in ot, which are scattered to
+// out + u * out_plane. Each lane is computed exactly as it would be alone, so
+// the results do not depend on how units are grouped into blocks (or split
+// over threads).
+template <class V, class F>
+void small_planes_blocks(const DepthwiseShape& s, int64_t C, const float* in, int64_t in_plane,
+                         const float* w, float* out, int64_t out_plane, int64_t begin,
+                         int64_t end, F&& pixel) {
+  constexpr int64_t L = V::width;
+  const int64_t KK = s.KH * s.KW;
+  alignas(64) float it[L * kSmallPlane];
+  alignas(64) float ot[L * kSmallPlane];
+  typename V::reg wt[kMaxTaps];
+  for (int64_t u = begin; u < end;) {
+    const int64_t c0 = u % C;
+    const int64_t nb = imin(imin(L, end - u), C - c0);
+    gather_lanes<V>(in + u * in_plane, nb, in_plane, it);
+    for (int64_t t = 0; t < KK; ++t) wt[t] = weight_lanes<V>(w, c0, nb, KK, t);
+    pixel(c0, nb, static_cast<const float*>(it), static_cast<const typename V::reg*>(wt), ot);
+    scatter_lanes<V>(ot, nb, out_plane, out + u * out_plane);
+    u += nb;
+  }
+}
+
 template <class V>
 void forward_small_planes(const DepthwiseShape& s, const float* x, const float* w,
                           const float* bias, float* y, Activation act, int64_t begin,
                           int64_t end) {
   using R = typename V::reg;
   constexpr int64_t L = V::width;
-  const int64_t Co = s.C_out(), KK = s.KH * s.KW, HW = s.H * s.W, OHW = s.OH * s.OW;
-  alignas(64) float xt[L * kSmallPlane];
-  alignas(64) float yt[L * kSmallPlane];
-  R wt[kMaxTaps];
-  for (int64_t u = begin; u < end;) {
-    const int64_t n = u / Co, c0 = u % Co;
-    const int64_t nb = imin(imin(L, end - u), Co - c0);
-    gather_lanes<V>(x + (n * s.C + c0) * HW, nb, HW, xt);
-    for (int64_t t = 0; t < KK; ++t) wt[t] = weight_lanes<V>(w, c0, nb, KK, t);
+  small_planes_blocks<V>(s, s.C_out(), x, s.H * s.W, w, y, s.OH * s.OW, begin, end,
+                         [&](int64_t c0, int64_t nb, const float* xt, const R* wt, float* yt) {
     float bl[L] = {};
     for (int64_t i = 0; i < nb; ++i) bl[i] = bias ? bias[c0 + i] : 0.f;
     const R bv = V::load(bl);
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       for (int64_t ow = 0; ow < s.OW; ++ow) {
         R a = bv;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
-          if (ih < 0 || ih >= s.H) continue;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
-            if (iw < 0 || iw >= s.W) continue;
-            a = V::fma(V::load(xt + (ih * s.W + iw) * L), wt[kh * s.KW + kw], a);
-          }
-        }
+        dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+          a = V::fma(V::load(xt + (ih * s.W + iw) * L), wt[kh * s.KW + kw], a);
+        });
         V::store(yt + (oh * s.OW + ow) * L, activate<V>(a, act));
       }
     }
-    scatter_lanes<V>(yt, nb, OHW, y + u * OHW);
-    u += nb;
-  }
+  });
 }
 
 // grad_input on small planes (multiplier 1, any stride).
@@ -441,37 +454,18 @@ void grad_input_small_planes(const DepthwiseShape& s, const float* gy, const flo
                              float* gx, int64_t begin, int64_t end) {
   using R = typename V::reg;
   constexpr int64_t L = V::width;
-  const int64_t C = s.C, KK = s.KH * s.KW, HW = s.H * s.W, OHW = s.OH * s.OW;
-  alignas(64) float gt[L * kSmallPlane];
-  alignas(64) float xt[L * kSmallPlane];
-  R wt[kMaxTaps];
-  for (int64_t u = begin; u < end;) {
-    const int64_t n = u / C, c0 = u % C;
-    const int64_t nb = imin(imin(L, end - u), C - c0);
-    gather_lanes<V>(gy + (n * C + c0) * OHW, nb, OHW, gt);
-    for (int64_t t = 0; t < KK; ++t) wt[t] = weight_lanes<V>(w, c0, nb, KK, t);
+  small_planes_blocks<V>(s, s.C, gy, s.OH * s.OW, w, gx, s.H * s.W, begin, end,
+                         [&](int64_t, int64_t, const float* gt, const R* wt, float* xt) {
     for (int64_t ih = 0; ih < s.H; ++ih) {
       for (int64_t iw = 0; iw < s.W; ++iw) {
         R a = V::zero();
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t th = ih + s.PH - kh * s.DH;
-          if (th < 0 || th % s.SH) continue;
-          const int64_t oh = th / s.SH;
-          if (oh >= s.OH) continue;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t tw = iw + s.PW - kw * s.DW;
-            if (tw < 0 || tw % s.SW) continue;
-            const int64_t ow = tw / s.SW;
-            if (ow >= s.OW) continue;
-            a = V::fma(V::load(gt + (oh * s.OW + ow) * L), wt[kh * s.KW + kw], a);
-          }
-        }
+        dw_for_each_output_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+          a = V::fma(V::load(gt + (oh * s.OW + ow) * L), wt[kh * s.KW + kw], a);
+        });
         V::store(xt + (ih * s.W + iw) * L, a);
       }
     }
-    scatter_lanes<V>(xt, nb, HW, gx + u * HW);
-    u += nb;
-  }
+  });
 }
 
 // grad_weight on small planes (multiplier 1): one unit =
@@ -496,16 +490,9 @@ void grad_weight_small_planes(const DepthwiseShape& s, const float* gy, const fl
         for (int64_t oh = 0; oh < s.OH; ++oh) {
           for (int64_t ow = 0; ow < s.OW; ++ow) {
             const typename V::reg g = V::load(gt + (oh * s.OW + ow) * L);
-            for (int64_t kh = 0; kh < s.KH; ++kh) {
-              const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
-              if (ih < 0 || ih >= s.H) continue;
-              for (int64_t kw = 0; kw < s.KW; ++kw) {
-                const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
-                if (iw < 0 || iw >= s.W) continue;
-                acc[kh * s.KW + kw] =
-                    V::fma(g, V::load(xt + (ih * s.W + iw) * L), acc[kh * s.KW + kw]);
-              }
-            }
+            dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+              acc[kh * s.KW + kw] = V::fma(g, V::load(xt + (ih * s.W + iw) * L), acc[kh * s.KW + kw]);
+            });
           }
         }
       }

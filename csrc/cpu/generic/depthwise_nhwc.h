@@ -39,6 +39,7 @@
 #include <cstdlib>
 
 #include "../cpu_kernels.h"
+#include "../depthwise_taps.h"
 #include "../vec/vec.h"
 
 namespace mnx {
@@ -149,19 +150,13 @@ void dwnhwc_forward(const DepthwiseShape& s, const float* x, const float* wt,
     }
     for (int64_t ow = 0; ow < s.OW; ++ow) {
       int64_t nt = 0;
-      for (int64_t kh = 0; kh < s.KH; ++kh) {
-        const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
-        if (ih < 0 || ih >= s.H) continue;
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
-          if (iw < 0 || iw >= s.W) continue;
-          const float* src = x + ((n * s.H + ih) * s.W + iw) * s.C;
-          if constexpr (kMult) {
-            if (xe) src = xe + (kh * s.W + iw) * Co;
-          }
-          taps[nt++] = {src, kh * s.KW + kw};
+      dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+        const float* src = x + ((n * s.H + ih) * s.W + iw) * s.C;
+        if constexpr (kMult) {
+          if (xe) src = xe + (kh * s.W + iw) * Co;
         }
-      }
+        taps[nt++] = {src, kh * s.KW + kw};
+      });
       dwnhwc_pixel<V, kMaskedTail>(Co, taps, nt, wt, bias,
                                    y + ((n * s.OH + oh) * s.OW + ow) * Co, act);
     }
@@ -179,19 +174,9 @@ void dwnhwc_grad_input(const DepthwiseShape& s, const float* gy, const float* wt
     const int64_t n = u / s.H, ih = u % s.H;
     for (int64_t iw = 0; iw < s.W; ++iw) {
       int64_t nt = 0;
-      for (int64_t kh = 0; kh < s.KH; ++kh) {
-        const int64_t th = ih + s.PH - kh * s.DH;
-        if (th < 0 || th % s.SH) continue;
-        const int64_t oh = th / s.SH;
-        if (oh >= s.OH) continue;
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          const int64_t tw = iw + s.PW - kw * s.DW;
-          if (tw < 0 || tw % s.SW) continue;
-          const int64_t ow = tw / s.SW;
-          if (ow >= s.OW) continue;
-          taps[nt++] = {gy + ((n * s.OH + oh) * s.OW + ow) * Co, kh * s.KW + kw};
-        }
-      }
+      dw_for_each_output_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+        taps[nt++] = {gy + ((n * s.OH + oh) * s.OW + ow) * Co, kh * s.KW + kw};
+      });
       float* out = gx + ((n * s.H + ih) * s.W + iw) * s.C;
       if constexpr (kMult) {
         if (tmp) {
@@ -237,27 +222,21 @@ void dwnhwc_grad_weight(const DepthwiseShape& s, const float* gy, const float* x
           const float* gp = gy + ((n * s.OH + oh) * s.OW + ow) * Co + c0;
           R g[NR];
           for (int j = 0; j < NR; ++j) g[j] = full ? V::load(gp + j * L) : V::load_n(gp + j * L, nl[j]);
-          for (int64_t kh = 0; kh < s.KH; ++kh) {
-            const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
-            if (ih < 0 || ih >= s.H) continue;
-            const float* xr = x + ((n * s.H + ih) * s.W) * C;
-            for (int64_t kw = 0; kw < s.KW; ++kw) {
-              const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
-              if (iw < 0 || iw >= s.W) continue;
-              R* a = acc + NR * (kh * s.KW + kw);
-              if constexpr (kMult) {
-                if (s.mult > 1) {  // gather x[oc / m] for the unit's channels
-                  float xg[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-                  for (int64_t i = 0; i < rem; ++i) xg[i] = xr[iw * C + (c0 + i) / s.mult];
-                  for (int j = 0; j < NR; ++j) a[j] = V::fma(g[j], V::load(xg + j * L), a[j]);
-                  continue;
-                }
+          dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+            const float* xq = x + ((n * s.H + ih) * s.W + iw) * C;  // the input pixel
+            R* a = acc + NR * (kh * s.KW + kw);
+            if constexpr (kMult) {
+              if (s.mult > 1) {  // gather x[oc / m] for the unit's channels
+                float xg[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+                for (int64_t i = 0; i < rem; ++i) xg[i] = xq[(c0 + i) / s.mult];
+                for (int j = 0; j < NR; ++j) a[j] = V::fma(g[j], V::load(xg + j * L), a[j]);
+                return;
               }
-              const float* xp = xr + iw * C + c0;
-              for (int j = 0; j < NR; ++j)
-                a[j] = V::fma(g[j], full ? V::load(xp + j * L) : V::load_n(xp + j * L, nl[j]), a[j]);
             }
-          }
+            const float* xp = xq + c0;
+            for (int j = 0; j < NR; ++j)
+              a[j] = V::fma(g[j], full ? V::load(xp + j * L) : V::load_n(xp + j * L, nl[j]), a[j]);
+          });
         }
       }
     }

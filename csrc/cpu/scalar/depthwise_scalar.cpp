@@ -2,6 +2,7 @@
 // padding, dilation and channel multiplier, both layouts. They are the
 // general path behind the vectorised specialisations and the float64 path.
 #include "../cpu_kernels.h"
+#include "../depthwise_taps.h"
 
 #include <vector>
 
@@ -24,15 +25,9 @@ void depthwise_forward_scalar(const DepthwiseShape& s, const T* x, const T* w,
       for (int64_t oh = 0; oh < s.OH; ++oh) {
         for (int64_t ow = 0; ow < s.OW; ++ow) {
           T acc = b0;
-          for (int64_t kh = 0; kh < s.KH; ++kh) {
-            const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
-            if (ih < 0 || ih >= s.H) continue;
-            for (int64_t kw = 0; kw < s.KW; ++kw) {
-              const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
-              if (iw < 0 || iw >= s.W) continue;
-              acc += xp[ih * s.W + iw] * wp[kh * s.KW + kw];
-            }
-          }
+          dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+            acc += xp[ih * s.W + iw] * wp[kh * s.KW + kw];
+          });
           yp[oh * s.OW + ow] = apply_activation(acc, act);
         }
       }
@@ -44,18 +39,11 @@ void depthwise_forward_scalar(const DepthwiseShape& s, const T* x, const T* w,
       const int64_t n = u / s.OH, oh = u % s.OH;
       for (int64_t ow = 0; ow < s.OW; ++ow) {
         for (int64_t oc = 0; oc < Co; ++oc) acc[oc] = bias ? bias[oc] : T(0);
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
-          if (ih < 0 || ih >= s.H) continue;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
-            if (iw < 0 || iw >= s.W) continue;
-            const T* xp = x + ((n * s.H + ih) * s.W + iw) * s.C;
-            const T* wp = w + kh * s.KW + kw;
-            for (int64_t oc = 0; oc < Co; ++oc)
-              acc[oc] += xp[oc / s.mult] * wp[oc * KK];
-          }
-        }
+        dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+          const T* xp = x + ((n * s.H + ih) * s.W + iw) * s.C;
+          const T* wp = w + kh * s.KW + kw;
+          for (int64_t oc = 0; oc < Co; ++oc) acc[oc] += xp[oc / s.mult] * wp[oc * KK];
+        });
         T* yp = y + ((n * s.OH + oh) * s.OW + ow) * Co;
         for (int64_t oc = 0; oc < Co; ++oc)
           yp[oc] = apply_activation(acc[oc], act);
@@ -64,7 +52,14 @@ void depthwise_forward_scalar(const DepthwiseShape& s, const T* x, const T* w,
   }
 }
 
-// src_index(): csrc/kernels/depthwise_index.h (shared with the CUDA kernels).
+// Output index oh that tap kh maps input row ih to, or -1.
+static inline int64_t src_index(int64_t i, int64_t k, int64_t S, int64_t P,
+                                int64_t D, int64_t O) {
+  const int64_t t = i + P - k * D;
+  if (t < 0 || t % S != 0) return -1;
+  const int64_t o = t / S;
+  return o < O ? o : -1;
+}
 
 template <typename T>
 void depthwise_grad_input_scalar(const DepthwiseShape& s, const T* gy,
@@ -134,32 +129,24 @@ void depthwise_grad_weight_scalar(const DepthwiseShape& s, const T* gy,
     const int64_t oc0 = u * B;
     const int64_t nb = (oc0 + B <= Co) ? B : Co - oc0;
     for (auto& v : acc) v = T(0);
-    for (int64_t n = 0; n < s.N; ++n) {
-      for (int64_t oh = 0; oh < s.OH; ++oh) {
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.SH - s.PH + kh * s.DH;
-          if (ih < 0 || ih >= s.H) continue;
-          for (int64_t ow = 0; ow < s.OW; ++ow) {
-            for (int64_t kw = 0; kw < s.KW; ++kw) {
-              const int64_t iw = ow * s.SW - s.PW + kw * s.DW;
-              if (iw < 0 || iw >= s.W) continue;
-              for (int64_t b = 0; b < nb; ++b) {
-                const int64_t oc = oc0 + b, c = oc / s.mult;
-                T g, xv;
-                if (s.layout == Layout::NCHW) {
-                  g = gy[((n * Co + oc) * s.OH + oh) * s.OW + ow];
-                  xv = x[((n * s.C + c) * s.H + ih) * s.W + iw];
-                } else {
-                  g = gy[((n * s.OH + oh) * s.OW + ow) * Co + oc];
-                  xv = x[((n * s.H + ih) * s.W + iw) * s.C + c];
-                }
-                acc[b * KK + kh * s.KW + kw] += g * xv;
+    // each tap's sum runs over (n, oh, ow) in order
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        for (int64_t ow = 0; ow < s.OW; ++ow)
+          dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+            for (int64_t b = 0; b < nb; ++b) {
+              const int64_t oc = oc0 + b, c = oc / s.mult;
+              T g, xv;
+              if (s.layout == Layout::NCHW) {
+                g = gy[((n * Co + oc) * s.OH + oh) * s.OW + ow];
+                xv = x[((n * s.C + c) * s.H + ih) * s.W + iw];
+              } else {
+                g = gy[((n * s.OH + oh) * s.OW + ow) * Co + oc];
+                xv = x[((n * s.H + ih) * s.W + iw) * s.C + c];
               }
+              acc[b * KK + kh * s.KW + kw] += g * xv;
             }
-          }
-        }
-      }
-    }
+          });
     for (int64_t b = 0; b < nb; ++b)
       for (int64_t k = 0; k < KK; ++k) gw[(oc0 + b) * KK + k] = acc[b * KK + k];
   }
