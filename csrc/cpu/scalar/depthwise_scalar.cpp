@@ -52,14 +52,7 @@ void depthwise_forward_scalar(const DepthwiseShape& s, const T* x, const T* w,
   }
 }
 
-// Output index oh that tap kh maps input row ih to, or -1.
-static inline int64_t src_index(int64_t i, int64_t k, int64_t S, int64_t P,
-                                int64_t D, int64_t O) {
-  const int64_t t = i + P - k * D;
-  if (t < 0 || t % S != 0) return -1;
-  const int64_t o = t / S;
-  return o < O ? o : -1;
-}
+// src_index(): csrc/kernels/depthwise_index.h (shared with the CUDA kernels).
 
 template <typename T>
 void depthwise_grad_input_scalar(const DepthwiseShape& s, const T* gy,
