@@ -7,8 +7,8 @@ Modules
     :mod:`.timing`     the alternating A/B timer, per-round ratio medians, geomean
     :mod:`.roofline`   machine info, versions, copy bandwidth ladder and gemm rate
     :mod:`.layer_run`  validate and time one layer case (peak memory included)
-    :mod:`.model_run`  validate and time one model case (ONNX Runtime included)
-    :mod:`.targets`    group geomeans and the issue #4 targets, a table of data
+    :mod:`.model_run`  validate and time one model case (ONNX Runtime, OpenVINO, torch.compile too)
+    :mod:`.targets`    group geomeans and the issue #4 / #14 targets, a table of data
     :mod:`.render`     terminal table, results.md, README's table between its markers
     :mod:`.plots`      speedup.png and roofline.png
     :mod:`.driver`     :func:`run`: one run, written to the folder it is given
@@ -26,14 +26,14 @@ from .layer_run import run_layer_case
 from .model_run import run_model_case
 from .render import render_markdown, render_readme, render_table, update_readme
 from .roofline import machine_info, measure_roofline
-from .suite import (QUICK_SHAPES, LayerCase, LayerShape, ModelCase, layer_cases, layer_shapes, model_cases,
-                    model_layer_shapes)
+from .suite import (COMPETITORS, QUICK_SHAPES, LayerCase, LayerShape, ModelCase, layer_cases, layer_shapes,
+                    model_cases, model_layer_shapes)
 from .targets import TARGETS, Target, evaluate_targets, summarize_groups
 from .timing import Candidate, geomean, ratio_median, time_alternating
 
 __all__ = [
     "LayerShape", "LayerCase", "ModelCase", "layer_shapes", "model_layer_shapes", "layer_cases", "model_cases",
-    "QUICK_SHAPES", "MODEL_NAMES", "SCHEMA", "Settings", "Candidate", "time_alternating", "ratio_median",
+    "QUICK_SHAPES", "COMPETITORS", "MODEL_NAMES", "SCHEMA", "Settings", "Candidate", "time_alternating", "ratio_median",
     "geomean", "machine_info", "measure_roofline", "run_layer_case", "run_model_case", "summarize_groups",
     "Target", "TARGETS", "evaluate_targets", "run", "render_table", "render_markdown", "render_readme", "update_readme",
     "add_arguments", "main",

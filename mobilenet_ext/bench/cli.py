@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None,
                         help="comma-separated float32,float16,bfloat16 (CPU: float32 only; CUDA default: all three)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads for torch, our ops and ONNX Runtime (default: torch's default)")
+                        help="intra-op threads for torch, our ops, ONNX Runtime, OpenVINO and torch.compile "
+                        "(default: torch's default)")
     parser.add_argument("--suite", choices=("all", "layers", "models"), default="all")
     parser.add_argument("--label", default=None, help="results name (default: <device>-<date>, or quick-...)")
     parser.add_argument("--out", metavar="DIR", default=None,

@@ -41,10 +41,22 @@ METHODS: Dict[str, str] = {
     "peak_mem": "fwd+bwd only: peak of bytes allocated during one step above what was live before it; CPU: "
                 "running sum in time order of the allocation/free events torch.profiler(profile_memory=True) "
                 "records for PyTorch's CPU allocator; CUDA: torch.cuda.max_memory_allocated - allocated before",
-    "onnxruntime": "CPU model rows at batch 1 NCHW: the nn.Conv2d model exported with torch.onnx, "
-                   "intra_op_num_threads = threads, spin-waiting of its workers off; in those rows each "
-                   "sample is preceded by a 20 ms pause and one untimed call, so no runtime's idle "
-                   "threads compete with the one being timed",
+    "onnxruntime": "CPU inference model rows (batch 1 and 32, NCHW and channels_last; --quick: mobilenet_v2 b1 "
+                   "NCHW): the nn.Conv2d model exported with torch.onnx, fed the input as NCHW, "
+                   "intra_op_num_threads = threads, spin-waiting of its workers off; in rows with other runtimes "
+                   "each sample is preceded by a 20 ms pause and one untimed call, so no runtime's idle "
+                   "threads compete with the one being timed; ours/ort = median of per-round t_ours / t_ort",
+    "openvino": "the same rows: OpenVINO's CPU plugin on the same ONNX file (openvino.convert_model of the "
+                "nn.Conv2d model if the export failed), PERFORMANCE_HINT=LATENCY, INFERENCE_NUM_THREADS = "
+                "threads, INFERENCE_PRECISION_HINT=f32 (its default is bf16 on CPUs with AMX/AVX512_BF16); "
+                "the compiled model's precision and threads and every node's runtime precision are read back "
+                "(openvino_config) and must be f32 / threads, else the column is n/a; ours/openvino likewise",
+    "inductor": "the same rows except --quick: torch.compile (inductor, default mode) of the nn.Conv2d model, "
+                "dynamo reset per row, compiled with cpp.threads = threads and called 3 times before timing "
+                "(inductor_compile_s, not timed); ours/inductor likewise",
+    "other_runtimes_validation": "each runtime's output vs the nn.Conv2d model's: max|y - y_torch| / "
+                                 "max|y_torch| <= 1e-4 (<name>_rel_err), else its columns are n/a with the "
+                                 "reason (<name>_note), as when its package is not installed",
     "validation": "before timing: max|ours - torch| / max(1, max|torch|) of the output (and input/weight "
                   "gradients for bwd, fwdbwd) within tolerance, else the row is FAILED and the run exits 1",
 }

@@ -36,7 +36,12 @@ def _estimate_case_s(case: Union[LayerCase, ModelCase], settings: Settings, roof
         base = case.batch * gmacs * 2 * (3 if case.mode == "train" else 1) / (0.1 * peak) + 0.002
         rounds = settings.min_rounds
         budget = max(settings.budget_s, 1.0 if not settings.quick else 0.3)
-        return max(budget, 2 * rounds * base) + 3 * base + (6.0 if case.with_ort else 0.0) + 0.3
+        n = 2 + len(case.competitors)
+        # setup of the other runtimes: ONNX export + session, OpenVINO compile, inductor's compilation
+        setup = {"ort": 6.0, "openvino": 2.0, "inductor": 30.0}
+        extra = sum(setup.get(c, 5.0) + 2 * base for c in case.competitors)
+        settle = 2 * rounds * n * 0.02 if case.competitors else 0.0
+        return max(budget, n * rounds * base) + 3 * base + extra + settle + 0.3
     bw = roof["copy_GBps"] if roof else 10.0
     peak = roof["gemm_GFLOPs"].get("f32", 50.0) if roof else 50.0
     # assume nn.Conv2d reaches 1/4 of the roofline and we a little more

@@ -1,23 +1,42 @@
 """One model case: MobileNetV1/V2/V3-L/V3-S on our ops next to the nn.Conv2d
-model, and ONNX Runtime.
+model, and other runtimes.
 
 Ours is ``mx.fuse(mx.convert(model).eval())`` with the same weights as the
 nn.Conv2d model for inference; for training a step (forward, cross-entropy,
 backward, SGD) of the unfused converted model, with AMP on CUDA.  On CPU
-the batch-1 NCHW inference rows also time ONNX Runtime's inference of the
-nn.Conv2d model (exported with ``torch.onnx``; its workers' spin-waiting
-off, a short pause before each sample so no runtime's idle threads compete
-with the one being timed).
+the inference rows also time other runtimes on the nn.Conv2d model (the
+case's ``competitors``), in the same alternating rounds:
+
+* ``ort``: ONNX Runtime on the model exported with ``torch.onnx``
+  (``intra_op_num_threads`` = threads, its workers' spin-waiting off);
+* ``openvino``: OpenVINO's CPU plugin on the same ONNX file
+  (``PERFORMANCE_HINT=LATENCY``, ``INFERENCE_NUM_THREADS`` = threads,
+  ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AMX / AVX512_BF16 it
+  would otherwise infer in bfloat16; the compiled model's precision, thread
+  count and the runtime precision of every node are read back and must be
+  f32 / threads);
+* ``inductor``: ``torch.compile`` (inductor, default mode) of the nn.Conv2d
+  model, compiled with ``cpp.threads`` = threads and warmed up before timing
+  (the compile time is reported, not timed).
+
+Each is optional: a runtime that is not installed or fails (no C++
+compiler for inductor, say) leaves its columns as ``<name>_note``
+("n/a: openvino not installed", ...) instead of failing the row.  Each
+runtime's output is checked against the nn.Conv2d model's, relative to
+its largest magnitude (``COMPETITOR_TOL``).  With other runtimes in the
+rotation there is a short pause before each sample, so no runtime's idle
+threads compete with the one being timed.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +46,20 @@ from .layer_run import rel_err
 from .suite import ModelCase
 from .timing import Candidate, ratio_median, sync, time_alternating
 
-__all__ = ["run_model_case"]
+__all__ = ["run_model_case", "COMPETITOR_TOL", "COMPETITOR_PACKAGES", "OPENVINO_CONFIG"]
+
+#: Largest accepted max|y - y_torch| / max|y_torch| of another runtime's
+#: output. Relative to the output's scale, not to max(1, ...): the random
+#: models' logits are ~1e-2, where an absolute 1e-3 would let a bfloat16
+#: run pass (OpenVINO's default on AMX CPUs differed by ~1e-2 of the
+#: scale, its f32 run by ~1e-6).
+COMPETITOR_TOL = 1e-4
+#: OpenVINO's compile_model settings (INFERENCE_NUM_THREADS = the run's threads is added).
+OPENVINO_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+#: The package each runtime needs (what the "n/a: ... not installed" note names).
+COMPETITOR_PACKAGES = {"ort": "onnxruntime", "openvino": "openvino", "inductor": "torch._inductor"}
+#: Display names, for notes.
+_DISPLAY = {"ort": "onnxruntime", "openvino": "openvino", "inductor": "torch.compile (inductor)"}
 
 
 def _build_models(case: ModelCase, device: str) -> Tuple[torch.nn.Module, torch.nn.Module]:
@@ -59,13 +91,22 @@ def _build_models(case: ModelCase, device: str) -> Tuple[torch.nn.Module, torch.
     return ref, ours
 
 
-def _ort_session(model: torch.nn.Module, x: torch.Tensor, threads: int, tmpdir: str) -> Tuple[Any, str]:
-    """An onnxruntime session of ``model`` exported with torch.onnx (the
-    TorchScript exporter first: it takes seconds where the dynamo exporter
-    takes tens of seconds on a small machine; the dynamo one as fallback)."""
-    import onnxruntime as ort
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    """``e``'s message on one line (whitespace runs as one space), at most ``limit`` characters."""
+    return " ".join(str(e).split())[:limit]
 
-    path = os.path.join(tmpdir, "model.onnx")
+
+def _scaled_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b| in float32 (see ``COMPETITOR_TOL``)."""
+    a, b = a.float(), b.float()
+    inf = float("inf")
+    return torch.linalg.vector_norm(a - b, inf).item() / max(torch.linalg.vector_norm(b, inf).item(), 1e-30)
+
+
+def _onnx_export(model: torch.nn.Module, x: torch.Tensor, path: str) -> None:
+    """Export ``model`` with torch.onnx to ``path`` (the TorchScript exporter
+    first: it takes seconds where the dynamo exporter takes tens of seconds
+    on a small machine; the dynamo one as fallback)."""
     errors = []
     for dynamo in (False, True):
         try:
@@ -74,11 +115,16 @@ def _ort_session(model: torch.nn.Module, x: torch.Tensor, threads: int, tmpdir: 
                 warnings.simplefilter("ignore")
                 torch.onnx.export(model, (x,), path, dynamo=dynamo, input_names=["input"],
                                   output_names=["output"], opset_version=18)
-            break
+            return
         except Exception as e:  # noqa: BLE001 - try the other exporter
             errors.append(f"dynamo={dynamo}: {type(e).__name__}: {e}")
-    else:
-        raise RuntimeError("torch.onnx.export failed: " + "; ".join(errors))
+    raise RuntimeError("torch.onnx.export failed: " + "; ".join(errors))
+
+
+def _ort_session(path: str, threads: int) -> Tuple[Any, str]:
+    """An onnxruntime session of the ONNX file ``path`` and its input's name."""
+    import onnxruntime as ort
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -90,6 +136,149 @@ def _ort_session(model: torch.nn.Module, x: torch.Tensor, threads: int, tmpdir: 
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     return sess, sess.get_inputs()[0].name
+
+
+def _openvino_model(model: torch.nn.Module, x: torch.Tensor, threads: int,
+                    onnx_path: Optional[str]) -> Tuple[Any, Dict[str, Any]]:
+    """An OpenVINO CPU model compiled for latency with ``threads`` threads
+    in float32, from the ONNX file (the graph ONNX Runtime runs) or, when
+    the export failed, from ``model`` via ``openvino.convert_model``.
+
+    Returns the compiled model and what was read back from it: the
+    inference precision, thread count, streams, hint and the set of runtime
+    precisions of its nodes. Raises when it would not run in f32 with
+    ``threads`` threads (the column then says why)."""
+    import openvino as ov
+
+    core = ov.Core()
+    if onnx_path is not None:
+        src = "onnx"
+        m = core.read_model(onnx_path)
+    else:
+        src = "convert_model"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = ov.convert_model(model, example_input=(x,))
+    cfg = dict(OPENVINO_CONFIG, INFERENCE_NUM_THREADS=threads)
+    cm = core.compile_model(m, "CPU", cfg)
+    prec = cm.get_property("INFERENCE_PRECISION_HINT")
+    got_threads = int(cm.get_property("INFERENCE_NUM_THREADS"))
+    runtime_precs = set()
+    for op in cm.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "runtimePrecision" in info:
+            runtime_precs.add(info["runtimePrecision"].astype(str))
+    info = {"source": src, "inference_precision": str(prec.get_type_name() if hasattr(prec, "get_type_name")
+                                                          else prec),
+            "threads": got_threads, "streams": int(cm.get_property("NUM_STREAMS")),
+            "hint": str(cm.get_property("PERFORMANCE_HINT")), "runtime_precisions": sorted(runtime_precs)}
+    try:
+        info["cpu_pinning"] = bool(cm.get_property("ENABLE_CPU_PINNING"))
+    except Exception:  # noqa: BLE001 - a property older plugins may not have
+        info["cpu_pinning"] = None
+    low = sorted(runtime_precs & {"bf16", "f16"})
+    if prec != ov.Type.f32 or low:
+        raise RuntimeError(f"OpenVINO would not run in f32 on this CPU (inference precision {prec}, "
+                           f"nodes in {', '.join(low) or '-'})")
+    if got_threads != threads:
+        raise RuntimeError(f"OpenVINO runs {got_threads} threads, not the {threads} asked for")
+    return cm, info
+
+
+def _inductor_model(model: torch.nn.Module, x: torch.Tensor, threads: int) -> Tuple[Callable[[], Any], float]:
+    """``torch.compile(model)`` (inductor, default mode), compiled with
+    ``threads`` threads (inductor bakes the OpenMP thread count of its C++
+    kernels in at compile time: ``cpp.threads``) and warmed up: returns the
+    call and the seconds the compilation and warm-up took."""
+    from torch import _dynamo
+    from torch._inductor import config as ind_config
+    from torch.utils.benchmark.utils import common
+
+    # cpp_extension warns about CUDA_HOME on CPU-only machines.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # A fresh cache for each case: the same forward code compiled for several
+    # cases would otherwise hit dynamo's recompile limit and run eagerly.
+    _dynamo.reset()
+    compiled = torch.compile(model)
+    t0 = time.perf_counter()
+    with ind_config.patch({"cpp.threads": threads}), common.set_torch_threads(threads), torch.no_grad():
+        for _ in range(3):  # the first call compiles; then warm-up
+            compiled(x)
+    return (lambda: compiled(x)), time.perf_counter() - t0
+
+
+def _add_competitors(case: ModelCase, settings: Settings, ref: torch.nn.Module, x: torch.Tensor,
+                     row: Dict[str, Any], cands: List[Candidate], hints: Dict[str, float]) -> None:
+    """Validate the other runtimes of ``case`` and append their candidates;
+    a runtime that is missing or fails gets ``row[<name>_note]`` instead."""
+    import numpy as np
+
+    threads = settings.threads
+    with torch.no_grad():
+        ref_out = ref(x)
+    xc = x.contiguous()  # the ONNX graph's input is NCHW
+    xn = xc.cpu().numpy()
+    onnx_path: Optional[str] = None
+    export_error: Optional[str] = None
+    with tempfile.TemporaryDirectory() as td:
+        if "ort" in case.competitors or "openvino" in case.competitors:
+            try:
+                path = os.path.join(td, "model.onnx")
+                _onnx_export(ref, xc, path)
+                onnx_path = path
+            except Exception as e:  # noqa: BLE001 - the runtimes' columns say so
+                export_error = f"{type(e).__name__}: {_one_line(e)}"
+        for name in case.competitors:
+            call: Optional[Callable[[], Any]] = None
+            out: Any = None
+            try:
+                if name == "ort":
+                    import onnxruntime  # noqa: F401
+
+                    if onnx_path is None:
+                        raise RuntimeError(f"torch.onnx.export failed: {export_error}")
+                    sess, iname = _ort_session(onnx_path, threads)
+                    call = (lambda s=sess, n=iname: s.run(None, {n: xn}))  # noqa: E731
+                    out = call()[0]
+                elif name == "openvino":
+                    import openvino  # noqa: F401
+
+                    cm, info = _openvino_model(ref, xc, threads, onnx_path)
+                    row["openvino_config"] = info
+                    req = cm.create_infer_request()
+                    call = (lambda r=req: r.infer(xn, share_inputs=True))  # noqa: E731
+                    out = call()[0]
+                elif name == "inductor":
+                    from torch import _inductor  # noqa: F401
+
+                    call, compile_s = _inductor_model(ref, x, threads)
+                    row["inductor_compile_s"] = round(compile_s, 2)
+                    row["inductor_threads"] = threads
+                    with torch.no_grad():
+                        out = call()
+                else:
+                    raise ValueError(f"unknown runtime {name!r}")
+                y = out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
+                err = _scaled_err(y.reshape(ref_out.shape), ref_out)
+                if not err <= COMPETITOR_TOL:
+                    raise AssertionError(f"output differs from torch's: max|diff| / max|torch| = {err:.3g} "
+                                         f"> {COMPETITOR_TOL:g}")
+                row[f"{name}_rel_err"] = err
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    call()
+                hints[name] = time.perf_counter() - t0
+            except ImportError as e:
+                row[f"{name}_note"] = f"n/a: {COMPETITOR_PACKAGES[name]} not installed ({_one_line(e)})"
+                continue
+            except Exception as e:  # noqa: BLE001 - another runtime is a comparison, not our op
+                row[f"{name}_note"] = f"n/a: {_DISPLAY[name]} failed: {type(e).__name__}: {_one_line(e)}"
+                continue
+
+            def timed(i: int, c: Callable[[], Any] = call) -> Any:
+                with torch.no_grad():
+                    return c()
+            cands.append(Candidate(name, timed))
 
 
 def run_model_case(case: ModelCase, settings: Settings) -> Dict[str, Any]:
@@ -160,32 +349,14 @@ def run_model_case(case: ModelCase, settings: Settings) -> Dict[str, Any]:
                     scaler.update()
                 return call
             cands = [Candidate("ours", step(ours)), Candidate("torch", step(ref))]
-        ort_note = None
-        if case.with_ort:
-            try:
-                import numpy as np  # noqa: F401
-
-                with tempfile.TemporaryDirectory() as td:
-                    sess, name = _ort_session(ref, x.contiguous(), settings.threads, td)
-                xn = x.contiguous().cpu().numpy()
-                with torch.no_grad():
-                    ref_out = ref(x)
-                e = rel_err(torch.from_numpy(sess.run(None, {name: xn})[0]), ref_out)
-                if not e <= 1e-3:
-                    raise AssertionError(f"onnxruntime output differs from torch: rel. error {e:.3g}")
-                cands.append(Candidate("ort", lambda i: sess.run(None, {name: xn})))
-            except ImportError as e:
-                ort_note = f"onnxruntime not available ({e}); ORT rows skipped"
-            except Exception as e:  # noqa: BLE001 - ORT is a comparison, not our op
-                ort_note = f"onnxruntime row skipped: {type(e).__name__}: {str(e)[:200]}"
-            if ort_note:
-                row["ort_note"] = ort_note
+        if case.competitors and case.mode == "infer" and dev == "cpu":
+            _add_competitors(case, settings, ref, x, row, cands, hints)
     except Exception as e:  # noqa: BLE001
         row.update(status="FAILED", error=f"{type(e).__name__}: {e}")
         return row
     budget = max(settings.budget_s, 1.0 if not settings.quick else 0.3)
     try:
-        # With ORT in the rotation each sample waits for the other runtime's threads to go idle.
+        # With other runtimes in the rotation each sample waits for the others' threads to go idle.
         settle = 0.02 if len(cands) > 2 and dev == "cpu" else 0.0
         r = time_alternating(cands, settings, budget_s=budget, hints=hints, settle_s=settle)
     except Exception as e:  # noqa: BLE001
@@ -197,9 +368,14 @@ def run_model_case(case: ModelCase, settings: Settings) -> Dict[str, Any]:
                calls_per_sample=r["numbers"], images_per_s=case.batch / med["ours"],
                torch_images_per_s=case.batch / med["torch"],
                samples_ms={k: [round(v * 1e3, 6) for v in vs] for k, vs in r["samples"].items()})
-    if "ort" in med:
-        row.update(ort_ms=med["ort"] * 1e3,
-                   ours_over_ort=ratio_median(r["samples"], "ours", "ort"),
-                   ort_speedup_vs_torch=ratio_median(r["samples"], "torch", "ort"))
+    for name in case.competitors:
+        if name in med:
+            row[f"{name}_ms"] = med[name] * 1e3
+            row[f"ours_over_{name}"] = ratio_median(r["samples"], "ours", name)
+            row[f"{name}_speedup_vs_torch"] = ratio_median(r["samples"], "torch", name)
+    if "inductor" in med:
+        from torch import _dynamo
+
+        _dynamo.reset()  # drop the compiled model and its guards
     return row
 

@@ -19,6 +19,31 @@ def _f(v: Optional[float], fmt: str = ".2f", none: str = "-") -> str:
     return none if v is None else format(v, fmt)
 
 
+#: The other runtimes of the model rows: (results.json key, column name).
+_RUNTIMES = (("ort", "ORT"), ("openvino", "OpenVINO"), ("inductor", "inductor"))
+
+
+def _rt(r: Dict[str, Any], key: str, col: str, fmt: str = ".2f", na: str = "n/a") -> str:
+    """Model row ``r``'s figure ``col`` of runtime ``key`` (e.g. ``ours_over_openvino``):
+    the value, ``na`` when the runtime was asked for but is n/a (its note
+    says why), "-" when the row does not time that runtime."""
+    v = r.get(col)
+    if v is not None:
+        return format(v, fmt)
+    return na if r.get(f"{key}_note") else "-"
+
+
+def _notes(rows: List[Dict[str, Any]]) -> List[str]:
+    """The distinct n/a notes of the model rows' runtimes, in order."""
+    seen: List[str] = []
+    for r in rows:
+        for key, _ in _RUNTIMES:
+            n = r.get(f"{key}_note")
+            if n and n not in seen:
+                seen.append(n)
+    return seen
+
+
 def _mem(v: Optional[int]) -> str:
     """Bytes as MiB with one decimal, "-" for None."""
     return "-" if v is None else f"{v / 2**20:.1f}"
@@ -47,17 +72,21 @@ def render_table(res: Dict[str, Any]) -> str:
     if M:
         w = max(len("model case"), max(len(r["id"]) for r in M))
         head = (f"{'model case':<{w}} {'ours ms':>9} {'torch ms':>9} {'speedup':>8} {'img/s':>8} "
-                f"{'ORT ms':>8} {'ours/ORT':>9} {'torch/ORT':>9}")
+                f"{'ORT ms':>8} {'ours/ORT':>9} {'torch/ORT':>9} {'OV ms':>8} {'ours/OV':>8} "
+                f"{'ind. ms':>8} {'ours/ind':>8}")
         lines += [head, "-" * len(head)]
         for r in M:
             if r.get("status") != "ok":
                 lines.append(f"{r['id']:<{w}} FAILED: {r.get('error', '')}")
                 continue
             lines.append(f"{r['id']:<{w}} {r['ours_ms']:>9.2f} {r['torch_ms']:>9.2f} {r['speedup']:>7.2f}x "
-                         f"{r['images_per_s']:>8.1f} {_f(r.get('ort_ms')):>8} {_f(r.get('ours_over_ort')):>9} "
-                         f"{_f(r.get('ort_speedup_vs_torch')):>9}")
-            if r.get("ort_note"):
-                lines.append(f"  note: {r['ort_note']}")
+                         f"{r['images_per_s']:>8.1f} {_rt(r, 'ort', 'ort_ms'):>8} "
+                         f"{_rt(r, 'ort', 'ours_over_ort'):>9} {_rt(r, 'ort', 'ort_speedup_vs_torch'):>9} "
+                         f"{_rt(r, 'openvino', 'openvino_ms'):>8} {_rt(r, 'openvino', 'ours_over_openvino'):>8} "
+                         f"{_rt(r, 'inductor', 'inductor_ms'):>8} {_rt(r, 'inductor', 'ours_over_inductor'):>8}")
+            for key, _ in _RUNTIMES:
+                if r.get(f"{key}_note"):
+                    lines.append(f"  note: {r[f'{key}_note']}")
         lines.append("")
     G = res["groups"]
     if G:
@@ -82,13 +111,16 @@ def render_targets(targets: List[Dict[str, Any]], markdown: bool) -> str:
     def meas(t: Dict[str, Any]) -> str:
         return "not measured" if t["measured"] is None else f"{t['measured']:.2f}{t['unit']} (n={t['n']})"
 
+    def issue(t: Dict[str, Any]) -> str:
+        return f"#{t.get('issue', 4)}"
+
     if markdown:
-        lines = ["| target (issue #4) | goal | measured | |", "| --- | --- | --- | --- |"]
-        lines += [f"| {t['name']} | {t['target']} | {meas(t)} | {status(t)} |" for t in targets]
+        lines = ["| target | issue | goal | measured | |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {t['name']} | {issue(t)} | {t['target']} | {meas(t)} | {status(t)} |" for t in targets]
         return "\n".join(lines)
     w = max(len(t["name"]) for t in targets)
-    lines = [f"{'target (issue #4)':<{w}}  {'goal':>8}  {'measured':>18}", "-" * (w + 38)]
-    lines += [f"{t['name']:<{w}}  {t['target']:>8}  {meas(t):>18}  {status(t)}" for t in targets]
+    lines = [f"{'target':<{w}}  {'issue':>5}  {'goal':>8}  {'measured':>18}", "-" * (w + 45)]
+    lines += [f"{t['name']:<{w}}  {issue(t):>5}  {t['target']:>8}  {meas(t):>18}  {status(t)}" for t in targets]
     return "\n".join(lines)
 
 
@@ -103,6 +135,7 @@ def _md_header(res: Dict[str, Any]) -> List[str]:
         f"mobilenet_ext ISA {m.get('mobilenet_ext_cpu_isa')})"
         + (f", GPU {m['gpu']['name']}" if m.get("gpu") else "") + "  ",
         f"torch {res['versions']['torch']}, onnxruntime {res['versions'].get('onnxruntime')}, "
+        f"openvino {res['versions'].get('openvino')}, "
         f"threads {res['threads']}, load {res.get('loadavg_1min', {}).get('start')}, "
         f"commit {str(res['git'].get('commit'))[:12]}"
         f"{' (dirty)' if res['git'].get('dirty') else ''}, {res['created']}  ",
@@ -123,15 +156,26 @@ def render_markdown(res: Dict[str, Any]) -> str:
                    f"{g['max_speedup']:.2f}x | {_f(g['geomean_pct_roofline'], '.0f')}% | "
                    f"{_f(g['torch_geomean_pct_roofline'], '.0f')}% |")
     if res["models"]:
-        out += ["", "## Models", "", "| case | ours ms | nn.Conv2d ms | speedup | img/s | ORT ms | ours/ORT | "
-                "ORT speedup vs torch |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        out += ["", "## Models", "", "Other runtimes run the nn.Conv2d model: ONNX Runtime (ORT), OpenVINO (CPU, "
+                "f32, latency hint) and torch.compile (inductor); `ours/X` is the median of per-round "
+                "t_ours / t_X, `X vs torch` the median of t_torch / t_X.", "",
+                "| case | ours ms | nn.Conv2d ms | speedup | img/s | ORT ms | ours/ORT | ORT vs torch | "
+                "OpenVINO ms | ours/OpenVINO | OpenVINO vs torch | inductor ms | ours/inductor | inductor vs torch |",
+                "| --- |" + " ---: |" * 13]
         for r in res["models"]:
             if r.get("status") != "ok":
-                out.append(f"| {r['id']} | FAILED: {r.get('error', '')} | | | | | | |")
+                out.append(f"| {r['id']} | FAILED: {r.get('error', '')} |" + " |" * 12)
                 continue
+            cells = []
+            for key, _ in _RUNTIMES:
+                note = r.get(f"{key}_note")
+                if note:  # the runtime was asked for but is n/a: the column says why
+                    cells += [note.replace("|", "/"), "", ""]
+                else:
+                    cells += [_f(r.get(f"{key}_ms")), _f(r.get(f"ours_over_{key}")),
+                              _f(r.get(f"{key}_speedup_vs_torch"))]
             out.append(f"| {r['id']} | {r['ours_ms']:.2f} | {r['torch_ms']:.2f} | {r['speedup']:.2f}x | "
-                       f"{r['images_per_s']:.1f} | {_f(r.get('ort_ms'))} | {_f(r.get('ours_over_ort'))} | "
-                       f"{_f(r.get('ort_speedup_vs_torch'))} |")
+                       f"{r['images_per_s']:.1f} | " + " | ".join(cells) + " |")
     if res["layers"]:
         out += ["", "## Layers", "", "| case | ours ms | nn.Conv2d ms | speedup | GB/s | GFLOP/s | % roofline | "
                 "torch % roofline | peak MiB ours/torch | models |",
@@ -158,11 +202,16 @@ def render_readme(res: Dict[str, Any]) -> str:
         out.append(f"| {g['group']} | {g['n']} | {g['geomean_speedup']:.2f}x | {g['min_speedup']:.2f}x | "
                    f"{_f(g['geomean_pct_roofline'], '.0f')}% / {_f(g['torch_geomean_pct_roofline'], '.0f')}% |")
     if res["models"]:
-        out += ["", "| model case | ours ms | nn.Conv2d ms | speedup | ORT ms |", "| --- | ---: | ---: | ---: | ---: |"]
+        out += ["", "| model case | ours ms | nn.Conv2d ms | speedup | ours/ORT | ours/OpenVINO | ours/inductor |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in res["models"]:
             if r.get("status") == "ok":
                 out.append(f"| {r['id']} | {r['ours_ms']:.2f} | {r['torch_ms']:.2f} | {r['speedup']:.2f}x | "
-                           f"{_f(r.get('ort_ms'))} |")
+                           + " | ".join(_rt(r, k, f"ours_over_{k}") for k, _ in _RUNTIMES) + " |")
+        notes = _notes(res["models"])
+        if notes:
+            out += ["", "n/a: " + "; ".join(n[len("n/a: "):] if n.startswith("n/a: ") else n
+                                            for n in notes).replace("|", "/")]
     out += ["", render_targets(res["targets"], markdown=True)]
     return "\n".join(out) + "\n"
 

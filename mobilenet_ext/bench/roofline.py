@@ -92,7 +92,7 @@ def versions() -> Dict[str, Optional[str]]:
 
     v: Dict[str, Optional[str]] = {"mobilenet_ext": __version__, "torch": torch.__version__,
                                    "numpy": numpy.__version__}
-    for mod in ("torchvision", "onnxruntime", "onnx", "onnxscript"):
+    for mod in ("torchvision", "onnxruntime", "onnx", "onnxscript", "openvino"):
         try:
             v[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - optional packages

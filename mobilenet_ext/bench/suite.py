@@ -12,8 +12,10 @@ Layer suite
 
 Model suite
     MobileNetV1/V2/V3-L/V3-S: inference at batch 1 and 32, NCHW and
-    channels_last, and a training step at batch 32 (256 on CUDA); ONNX
-    Runtime joins the CPU rows at batch 1 NCHW (see :mod:`.model_run`).
+    channels_last, and a training step at batch 32 (256 on CUDA).  The CPU
+    inference rows also time the other runtimes of ``COMPETITORS`` on the
+    nn.Conv2d model: ONNX Runtime, OpenVINO and torch.compile (inductor)
+    (see :mod:`.model_run`).
 """
 from __future__ import annotations
 
@@ -24,6 +26,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .common import DIRECTIONS, DTYPE_SHORT, LAYOUTS, MODEL_NAMES, MODEL_SHORT, Settings
+
+#: The other runtimes a CPU inference row times on the nn.Conv2d model, in
+#: rotation order: ONNX Runtime, OpenVINO (CPU plugin, f32) and
+#: torch.compile (inductor, default mode). Each is optional: a runtime that
+#: is missing or fails leaves its columns "n/a: <why>".
+COMPETITORS = ("ort", "openvino", "inductor")
 
 #: ConvNeXt-T stages: (channels, feature map) of its 7x7 depthwise convs (bias, padding 3).
 CONVNEXT_T_DW = ((96, 56), (192, 28), (384, 14), (768, 7))
@@ -199,14 +207,21 @@ class LayerCase:
 
 @dataclass
 class ModelCase:
-    """One model row: inference or a training step of a MobileNet, optionally with ONNX Runtime."""
+    """One model row: inference or a training step of a MobileNet,
+    optionally next to other runtimes (``competitors``, names of
+    ``COMPETITORS``)."""
 
     model: str
     mode: str       # "infer" | "train"
     batch: int
     layout: str
     dtype: torch.dtype
-    with_ort: bool = False
+    competitors: Tuple[str, ...] = ()
+
+    @property
+    def with_ort(self) -> bool:
+        """Whether ONNX Runtime is timed in this row."""
+        return "ort" in self.competitors
 
     @property
     def id(self) -> str:
@@ -247,18 +262,22 @@ def layer_cases(settings: Settings) -> List[LayerCase]:
 
 
 def model_cases(settings: Settings, with_ort: bool) -> List[ModelCase]:
-    """All model cases of the run (before --filter)."""
+    """All model cases of the run (before --filter). ``with_ort``: time the
+    other runtimes (``COMPETITORS``) in the CPU inference rows: all three at
+    batch 1 and 32, NCHW and channels_last (``--quick``: ONNX Runtime and
+    OpenVINO, no torch.compile, whose compilation alone takes longer than
+    the rest of a quick run)."""
     gpu = settings.device == "cuda"
     dtype = settings.dtypes[0]
+    comp = COMPETITORS if with_ort and not gpu else ()
     if settings.quick:
-        return [ModelCase("mobilenet_v2", "infer", 1, "nchw", dtype, with_ort and not gpu),
+        return [ModelCase("mobilenet_v2", "infer", 1, "nchw", dtype, tuple(c for c in comp if c != "inductor")),
                 ModelCase("mobilenet_v2", "train", 4 if not gpu else 64, "nchw", dtype)]
     cases: List[ModelCase] = []
     for m in MODEL_NAMES:
         for b in (1, 32):
             for lay in LAYOUTS:
-                cases.append(ModelCase(m, "infer", b, lay, dtype, with_ort and not gpu and b == 1 and lay == "nchw"))
+                cases.append(ModelCase(m, "infer", b, lay, dtype, comp))
         for lay in LAYOUTS:
             cases.append(ModelCase(m, "train", 256 if gpu else 32, lay, dtype))
     return cases
-

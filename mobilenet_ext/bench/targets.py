@@ -1,5 +1,5 @@
 """The summary of a run: geomean speedup per group, and the speed targets of
-issue #4 as data.
+issues #4 and #14 as data.
 
 Each target is one :class:`Target` row of ``TARGETS``: which rows it looks
 at (``rows`` and the ``where`` conditions), which figure of each row
@@ -86,7 +86,8 @@ class Target:
     ``statistic``: geomean, min, max or first over the selected rows.
     ``comparison``: ``"ge"`` (measured >= goal) or ``"le"``. ``name`` may
     hold ``{column}`` fields, filled from the first selected row (from
-    ``name_defaults`` when none is selected).
+    ``name_defaults`` when none is selected). ``issue``: the issue that set
+    the target.
     """
 
     name: str
@@ -100,6 +101,7 @@ class Target:
     per: Optional[str] = None
     scale: float = 1
     name_defaults: Mapping[str, Any] = field(default_factory=dict)
+    issue: int = 4
 
 
 def _dw(*more: Condition) -> Tuple[Condition, ...]:
@@ -110,7 +112,10 @@ def _pw(*more: Condition) -> Tuple[Condition, ...]:
     return (("op", "==", "pw"),) + more
 
 
-#: The speed targets of issue #4, in report order.
+#: Display names of the other runtimes of the model rows (``ours_over_<key>``).
+_RUNTIMES = {"ort": "ONNX Runtime", "openvino": "OpenVINO", "inductor": "torch.compile (inductor)"}
+
+#: The speed targets of issues #4 and #14, in report order.
 TARGETS: Tuple[Target, ...] = (
     *(Target(f"depthwise fwd {lay} b{b}: geomean speedup", "layers",
              _dw(("direction", "==", "fwd"), ("layout", "==", lay), ("batch", "==", b)),
@@ -136,13 +141,20 @@ TARGETS: Tuple[Target, ...] = (
            (("peak_mem_ours", "not-none", None), ("peak_mem_torch", "nonzero", None)),
            "peak_mem_ours", "max", "le", 1.0, "x", per="peak_mem_torch"),
     Target("mobilenet_v2 b1 inference (convert+fuse): time / ONNX Runtime's", "models",
-           (("model", "==", "mobilenet_v2"), ("mode", "==", "infer"), ("batch", "==", 1),
+           (("model", "==", "mobilenet_v2"), ("mode", "==", "infer"), ("batch", "==", 1), ("layout", "==", "nchw"),
             ("ours_over_ort", "has", None)),
            "ours_over_ort", "first", "le", 1.3, "x"),
     *(Target(f"{m} training step b{{batch}}: speedup (geomean of layouts)", "models",
              (("model", "==", m), ("mode", "==", "train"), ("batch", ">=", 32)),
              "speedup", "geomean", "ge", 2.0, "x", name_defaults={"batch": 32})
       for m in MODEL_NAMES),
+    # issue #14: whole-model inference (convert+fuse) against other runtimes,
+    # every model (the worst one's ratio), each input layout
+    *(Target(f"b{b} inference {lay} (convert+fuse): worst model's time / {_RUNTIMES[rt]}'s", "models",
+             (("mode", "==", "infer"), ("batch", "==", b), ("layout", "==", lay),
+              (f"ours_over_{rt}", "not-none", None)),
+             f"ours_over_{rt}", "max", "le", 1.0, "x", issue=14)
+      for b, rt in ((1, "ort"), (1, "openvino"), (32, "ort")) for lay in ("nchw", "cl")),
 )
 
 
@@ -173,14 +185,14 @@ def evaluate_target(t: Target, rows: Mapping[str, List[Row]], roof: Mapping[str,
     if t.name_defaults:
         name = name.format(**{k: sel[0][k] if sel else d for k, d in t.name_defaults.items()})
     sign, holds = _COMPARISONS[t.comparison]
-    return {"name": name, "target": f"{sign} {t.goal:g}{t.unit}", "goal": t.goal, "op": t.comparison,
-            "measured": measured, "unit": t.unit, "n": len(sel),
+    return {"name": name, "issue": t.issue, "target": f"{sign} {t.goal:g}{t.unit}", "goal": t.goal,
+            "op": t.comparison, "measured": measured, "unit": t.unit, "n": len(sel),
             "ok": None if measured is None else holds(measured, t.goal)}
 
 
 def evaluate_targets(layers: List[Dict[str, Any]], models: List[Dict[str, Any]], roof: Dict[str, Any],
                      targets: Iterable[Target] = TARGETS) -> List[Dict[str, Any]]:
-    """The speed targets (by default those of issue #4), measured on this
+    """The speed targets (by default those of issues #4 and #14), measured on this
     run's rows (``measured`` is None when the run did not include the rows a
     target needs)."""
     ok = [r for r in layers if r.get("status") == "ok" and r["dtype"] in ("f32",)]
