@@ -30,7 +30,7 @@
 #include <cstdlib>
 
 #include "../cpu_kernels.h"
-#include "../depthwise_taps.h"
+#include "../../kernels/depthwise_index.h"
 #include "../vec/vec.h"
 
 namespace mnx {
@@ -439,7 +439,7 @@ void forward_small_planes(const DepthwiseShape& s, const float* x, const float* 
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       for (int64_t ow = 0; ow < s.OW; ++ow) {
         R a = bv;
-        dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+        for_each_input_tap(s, oh, ow, s.KH, s.KW, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
           a = V::fma(V::load(xt + (ih * s.W + iw) * L), wt[kh * s.KW + kw], a);
         });
         V::store(yt + (oh * s.OW + ow) * L, activate<V>(a, act));
@@ -459,7 +459,7 @@ void grad_input_small_planes(const DepthwiseShape& s, const float* gy, const flo
     for (int64_t ih = 0; ih < s.H; ++ih) {
       for (int64_t iw = 0; iw < s.W; ++iw) {
         R a = V::zero();
-        dw_for_each_output_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+        for_each_grad_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
           a = V::fma(V::load(gt + (oh * s.OW + ow) * L), wt[kh * s.KW + kw], a);
         });
         V::store(xt + (ih * s.W + iw) * L, a);
@@ -490,7 +490,7 @@ void grad_weight_small_planes(const DepthwiseShape& s, const float* gy, const fl
         for (int64_t oh = 0; oh < s.OH; ++oh) {
           for (int64_t ow = 0; ow < s.OW; ++ow) {
             const typename V::reg g = V::load(gt + (oh * s.OW + ow) * L);
-            dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+            for_each_input_tap(s, oh, ow, s.KH, s.KW, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
               acc[kh * s.KW + kw] = V::fma(g, V::load(xt + (ih * s.W + iw) * L), acc[kh * s.KW + kw]);
             });
           }

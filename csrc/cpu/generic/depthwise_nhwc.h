@@ -39,7 +39,7 @@
 #include <cstdlib>
 
 #include "../cpu_kernels.h"
-#include "../depthwise_taps.h"
+#include "../../kernels/depthwise_index.h"
 #include "../vec/vec.h"
 
 namespace mnx {
@@ -150,7 +150,7 @@ void dwnhwc_forward(const DepthwiseShape& s, const float* x, const float* wt,
     }
     for (int64_t ow = 0; ow < s.OW; ++ow) {
       int64_t nt = 0;
-      dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+      for_each_input_tap(s, oh, ow, s.KH, s.KW, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
         const float* src = x + ((n * s.H + ih) * s.W + iw) * s.C;
         if constexpr (kMult) {
           if (xe) src = xe + (kh * s.W + iw) * Co;
@@ -174,7 +174,7 @@ void dwnhwc_grad_input(const DepthwiseShape& s, const float* gy, const float* wt
     const int64_t n = u / s.H, ih = u % s.H;
     for (int64_t iw = 0; iw < s.W; ++iw) {
       int64_t nt = 0;
-      dw_for_each_output_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+      for_each_grad_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
         taps[nt++] = {gy + ((n * s.OH + oh) * s.OW + ow) * Co, kh * s.KW + kw};
       });
       float* out = gx + ((n * s.H + ih) * s.W + iw) * s.C;
@@ -222,7 +222,7 @@ void dwnhwc_grad_weight(const DepthwiseShape& s, const float* gy, const float* x
           const float* gp = gy + ((n * s.OH + oh) * s.OW + ow) * Co + c0;
           R g[NR];
           for (int j = 0; j < NR; ++j) g[j] = full ? V::load(gp + j * L) : V::load_n(gp + j * L, nl[j]);
-          dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+          for_each_input_tap(s, oh, ow, s.KH, s.KW, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
             const float* xq = x + ((n * s.H + ih) * s.W + iw) * C;  // the input pixel
             R* a = acc + NR * (kh * s.KW + kw);
             if constexpr (kMult) {

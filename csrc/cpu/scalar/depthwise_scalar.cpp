@@ -2,7 +2,7 @@
 // padding, dilation and channel multiplier, both layouts. They are the
 // general path behind the vectorised specialisations and the float64 path.
 #include "../cpu_kernels.h"
-#include "../depthwise_taps.h"
+#include "../../kernels/depthwise_index.h"
 
 #include <vector>
 
@@ -25,7 +25,7 @@ void depthwise_forward_scalar(const DepthwiseShape& s, const T* x, const T* w,
       for (int64_t oh = 0; oh < s.OH; ++oh) {
         for (int64_t ow = 0; ow < s.OW; ++ow) {
           T acc = b0;
-          dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+          for_each_input_tap(s, oh, ow, s.KH, s.KW, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
             acc += xp[ih * s.W + iw] * wp[kh * s.KW + kw];
           });
           yp[oh * s.OW + ow] = apply_activation(acc, act);
@@ -39,7 +39,7 @@ void depthwise_forward_scalar(const DepthwiseShape& s, const T* x, const T* w,
       const int64_t n = u / s.OH, oh = u % s.OH;
       for (int64_t ow = 0; ow < s.OW; ++ow) {
         for (int64_t oc = 0; oc < Co; ++oc) acc[oc] = bias ? bias[oc] : T(0);
-        dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+        for_each_input_tap(s, oh, ow, s.KH, s.KW, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
           const T* xp = x + ((n * s.H + ih) * s.W + iw) * s.C;
           const T* wp = w + kh * s.KW + kw;
           for (int64_t oc = 0; oc < Co; ++oc) acc[oc] += xp[oc / s.mult] * wp[oc * KK];
@@ -71,15 +71,9 @@ void depthwise_grad_input_scalar(const DepthwiseShape& s, const T* gy,
             const int64_t oc = c * s.mult + j;
             const T* gyp = gy + (n * Co + oc) * s.OH * s.OW;
             const T* wp = w + oc * KK;
-            for (int64_t kh = 0; kh < s.KH; ++kh) {
-              const int64_t oh = src_index(ih, kh, s.SH, s.PH, s.DH, s.OH);
-              if (oh < 0) continue;
-              for (int64_t kw = 0; kw < s.KW; ++kw) {
-                const int64_t ow = src_index(iw, kw, s.SW, s.PW, s.DW, s.OW);
-                if (ow < 0) continue;
-                acc += gyp[oh * s.OW + ow] * wp[kh * s.KW + kw];
-              }
-            }
+            for_each_grad_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+              acc += gyp[oh * s.OW + ow] * wp[kh * s.KW + kw];
+            });
           }
           gxp[ih * s.W + iw] = acc;
         }
@@ -91,18 +85,11 @@ void depthwise_grad_input_scalar(const DepthwiseShape& s, const T* gy,
       const int64_t n = u / s.H, ih = u % s.H;
       for (int64_t iw = 0; iw < s.W; ++iw) {
         for (int64_t c = 0; c < s.C; ++c) acc[c] = T(0);
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t oh = src_index(ih, kh, s.SH, s.PH, s.DH, s.OH);
-          if (oh < 0) continue;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t ow = src_index(iw, kw, s.SW, s.PW, s.DW, s.OW);
-            if (ow < 0) continue;
-            const T* gyp = gy + ((n * s.OH + oh) * s.OW + ow) * Co;
-            const T* wp = w + kh * s.KW + kw;
-            for (int64_t oc = 0; oc < Co; ++oc)
-              acc[oc / s.mult] += gyp[oc] * wp[oc * KK];
-          }
-        }
+        for_each_grad_tap(s, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+          const T* gyp = gy + ((n * s.OH + oh) * s.OW + ow) * Co;
+          const T* wp = w + kh * s.KW + kw;
+          for (int64_t oc = 0; oc < Co; ++oc) acc[oc / s.mult] += gyp[oc] * wp[oc * KK];
+        });
         T* gxp = gx + ((n * s.H + ih) * s.W + iw) * s.C;
         for (int64_t c = 0; c < s.C; ++c) gxp[c] = acc[c];
       }
@@ -126,7 +113,7 @@ void depthwise_grad_weight_scalar(const DepthwiseShape& s, const T* gy,
     for (int64_t n = 0; n < s.N; ++n)
       for (int64_t oh = 0; oh < s.OH; ++oh)
         for (int64_t ow = 0; ow < s.OW; ++ow)
-          dw_for_each_input_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+          for_each_input_tap(s, oh, ow, s.KH, s.KW, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
             for (int64_t b = 0; b < nb; ++b) {
               const int64_t oc = oc0 + b, c = oc / s.mult;
               T g, xv;
