@@ -19,7 +19,8 @@
 //                              (params.h), all channels at once: per row, tap
 //                              and channel block the valid output columns
 //                              are a contiguous range, summed in registers
-//                              (NEON only for now: see the AVX2 copy)
+//                              (dwnhwc_column_sums); AVX2 still runs its
+//                              hand-written copy, which this now matches
 //
 // Template parameters keep each ISA's code as it was:
 //   kMaskedTail  true: the channel tail runs as (masked) vectors of `width`
@@ -248,14 +249,55 @@ void dwnhwc_grad_weight(const DepthwiseShape& s, const float* gy, const float* x
   }
 }
 
-// Partial sums per chunk of (n, oh) rows (params.h), multiplier 1: blocks of
-// 4 registers, then whole vectors, then a scalar tail (NEON; the AVX2 copy in
-// avx2/depthwise_nhwc_avx2.cpp stays hand-written, see there).
+// P[c] += sum over ncol columns j of g[j * gstep + c] * x[j * xstep + c],
+// c < C: blocks of 4 registers, then whole vectors, then a scalar tail; each
+// element is one FMA chain in column order. Not inlined: on its own it keeps
+// pointers, strides and the count in registers (written inline in the loop
+// nest of dwnhwc_grad_weight_partial, GCC 12 spilled a stride or the count
+// to the stack inside the column loop, 2-5% slower on AVX2).
+template <class V>
+[[gnu::noinline]] void dwnhwc_column_sums(int64_t C, int64_t ncol, const float* g, int64_t gstep,
+                                          const float* x, int64_t xstep, float* P) {
+  using R = typename V::reg;
+  constexpr int L = V::width;
+  int64_t c = 0;
+  for (; c + 4 * L <= C; c += 4 * L) {
+    R a0 = V::load(P + c), a1 = V::load(P + c + L);
+    R a2 = V::load(P + c + 2 * L), a3 = V::load(P + c + 3 * L);
+    const float* gp = g + c;
+    const float* xp = x + c;
+    for (int64_t j = ncol; j > 0; --j, gp += gstep, xp += xstep) {
+      a0 = V::fma(V::load(gp), V::load(xp), a0);
+      a1 = V::fma(V::load(gp + L), V::load(xp + L), a1);
+      a2 = V::fma(V::load(gp + 2 * L), V::load(xp + 2 * L), a2);
+      a3 = V::fma(V::load(gp + 3 * L), V::load(xp + 3 * L), a3);
+    }
+    V::store(P + c, a0);
+    V::store(P + c + L, a1);
+    V::store(P + c + 2 * L, a2);
+    V::store(P + c + 3 * L, a3);
+  }
+  for (; c + L <= C; c += L) {
+    R a = V::load(P + c);
+    const float* gp = g + c;
+    const float* xp = x + c;
+    for (int64_t j = ncol; j > 0; --j, gp += gstep, xp += xstep) a = V::fma(V::load(gp), V::load(xp), a);
+    V::store(P + c, a);
+  }
+  for (; c < C; ++c) {
+    float a = P[c];
+    const float* gp = g + c;
+    const float* xp = x + c;
+    for (int64_t j = ncol; j > 0; --j, gp += gstep, xp += xstep) a += *gp * *xp;
+    P[c] = a;
+  }
+}
+
+// Partial sums per chunk of (n, oh) rows (params.h), multiplier 1: per row,
+// tap and channel block the valid output columns [lo, hi) are contiguous.
 template <class V>
 void dwnhwc_grad_weight_partial(const DepthwiseShape& s, const float* gy, const float* x,
                                 float* partial, int64_t begin, int64_t end) {
-  using R = typename V::reg;
-  constexpr int L = V::width;
   const int64_t C = s.C, KK = s.KH * s.KW, rows = s.N * s.OH;
   const int64_t cs = depthwise_grad_weight_row_chunk_size(s);
   for (int64_t u = begin; u < end; ++u) {
@@ -275,40 +317,8 @@ void dwnhwc_grad_weight_partial(const DepthwiseShape& s, const float* gy, const 
           const int64_t t1 = s.W - 1 + t0;
           const int64_t hi = t1 < 0 ? 0 : dwnhwc_min(s.OW, t1 / s.SW + 1);
           if (hi <= lo) continue;
-          float* Pt = P + (kh * s.KW + kw) * C;
-          const int64_t gstep = C, xstep = s.SW * C;
-          int64_t c = 0;
-          for (; c + 4 * L <= C; c += 4 * L) {
-            R a0 = V::load(Pt + c), a1 = V::load(Pt + c + L);
-            R a2 = V::load(Pt + c + 2 * L), a3 = V::load(Pt + c + 3 * L);
-            const float* g = gr + lo * gstep + c;
-            const float* xp = xr + (lo * s.SW - t0) * C + c;
-            for (int64_t ow = lo; ow < hi; ++ow, g += gstep, xp += xstep) {
-              a0 = V::fma(V::load(g), V::load(xp), a0);
-              a1 = V::fma(V::load(g + L), V::load(xp + L), a1);
-              a2 = V::fma(V::load(g + 2 * L), V::load(xp + 2 * L), a2);
-              a3 = V::fma(V::load(g + 3 * L), V::load(xp + 3 * L), a3);
-            }
-            V::store(Pt + c, a0);
-            V::store(Pt + c + L, a1);
-            V::store(Pt + c + 2 * L, a2);
-            V::store(Pt + c + 3 * L, a3);
-          }
-          for (; c + L <= C; c += L) {
-            R a = V::load(Pt + c);
-            const float* g = gr + lo * gstep + c;
-            const float* xp = xr + (lo * s.SW - t0) * C + c;
-            for (int64_t ow = lo; ow < hi; ++ow, g += gstep, xp += xstep)
-              a = V::fma(V::load(g), V::load(xp), a);
-            V::store(Pt + c, a);
-          }
-          for (; c < C; ++c) {
-            float a = Pt[c];
-            const float* g = gr + lo * gstep + c;
-            const float* xp = xr + (lo * s.SW - t0) * C + c;
-            for (int64_t ow = lo; ow < hi; ++ow, g += gstep, xp += xstep) a += *g * *xp;
-            Pt[c] = a;
-          }
+          dwnhwc_column_sums<V>(C, hi - lo, gr + lo * C, C, xr + (lo * s.SW - t0) * C, s.SW * C,
+                                P + (kh * s.KW + kw) * C);
         }
       }
     }
