@@ -52,7 +52,8 @@ void depthwise_forward_scalar(const DepthwiseShape& s, const T* x, const T* w,
   }
 }
 
-// src_index(): csrc/kernels/depthwise_index.h (shared with the CUDA kernels).
+// Tap loops (for_each_input_tap, for_each_grad_tap over src_index):
+// csrc/kernels/depthwise_index.h, shared with the CUDA kernels.
 
 template <typename T>
 void depthwise_grad_input_scalar(const DepthwiseShape& s, const T* gy,
