@@ -111,6 +111,14 @@ void bn_backward_dx_scalar(const BatchNormShape& s, const T* dy, const T* x,
 const BatchNormActKernels<float>& batchnorm_act_kernels_f32();
 const BatchNormActKernels<double>& batchnorm_act_kernels_f64();
 const BatchNormActKernels<float>& batchnorm_act_kernels_scalar_f32();
+// The ISA families (generic/batchnorm_act.h instantiated in the ISA's own
+// translation unit); call only after dispatch.cpp has checked the CPU.
+#if defined(__x86_64__) || defined(_M_X64)
+const BatchNormActKernels<float>& batchnorm_act_kernels_avx2();  // avx2/batchnorm_act_avx2.cpp
+#endif
+#if defined(__aarch64__)
+const BatchNormActKernels<float>& batchnorm_act_kernels_neon();  // neon/batchnorm_act_neon.cpp
+#endif
 
 // Sums the partial buffer of a reduction in unit order: sum0[c], sum1[c].
 void bn_sum_partials(const BatchNormShape& s, const double* partial,

@@ -9,13 +9,6 @@
 namespace mnx {
 namespace cpu {
 
-#if defined(__x86_64__) || defined(_M_X64)
-extern const BatchNormActKernels<float> kBatchNormActAvx2F32;  // avx2/batchnorm_act_avx2.cpp
-#endif
-#if defined(__aarch64__)
-extern const BatchNormActKernels<float> kBatchNormActNeonF32;  // neon/batchnorm_act_neon.cpp
-#endif
-
 namespace {
 const BatchNormActKernels<float> kBatchNormActScalarF32 = {
     bn_stats_scalar<float>, bn_apply_scalar<float>, bn_backward_reduce_scalar<float>,
@@ -32,10 +25,10 @@ const BatchNormActKernels<float>& batchnorm_act_kernels_scalar_f32() { return kB
 const BatchNormActKernels<float>& batchnorm_act_kernels_f32() {
   const char* isa = selected_isa();
 #if defined(__x86_64__) || defined(_M_X64)
-  if (std::strcmp(isa, "avx2") == 0) return kBatchNormActAvx2F32;
+  if (std::strcmp(isa, "avx2") == 0) return batchnorm_act_kernels_avx2();
 #endif
 #if defined(__aarch64__)
-  if (std::strcmp(isa, "neon") == 0) return kBatchNormActNeonF32;
+  if (std::strcmp(isa, "neon") == 0) return batchnorm_act_kernels_neon();
 #endif
   (void)isa;
   return kBatchNormActScalarF32;

@@ -70,12 +70,5 @@ using GradWeightPlaneAvx2 = void (*)(const DepthwiseShape&, const float*, const 
 GradWeightPlaneAvx2 depthwise_grad_weight_nchw_padded_plane_avx2(const DepthwiseShape& s,
                                                                  int64_t* floats);
 
-// The NHWC multiplier-1 grad_weight as partial sums per row chunk
-// (DepthwiseKernels::grad_weight_nhwc_partial; depthwise_nhwc_avx2.cpp).
-void depthwise_grad_weight_nhwc_partial_avx2(const DepthwiseShape& s,
-                                             const float* gy, const float* x,
-                                             float* partial, int64_t begin,
-                                             int64_t end);
-
 }  // namespace cpu
 }  // namespace mnx

@@ -1,14 +1,12 @@
 // Fused BatchNorm + activation (generic/batchnorm_act.h) for AVX2/FMA, float32.
+#include "../batchnorm_act.h"
 #include "../generic/batchnorm_act.h"
 #include "../vec/vec_avx2.h"
 
 namespace mnx {
 namespace cpu {
 
-extern const BatchNormActKernels<float> kBatchNormActAvx2F32;
-const BatchNormActKernels<float> kBatchNormActAvx2F32 = {
-    BnActGeneric<VecAvx2>::stats, BnActGeneric<VecAvx2>::apply, BnActGeneric<VecAvx2>::backward_reduce,
-    BnActGeneric<VecAvx2>::backward_dx, "avx2"};
+const BatchNormActKernels<float>& batchnorm_act_kernels_avx2() { return BnActGeneric<VecAvx2>::table("avx2"); }
 
 }  // namespace cpu
 }  // namespace mnx

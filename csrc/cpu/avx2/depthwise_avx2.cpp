@@ -6,7 +6,6 @@
 //   nhwc_kxk_avx512  ../avx512/depthwise_nhwc_kxk_avx512.cpp, when
 //                    cpu_use_avx512()
 //   nchw_direct's padded grad_weight plane kernel (depthwise_nchw_avx2.cpp)
-//   the NHWC grad_weight partial sums (depthwise_nhwc_avx2.cpp)
 // Shared kernels as instantiated here: small planes take OW < 16; the
 // strided forward tries small planes before the row ring; nhwc_direct runs
 // the channel tail as masked vectors and needs multiplier 1; the row ring
@@ -56,11 +55,6 @@ struct IsaAvx2 {
   static GradWeightPlaneAvx2 grad_weight_padded_plane(const DepthwiseShape& s,
                                                       int64_t* floats) {
     return depthwise_grad_weight_nchw_padded_plane_avx2(s, floats);
-  }
-  static void grad_weight_nhwc_partial(const DepthwiseShape& s, const float* gy,
-                                       const float* x, float* partial, int64_t begin,
-                                       int64_t end) {
-    depthwise_grad_weight_nhwc_partial_avx2(s, gy, x, partial, begin, end);
   }
 };
 

@@ -151,10 +151,7 @@ using KernAvx2 = GemmKernel<VecAvx2, 6, 16, true, ukr_6x16>;
 
 }  // namespace
 
-const GemmKernels<float>& gemm_kernels_avx2() {
-  static const GemmKernels<float> k = {gemm_blocked<KernAvx2>, "avx2"};
-  return k;
-}
+const GemmKernels<float>& gemm_kernels_avx2() { return gemm_table<KernAvx2>("avx2"); }
 
 }  // namespace cpu
 }  // namespace mnx

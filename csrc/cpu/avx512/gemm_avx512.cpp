@@ -21,9 +21,7 @@
 namespace mnx {
 namespace cpu {
 const GemmKernels<float>& gemm_kernels_avx512() {
-  static const GemmKernels<float> k = {
-      gemm_blocked<GemmKernel<VecAvx512, 12, 32, true>, 256>, "avx512"};
-  return k;
+  return gemm_table<GemmKernel<VecAvx512, 12, 32, true>, 256>("avx512");
 }
 
 }  // namespace cpu

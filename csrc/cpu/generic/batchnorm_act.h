@@ -319,6 +319,13 @@ struct BnActGeneric {
       }
     }
   }
+
+  // The float32 kernel table over V (each ISA's translation unit returns it
+  // from batchnorm_act_kernels_<isa>(), ../batchnorm_act.h).
+  static const BatchNormActKernels<float>& table(const char* isa) {
+    static const BatchNormActKernels<float> k = {stats, apply, backward_reduce, backward_dx, isa};
+    return k;
+  }
 };
 
 }  // namespace

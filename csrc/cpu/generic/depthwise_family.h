@@ -58,7 +58,6 @@
 //                                nchw_direct's grad_weight plane kernel
 //                                with a zero-padded plane copy of `floats`
 //                                floats, or null (the generic plane kernel)
-//     grad_weight_nhwc_partial   the NHWC row-chunk partial sums
 //   (without own_kernels: none of these; the generic versions run)
 #pragma once
 
@@ -266,19 +265,10 @@ struct DepthwiseFamily {
   template <DepthwiseOp op, auto run>
   static constexpr auto entry = Routed<op, decltype(run), run>::entry;
 
-  static void grad_weight_nhwc_partial(const DepthwiseShape& s, const float* gy,
-                                       const float* x, float* partial, int64_t begin,
-                                       int64_t end) {
-    if constexpr (kV.own_kernels)
-      Isa::grad_weight_nhwc_partial(s, gy, x, partial, begin, end);
-    else
-      dwnhwc_grad_weight_partial<V>(s, gy, x, partial, begin, end);
-  }
-
   static const DepthwiseFamilyF32& table() {
     static const DepthwiseFamilyF32 t = {
         {entry<DepthwiseOp::forward, run_forward>, entry<DepthwiseOp::grad_input, run_grad_input>,
-         entry<DepthwiseOp::grad_weight, run_grad_weight>, kV.name, grad_weight_nhwc_partial},
+         entry<DepthwiseOp::grad_weight, run_grad_weight>, kV.name, dwnhwc_grad_weight_partial<V>},
         supported,
         path,
         run_forward,

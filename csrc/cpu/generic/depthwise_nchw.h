@@ -1,9 +1,8 @@
 // The NCHW depthwise kernels vectorised along W (DepthwisePath::nchw_direct)
 // and along the channels (nchw_small_planes), written once over the vector
-// layer (vec.h) and instantiated per ISA by its translation unit
-// (avx2/depthwise_nchw_avx2.cpp, neon/depthwise_nchw_neon.cpp), which keeps
-// its own shape limits (*_supported) and, on AVX2, the padded grad_weight
-// fast path (passed in as a PaddedFn).
+// layer (vec.h) and instantiated per ISA by the family (depthwise_family.h),
+// which holds their shape limits and passes, on AVX2, the padded grad_weight
+// plane kernel (a PaddedFn, avx2/depthwise_nchw_avx2.cpp).
 //
 //  forward_direct      any kernel up to kMaxTaps, stride 1 or 2 along W (any
 //                      along H), any dilation and multiplier: the interior of

@@ -1,7 +1,6 @@
 // The general channels_last (NHWC) depthwise kernels (DepthwisePath::
 // nhwc_direct), written once over the vector layer (vec.h) and instantiated
-// per ISA by its translation unit (avx2/depthwise_nhwc_avx2.cpp,
-// neon/depthwise_nhwc_neon.cpp):
+// per ISA by the family (depthwise_family.h):
 //
 //   dwnhwc_tap_major_weights   per-thread tap-major copy [KH*KW][C_out] of the
 //                              weights [C_out, 1, KH, KW], reused across calls
@@ -19,8 +18,7 @@
 //                              (params.h), all channels at once: per row, tap
 //                              and channel block the valid output columns
 //                              are a contiguous range, summed in registers
-//                              (dwnhwc_column_sums); AVX2 still runs its
-//                              hand-written copy, which this now matches
+//                              (dwnhwc_column_sums); every ISA
 //
 // Template parameters keep each ISA's code as it was:
 //   kMaskedTail  true: the channel tail runs as (masked) vectors of `width`

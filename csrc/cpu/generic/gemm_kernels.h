@@ -312,6 +312,14 @@ struct GemmKernel {
   }
 };
 
+// The float32 GEMM table of Kern (each ISA's translation unit returns it from
+// gemm_kernels_<isa>(), ../cpu_kernels.h).
+template <class Kern, int64_t KC = kKC>
+const GemmKernels<float>& gemm_table(const char* isa) {
+  static const GemmKernels<float> k = {gemm_blocked<Kern, KC>, isa};
+  return k;
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace mnx

@@ -49,10 +49,7 @@ using KernNeon = GemmKernel<VecNeon, 8, 8, false, ukr_8x8>;
 
 }  // namespace
 
-const GemmKernels<float>& gemm_kernels_neon() {
-  static const GemmKernels<float> k = {gemm_blocked<KernNeon>, "neon"};
-  return k;
-}
+const GemmKernels<float>& gemm_kernels_neon() { return gemm_table<KernNeon>("neon"); }
 
 }  // namespace cpu
 }  // namespace mnx
