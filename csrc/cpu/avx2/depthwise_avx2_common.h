@@ -47,6 +47,10 @@ static inline int64_t dilated_row(int64_t a, int64_t last, int64_t D) {
 // rows[kh] is the slot of the input row ih that tap row reads, filled by
 // fill(ih, slot) unless tag[] says the slot already holds row key_base + ih;
 // null for padding and inserted zero rows (that tap row is skipped).
+// Callers pass `fill` capturing by value: a by-reference capture takes the
+// addresses of the caller's locals, which GCC then keeps in memory through
+// the caller's hot loop (measured: c8 grad_input 1x1024x7x7 +38%
+// instructions, 43 -> 62 us).
 template <int K, int S, class Fill>
 static inline void ring_rows(int64_t oh, int64_t PH, int64_t last, int64_t D,
                              int64_t key_base, float* ring, int64_t slot, int64_t* tag,

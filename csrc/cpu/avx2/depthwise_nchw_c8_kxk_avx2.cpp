@@ -110,7 +110,7 @@ void forward_block(const Corr& g, const float* x, const float* w,
   for (int64_t oh = 0; oh < g.Hout; ++oh) {
     const float* rows[K];
     ring_rows<K, S>(oh, g.PH, last, g.D, 0, sc.ring, sc.slot, tag, rows,
-                    [&](int64_t ih, float* dst) {
+                    [=](int64_t ih, float* dst) {
                       interleave_row(xb + ih * g.Win, HW, nb, g.Win, g.D, dst + g.PW * 8);
                     });
     // Groups of 8 (or 4) pixels; the last group is shifted left to end at

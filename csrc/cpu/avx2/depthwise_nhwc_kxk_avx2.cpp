@@ -54,7 +54,7 @@ void corr_rows(const Corr& g, const float* x, const float* wt,
     const int64_t n = u / g.Hout, oh = u % g.Hout;
     const float* rows[K];
     ring_rows<K, S>(oh, g.PH, last, g.D, n * g.Hin, ring, slot, tag, rows,
-                    [&](int64_t ih, float* dst) {
+                    [=](int64_t ih, float* dst) {
       const float* src = x + (n * g.Hin + ih) * g.Win * C;
       if (g.D == 1) {
         std::memset(dst, 0, sizeof(float) * g.PW * C);
