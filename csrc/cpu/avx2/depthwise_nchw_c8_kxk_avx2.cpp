@@ -11,8 +11,7 @@
 // (28 or 14 columns) part of every vector is padding. Here 8 channel planes are
 // interleaved row by row into a per-thread ring of K zero-padded rows laid
 // out [column][8 channels] (an 8x8 transpose per 8 columns), and each output
-// row is computed by the NHWC pixel-group micro-kernel (dwkxk_group of
-// generic/depthwise_nhwc_kxk.h, over VecAvx2 with C = 8:
+// row is computed by the NHWC pixel-group micro-kernel (avx2::pixel_group:
 // per tap row the K weight vectors stay in registers and every input column
 // is loaded once for all the (pixel, tap) pairs that read it, well under one
 // load per FMA), into a row buffer that is transposed back to the 8 output
@@ -25,9 +24,8 @@
 // planes). Every output element is computed from the same taps in the same
 // order whatever the block, so results do not depend on how units are split.
 #include <cstring>
+#include <vector>
 
-#include "../generic/depthwise_nhwc_kxk.h"
-#include "../generic/thread_scratch.h"
 #include "depthwise_avx2_common.h"
 
 namespace mnx {
@@ -109,26 +107,35 @@ void forward_block(const Corr& g, const float* x, const float* w,
   for (int i = 0; i < K; ++i) tag[i] = -1;
   for (int64_t oh = 0; oh < g.Hout; ++oh) {
     const float* rows[K];
-    ring_rows<K, S>(oh, g.PH, last, g.D, 0, sc.ring, sc.slot, tag, rows,
-                    [=](int64_t ih, float* dst) {
-                      interleave_row(xb + ih * g.Win, HW, nb, g.Win, g.D, dst + g.PW * 8);
-                    });
+    for (int kh = 0; kh < K; ++kh) {
+      const int64_t ih = dilated_row(oh * S - g.PH + kh, last, g.D);
+      if (ih < 0) {
+        rows[kh] = nullptr;
+        continue;
+      }
+      float* dst = sc.ring + (ih % K) * sc.slot;
+      if (tag[ih % K] != ih) {
+        interleave_row(xb + ih * g.Win, HW, nb, g.Win, g.D, dst + g.PW * 8);
+        tag[ih % K] = ih;
+      }
+      rows[kh] = dst;
+    }
     // Groups of 8 (or 4) pixels; the last group is shifted left to end at
     // OW, recomputing a few pixels (same taps, same order: the same values)
     // rather than running narrow groups whose few FMA chains stall on latency.
     if (OW >= 8) {
       for (int64_t ow = 0;; ow += 8) {
         const int64_t o = imin(ow, OW - 8);
-        dwkxk_groups<VecAvx2, K, S, 8, false>(rows, 8, o * S, sc.wt, sc.bias, sc.yrow + o * 8, act);
+        pixel_group<K, S, 8>(rows, 8, 0, o * S, sc.wt, sc.bias, sc.yrow + o * 8, act);
         if (o + 8 >= OW) break;
       }
     } else if (OW >= 4) {
-      dwkxk_groups<VecAvx2, K, S, 4, false>(rows, 8, 0, sc.wt, sc.bias, sc.yrow, act);
+      pixel_group<K, S, 4>(rows, 8, 0, 0, sc.wt, sc.bias, sc.yrow, act);
       const int64_t o = OW - 4;
-      dwkxk_groups<VecAvx2, K, S, 4, false>(rows, 8, o * S, sc.wt, sc.bias, sc.yrow + o * 8, act);
+      pixel_group<K, S, 4>(rows, 8, 0, o * S, sc.wt, sc.bias, sc.yrow + o * 8, act);
     } else {
       for (int64_t ow = 0; ow < OW; ++ow)
-        dwkxk_groups<VecAvx2, K, S, 1, false>(rows, 8, ow * S, sc.wt, sc.bias, sc.yrow + ow * 8, act);
+        pixel_group<K, S, 1>(rows, 8, 0, ow * S, sc.wt, sc.bias, sc.yrow + ow * 8, act);
     }
     deinterleave_row(sc.yrow, nb, OW, yb + oh * OW, OHW);
   }
@@ -231,9 +238,14 @@ void grad_weight_block(const DepthwiseShape& s, const float* gy, const float* x,
 bool get_scratch(int64_t K, int64_t cols, int64_t row, Scratch* sc) {
   const int64_t slot = cols * 8;
   const int64_t need = K * slot + row * 8 + K * K * 8 + 8;
-  // reused across calls on this thread; aligned for the row stores
-  float* base = thread_scratch<0>(need);
-  if (!base) return false;  // coverage: unreachable (only on std::bad_alloc)
+  // reused across calls on this thread; 32-byte aligned for the row stores
+  thread_local std::vector<__m256> buf;
+  try {
+    if (static_cast<int64_t>(buf.size()) * 8 < need) buf.resize((need + 7) / 8);
+  } catch (...) {  // coverage: unreachable (only on std::bad_alloc)
+    return false;  // coverage: unreachable
+  }  // coverage: unreachable
+  float* base = reinterpret_cast<float*>(buf.data());
   *sc = Scratch{base, base + K * slot, base + K * slot + row * 8,
                 base + K * slot + row * 8 + K * K * 8, slot};
   // zero padding columns (and lanes) of every slot; interleave_row only
