@@ -51,8 +51,7 @@ static inline int64_t dilated_row(int64_t a, int64_t last, int64_t D) {
 // addresses of the caller's locals, which GCC then keeps in memory through
 // the caller's hot loop (measured: c8 grad_input 1x1024x7x7 +38%
 // instructions, 43 -> 62 us). Used by nhwc_kxk; the c8 kernels keep the same
-// lookup inline (with this helper and dwkxk_group instead of pixel_group,
-// their forward / grad_input ran 10-15% slower in the extension's build).
+// lookup inline.
 template <int K, int S, class Fill>
 static inline void ring_rows(int64_t oh, int64_t PH, int64_t last, int64_t D,
                              int64_t key_base, float* ring, int64_t slot, int64_t* tag,
@@ -70,51 +69,6 @@ static inline void ring_rows(int64_t oh, int64_t PH, int64_t last, int64_t D,
     }
     rows[kh] = dst;
   }
-}
-
-// Depthwise micro-kernel on pixel-major rows (pixel stride C floats, as in
-// NHWC): T output pixels starting at input column iw0 (all taps in bounds),
-// channels [cb, cb + 8), stride S, square K x K taps; `wt` is tap-major
-// [K * K][C], `out` pixel-major with stride C. rows[kh] is the input row
-// of tap row kh or null (outside the image: the tap row is skipped).
-// Per tap row the K weights stay in registers and each of the S*(T-1)+K
-// input columns the T pixels touch is loaded once and fed to every
-// (pixel, kw) pair that reads it: ~0.5 loads per FMA for 3x3 stride 1
-// instead of one. The loops have compile-time bounds and are unrolled fully
-// (the pragmas: GCC 12 -O3 miscompiled the partially unrolled form, which
-// test_depthwise caught; -O2 and the full unroll are correct).
-// The same algorithm as dwkxk_group (../generic/depthwise_nhwc_kxk.h) at
-// C = 8, kept for the c8 kernels: built with the extension's flags (-O3
-// -fPIC), c8 calling dwkxk_group ran 10-15% slower (forward and grad_input
-// of 1x144x56x56, one thread) for reasons not found yet.
-template <int K, int S, int T>
-static inline void pixel_group(const float* const* rows, int64_t C,
-                               int64_t cb, int64_t iw0, const float* wt,
-                               const float* bias, float* out, Activation act) {
-  constexpr int kCols = S * (T - 1) + K;
-  __m256 acc[T];
-  const __m256 b = bias ? _mm256_loadu_ps(bias + cb) : _mm256_setzero_ps();
-  for (int t = 0; t < T; ++t) acc[t] = b;
-  for (int kh = 0; kh < K; ++kh) {
-    const float* r = rows[kh];
-    if (!r) continue;
-    __m256 w[K];
-    for (int kw = 0; kw < K; ++kw)
-      w[kw] = _mm256_loadu_ps(wt + (kh * K + kw) * C + cb);
-    const float* p = r + iw0 * C + cb;
-#pragma GCC unroll 32
-    for (int j = 0; j < kCols; ++j) {
-      const __m256 v = _mm256_loadu_ps(p + j * C);
-      // pixel t reads column j with tap kw = j - S * t, 0 <= kw < K
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) {
-        const int kw = j - S * t;
-        if (kw >= 0 && kw < K) acc[t] = _mm256_fmadd_ps(v, w[kw], acc[t]);
-      }
-    }
-  }
-  for (int t = 0; t < T; ++t)
-    _mm256_storeu_ps(out + t * C + cb, activate<VecAvx2>(acc[t], act));
 }
 
 }  // namespace avx2

@@ -11,10 +11,10 @@
 // (28 or 14 columns) part of every vector is padding. Here 8 channel planes are
 // interleaved row by row into a per-thread ring of K zero-padded rows laid
 // out [column][8 channels] (an 8x8 transpose per 8 columns), and each output
-// row is computed by the NHWC pixel-group micro-kernel (avx2::pixel_group:
-// per tap row the K weight vectors stay in registers and every input column
-// is loaded once for all the (pixel, tap) pairs that read it, well under one
-// load per FMA), into a row buffer that is transposed back to the 8 output
+// row is computed by the NHWC pixel-group micro-kernel (dwkxk_group of
+// generic/depthwise_nhwc_kxk.h at C = 8: per tap row the K weight vectors
+// stay in registers and every input column is loaded once for all the
+// (pixel, tap) pairs that read it, well under one load per FMA), into a row buffer that is transposed back to the 8 output
 // planes. Rows of taps above or below the image are skipped; columns outside
 // it read the ring's zero padding, so there is no border code.
 //
@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "depthwise_avx2_common.h"
+#include "../generic/depthwise_nhwc_kxk.h"
 
 namespace mnx {
 namespace cpu {
@@ -126,16 +127,20 @@ void forward_block(const Corr& g, const float* x, const float* w,
     if (OW >= 8) {
       for (int64_t ow = 0;; ow += 8) {
         const int64_t o = imin(ow, OW - 8);
-        pixel_group<K, S, 8>(rows, 8, 0, o * S, sc.wt, sc.bias, sc.yrow + o * 8, act);
+        dwkxk_group<VecAvx2, K, S, 8, false>(rows, 8, 0, 8, o * S, sc.wt,
+                                             sc.bias, sc.yrow + o * 8, act);
         if (o + 8 >= OW) break;
       }
     } else if (OW >= 4) {
-      pixel_group<K, S, 4>(rows, 8, 0, 0, sc.wt, sc.bias, sc.yrow, act);
+      dwkxk_group<VecAvx2, K, S, 4, false>(rows, 8, 0, 8, 0, sc.wt,
+                                           sc.bias, sc.yrow, act);
       const int64_t o = OW - 4;
-      pixel_group<K, S, 4>(rows, 8, 0, o * S, sc.wt, sc.bias, sc.yrow + o * 8, act);
+      dwkxk_group<VecAvx2, K, S, 4, false>(rows, 8, 0, 8, o * S, sc.wt,
+                                           sc.bias, sc.yrow + o * 8, act);
     } else {
       for (int64_t ow = 0; ow < OW; ++ow)
-        pixel_group<K, S, 1>(rows, 8, 0, ow * S, sc.wt, sc.bias, sc.yrow + ow * 8, act);
+        dwkxk_group<VecAvx2, K, S, 1, false>(rows, 8, 0, 8, ow * S, sc.wt,
+                                             sc.bias, sc.yrow + ow * 8, act);
     }
     deinterleave_row(sc.yrow, nb, OW, yb + oh * OW, OHW);
   }

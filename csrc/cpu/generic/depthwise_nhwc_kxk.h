@@ -2,7 +2,9 @@
 // 7x7, stride S 1 or 2, dilation 1, multiplier 1), written once over the
 // vector layer (vec.h) and instantiated per ISA by its translation unit
 // (avx2/depthwise_nhwc_kxk_avx2.cpp: 8 lanes, C % 8 == 0;
-// avx512/depthwise_nhwc_kxk_avx512.cpp: 16 lanes, any C):
+// avx512/depthwise_nhwc_kxk_avx512.cpp: 16 lanes, any C; dwkxk_group is
+// also the micro-kernel of avx2/depthwise_nchw_c8_kxk_avx2.cpp, on rows of 8
+// interleaved channels):
 //
 //   dwkxk_group        T output pixels from input column iw0 (all taps in
 //                      bounds), one block of `width` channels: T
