@@ -39,6 +39,13 @@ TORCH_LIBRARY(mobilenet_ext, m) {
   m.def(
       "pointwise_conv2d_fused(Tensor input, Tensor weight, Tensor? bias, "
       "int activation, Tensor? residual) -> Tensor");
+  // Inference with the weight packed once (CPU, float32): packed is
+  // pointwise_pack_weight(weight, panel), [ceil(C_out / panel), C_in, panel];
+  // the result equals pointwise_conv2d_fused's, bit for bit.
+  m.def("pointwise_pack_weight(Tensor weight, int panel) -> Tensor");
+  m.def(
+      "pointwise_conv2d_packed(Tensor input, Tensor weight, Tensor packed, "
+      "Tensor? bias, int activation, Tensor? residual) -> Tensor");
   m.def(
       "pointwise_conv2d_backward_input(Tensor grad_output, Tensor input, "
       "Tensor weight) -> Tensor");
@@ -70,6 +77,14 @@ PyObject* py_cpu_isa(PyObject*, PyObject*) {
   if (std::strcmp(isa, "avx2") == 0 && mnx::cpu::cpu_use_avx512())
     return PyUnicode_FromString("avx2+avx512");
   return PyUnicode_FromString(isa);
+}
+
+// gemm_tile() -> (mr, nr): the float32 GEMM kernel's register tile, the
+// panel widths pointwise_conv2d_packed reads in place (NCHW: mr, NHWC: nr);
+// (0, 0) for the portable kernel.
+PyObject* py_gemm_tile(PyObject*, PyObject*) {
+  const auto& k = mnx::cpu::gemm_kernels_f32();
+  return Py_BuildValue("(LL)", (long long)k.mr, (long long)k.nr);
 }
 
 PyObject* py_cuda_built(PyObject*, PyObject*) {
@@ -148,6 +163,8 @@ PyMethodDef kMethods[] = {
      "throughput of the CPU on that many threads."},
     {"cpu_isa", py_cpu_isa, METH_NOARGS,
      "Instruction set of the float32 CPU kernels in use."},
+    {"gemm_tile", py_gemm_tile, METH_NOARGS,
+     "(mr, nr) of the float32 GEMM kernel: the packed weight panels it reads in place."},
     {"cuda_built", py_cuda_built, METH_NOARGS,
      "Whether the CUDA kernels were compiled in."},
     {"torch_version", py_torch_version, METH_NOARGS,

@@ -56,6 +56,10 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     those of ``model`` itself): it is for inference, and so it runs the fused
     kernels whether or not the caller is in ``torch.no_grad()``.
 
+    Its PointwiseConv2d layers get ``pack_weight = True``: on the CPU they
+    pack their weight for the GEMM kernel once, on first use, instead of on
+    every call (see :class:`mobilenet_ext.nn.PointwiseConv2d`).
+
     Afterwards every submodule with a ``fuse_residual()`` method (the
     inverted-residual blocks of :mod:`mobilenet_ext.models`) is asked to
     pass its shortcut into the projecting PointwiseConv2d, whose GEMM
@@ -121,4 +125,7 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     # activation, through the Python autograd kernel.
     for p in model.parameters():
         p.requires_grad_(False)
+    for m in model.modules():
+        if isinstance(m, PointwiseConv2d):
+            m.pack_weight = True
     return model

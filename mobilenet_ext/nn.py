@@ -6,6 +6,7 @@ nn.Conv2d each replaces, so weights move between the two unchanged.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Optional, Tuple, Union
 
 import torch
@@ -39,6 +40,18 @@ def _use_fused(x: Tensor, *params: Optional[Tensor]) -> bool:
     if not torch.is_grad_enabled():
         return True
     return not (x.requires_grad or any(p is not None and p.requires_grad for p in params))
+
+
+def _tracing() -> bool:
+    """Whether this call is being traced, scripted, compiled or exported
+    (the graph should hold the plain ops, not a packed weight)."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    if exporting is not None and exporting():
+        return True
+    onnx = getattr(torch, "onnx", None)
+    return bool(onnx is not None and onnx.is_in_onnx_export())
 
 
 class DepthwiseConv2d(nn.Module):
@@ -174,7 +187,18 @@ class PointwiseConv2d(nn.Module):
         weight: ``[out_channels, in_channels, 1, 1]``
         bias: ``[out_channels]`` or None
         activation: None, 'relu', 'relu6' or 'hardswish' (see DepthwiseConv2d)
+        pack_weight: False by default; :func:`mobilenet_ext.fuse` sets it.
+            When True, calls that record no autograd (float32, CPU) run on a
+            copy of the weight packed once for the GEMM kernel
+            (:func:`mobilenet_ext.ops.pointwise_conv2d_packed`, bitwise the
+            same output): one copy per layout, as large as the weight, made
+            on first use and remade when the weight changes (another tensor,
+            or an in-place update such as ``load_state_dict`` or an optimizer
+            step). A write through ``weight.data`` is not seen: call
+            :meth:`clear_packed` after one.
     """
+
+    pack_weight: bool = False
 
     def __init__(
         self,
@@ -231,7 +255,53 @@ class PointwiseConv2d(nn.Module):
         m.bias = conv.bias
         return m
 
+    def _packed_weight(self, input: Tensor, residual: Optional[Tensor]) -> Optional[Tensor]:
+        """The weight packed for this CPU's GEMM kernel and ``input``'s
+        layout (:func:`mobilenet_ext.ops.pointwise_pack_weight`), made on the
+        first inference call and kept until the weight changes (another
+        tensor, or an in-place update, which bumps its version); None where
+        the plain op runs instead: autograd recording, not float32 on the
+        CPU, tracing / compiling / exporting, or no packed kernel."""
+        w, b = self.weight, self.bias
+        if not self.pack_weight or _tracing():
+            return None
+        if (
+            type(input) is not torch.Tensor  # fake, functional and other subclass tensors
+            or input.device.type != "cpu" or w.device.type != "cpu"
+            or input.dtype != torch.float32 or w.dtype != torch.float32
+            or (b is not None and (b.dtype != torch.float32 or b.device.type != "cpu"))
+            or (residual is not None and (residual.dtype != torch.float32 or residual.device.type != "cpu"))
+            or input.dim() != 4 or w.dim() != 4 or input.shape[1] != w.shape[1]
+            or w.shape[2] != 1 or w.shape[3] != 1
+            or not _use_fused(input, w, b, residual)
+        ):
+            return None
+        nhwc = input.shape[2] * input.shape[3] == 1 or (
+            not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last))
+        panel = ops.gemm_panel(nhwc)
+        if panel <= 0:
+            return None
+        key = (w.data_ptr(), w._version, tuple(w.shape), panel)
+        cache = self.__dict__.setdefault("_packed_cache", {})
+        hit = cache.get(nhwc)  # (weakref to the weight, key, packed)
+        if hit is None or hit[0]() is not w or hit[1] != key:
+            hit = (weakref.ref(w), key, ops.pointwise_pack_weight(w.detach(), panel))
+            cache[nhwc] = hit
+        return hit[2]
+
+    def clear_packed(self) -> None:
+        """Drop the packed copies of the weight (see ``pack_weight``)."""
+        self.__dict__.pop("_packed_cache", None)
+
+    def __getstate__(self):
+        state = super().__getstate__().copy()
+        state.pop("_packed_cache", None)  # derived from the weight; remade on use
+        return state
+
     def forward(self, input: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        packed = self._packed_weight(input, residual)
+        if packed is not None:
+            return ops.pointwise_conv2d_packed(input, self.weight, packed, self.bias, self.activation, residual)
         if (self.activation is not None or residual is not None) and _use_fused(
             input, self.weight, self.bias, residual
         ):

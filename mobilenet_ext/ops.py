@@ -21,6 +21,9 @@ __all__ = [
     "pointwise_conv2d",
     "depthwise_conv2d_fused",
     "pointwise_conv2d_fused",
+    "pointwise_conv2d_packed",
+    "pointwise_pack_weight",
+    "gemm_panel",
     "ACTIVATIONS",
 ]
 
@@ -168,6 +171,45 @@ def pointwise_conv2d_fused(
     )
 
 
+def pointwise_pack_weight(weight: Tensor, panel: int) -> Tensor:
+    """The 1x1 ``weight`` ``[C_out, C_in, 1, 1]`` (float32, CPU) packed
+    once for :func:`pointwise_conv2d_packed`: shape ``[ceil(C_out / panel),
+    C_in, panel]``, panels of ``panel`` output channels, zero-padded.
+    :func:`gemm_panel` gives the panel the GEMM kernel reads in place."""
+    if isinstance(panel, bool) or not isinstance(panel, int):
+        raise TypeError(f"panel must be an int, got {panel!r}")
+    return _ops.pointwise_pack_weight(weight, panel)
+
+
+def gemm_panel(channels_last: bool) -> int:
+    """The panel width of :func:`pointwise_pack_weight` that this CPU's
+    float32 GEMM kernel reads without repacking: its register tile's rows
+    (NCHW, the weight is the GEMM's left operand) or columns (``channels_last``
+    or 1x1 maps: the right operand); 0 for the portable kernel."""
+    from ._native import _C
+    mr, nr = _C.gemm_tile()
+    return int(nr if channels_last else mr)
+
+
+def pointwise_conv2d_packed(
+    input: Tensor,
+    weight: Tensor,
+    packed: Tensor,
+    bias: Optional[Tensor] = None,
+    activation: Optional[str] = None,
+    residual: Optional[Tensor] = None,
+) -> Tensor:
+    """:func:`pointwise_conv2d_fused` (float32, CPU) with the weight packed
+    beforehand by ``pointwise_pack_weight(weight, panel)``: the GEMM reads
+    ``packed`` in place instead of packing ``weight`` on every call. The
+    result is bitwise that of :func:`pointwise_conv2d_fused`; ``weight`` is
+    used for its shape only. Not differentiable."""
+    return _call(
+        _ops.pointwise_conv2d_packed, (input, weight, packed, bias, residual),
+        input, weight, packed, bias, _activation_code(activation), residual,
+    )
+
+
 # --------------------------------------------------------------------------
 # Fake kernels: shapes and strides exactly as the real kernels produce them.
 # --------------------------------------------------------------------------
@@ -242,6 +284,17 @@ def _(input, weight, bias):
 @torch.library.register_fake("mobilenet_ext::pointwise_conv2d_fused")
 def _(input, weight, bias, activation, residual):
     return _pw_fake_out(input, weight, bias, residual)
+
+
+@torch.library.register_fake("mobilenet_ext::pointwise_conv2d_packed")
+def _(input, weight, packed, bias, activation, residual):
+    return _pw_fake_out(input, weight, bias, residual)
+
+
+@torch.library.register_fake("mobilenet_ext::pointwise_pack_weight")
+def _(weight, panel):
+    _check_fake(weight.dim() == 4, f"pointwise_pack_weight: weight must be [C_out, C_in, 1, 1], got shape {tuple(weight.shape)}")
+    return weight.new_empty(((weight.shape[0] + panel - 1) // panel, weight.shape[1], panel))
 
 
 @torch.library.register_fake("mobilenet_ext::pointwise_conv2d_backward_input")

@@ -160,6 +160,13 @@ def test_residual_passed_into_pointwise_epilogue(monkeypatch):
         return orig(x, w, b, act, residual, *a, **k)
 
     monkeypatch.setattr(mx.ops, "pointwise_conv2d_fused", spy)
+    orig_packed = mx.ops.pointwise_conv2d_packed  # the fused model's packed weights
+
+    def spy_packed(x, w, packed, b, act, residual=None):
+        calls.append(residual is not None)
+        return orig_packed(x, w, packed, b, act, residual)
+
+    monkeypatch.setattr(mx.ops, "pointwise_conv2d_packed", spy_packed)
     with torch.no_grad():
         m(torch.randn(1, 3, 32, 32))
     n_res = sum(b.fused_residual for b in m.modules() if hasattr(b, "fused_residual"))

@@ -64,7 +64,19 @@ struct GemmKernels {
   void (*run)(const GemmArgs& g, const T* A, const T* B, T* C, const T* bias,
               const T* residual, int64_t begin, int64_t end);
   const char* isa;
+  // The register tile: the panel widths (GemmArgs::a_panel / b_panel) that
+  // the kernel reads in place; 0: it has none (packed operands are still
+  // read correctly, element by element).
+  int64_t mr = 0, nr = 0;
 };
+
+// Packs the row-major [rows, K] matrix W (row stride ld) into panels of R
+// rows over the whole K: dst[(p * K + k) * R + r] = W[p * R + r][k], rows
+// past the end zero; dst holds ceil(rows / R) * K * R floats. With R = a
+// kernel's mr this is the packed A of GemmArgs::a_panel (A = W); with R =
+// nr, the packed B (b_panel) of B = W^T.
+void gemm_pack_panels(const float* W, int64_t rows, int64_t K, int64_t ld, int64_t R,
+                      float* dst);
 
 // --- scalar (portable C++, any T) -------------------------------------------
 template <typename T>

@@ -359,6 +359,70 @@ void cpu_pointwise_grad_weight(const char* op, const PointwiseShape& s, const at
   });
 }
 
+// --- the pointwise weight packed once (inference, float32) -------------------
+// pointwise_pack_weight: weight [C_out, C_in, 1, 1] -> [ceil(C_out / panel),
+// C_in, panel] (cpu::gemm_pack_panels). pointwise_conv2d_packed reads it as
+// the GEMM's A (NCHW) or B (NHWC) operand in place: the blocked kernels skip
+// their per-call weight packing when panel is their tile (gemm_tile()), any
+// other panel is still read correctly. Same FMA order as the unpacked op, so
+// the output is bitwise pointwise_conv2d_fused's.
+at::Tensor pointwise_pack_weight(const at::Tensor& weight, int64_t panel) {
+  const char* op = "pointwise_pack_weight";
+  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(2) == 1 && weight.size(3) == 1 &&
+                        weight.size(0) >= 1 && weight.size(1) >= 1,
+                    op, ": weight must be a 1x1 weight [C_out, C_in, 1, 1], got shape ",
+                    weight.sizes());
+  TORCH_CHECK_VALUE(weight.scalar_type() == at::kFloat, op, ": weight must be float32, got ",
+                    c10::toString(weight.scalar_type()));
+  TORCH_CHECK_VALUE(panel >= 1 && panel <= 256, op, ": panel must be in [1, 256], got ", panel);
+  const at::Tensor w = weight.contiguous();
+  const int64_t M = w.size(0), K = w.size(1);
+  at::Tensor out = at::empty({(M + panel - 1) / panel, K, panel}, w.options());
+  cpu::gemm_pack_panels(w.data_ptr<float>(), M, K, K, panel, out.data_ptr<float>());
+  return out;
+}
+
+at::Tensor pointwise_conv2d_packed(const at::Tensor& input, const at::Tensor& weight,
+                                   const at::Tensor& packed, const c10::optional<at::Tensor>& bias,
+                                   int64_t activation, const c10::optional<at::Tensor>& residual) {
+  const char* op = "pointwise_conv2d_packed";
+  const Activation act = check_activation(op, activation);
+  const PointwiseShape s = check_pointwise(op, input, weight, bias, nullptr, residual);
+  TORCH_CHECK_VALUE(input.scalar_type() == at::kFloat, op, ": input must be float32, got ",
+                    c10::toString(input.scalar_type()));
+  TORCH_CHECK_VALUE(packed.scalar_type() == at::kFloat && packed.device().is_cpu(), op,
+                    ": packed must be a float32 CPU tensor, got ", c10::toString(packed.scalar_type()),
+                    " on ", packed.device());
+  const int64_t panel = packed.dim() == 3 ? packed.size(2) : 0;
+  TORCH_CHECK_VALUE(panel >= 1 && packed.size(1) == s.Cin &&
+                        packed.size(0) == (s.Cout + panel - 1) / panel,
+                    op, ": packed must be pointwise_pack_weight(weight, panel) of shape "
+                    "[ceil(C_out / panel), C_in, panel] with C_out = ", s.Cout, ", C_in = ", s.Cin,
+                    ", got shape ", packed.sizes());
+  at::Tensor y = empty_output({s.N, s.Cout, s.H, s.W},
+                              input.options().memory_format(memory_format_of(s.layout)));
+  if (y.numel() == 0) return y;
+  const at::Tensor x = contiguous_in(input, s.layout);
+  at::Tensor pk = packed.contiguous();
+  // the kernels load packed panels with aligned loads: a view at another
+  // offset is copied (at::empty's storage is 64-byte aligned)
+  if (reinterpret_cast<uintptr_t>(pk.data_ptr()) % 64 != 0) pk = pk.clone();
+  at::Tensor b, r;
+  if (bias.has_value() && bias->defined()) b = bias->contiguous();
+  if (residual.has_value() && residual->defined()) r = contiguous_in(*residual, s.layout);
+  PointwiseShape sg = s;
+  sg.layout = pointwise_gemm_layout(s);
+  GemmArgs g = pointwise_forward_gemm(sg);
+  g.act = act;
+  const bool nchw = sg.layout == Layout::NCHW;
+  (nchw ? g.a_panel : g.b_panel) = panel;
+  const float* A = nchw ? pk.data_ptr<float>() : x.data_ptr<float>();
+  const float* B = nchw ? x.data_ptr<float>() : pk.data_ptr<float>();
+  run_gemm<float>(g, A, B, y.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr,
+                  r.defined() ? r.data_ptr<float>() : nullptr);
+  return y;
+}
+
 struct CpuBackend {
   struct Guard {
     explicit Guard(const at::Tensor&) {}
@@ -378,6 +442,8 @@ struct CpuBackend {
 
 TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
   MNX_REGISTER_OPS(m, CpuBackend);
+  m.impl("pointwise_pack_weight", &pointwise_pack_weight);
+  m.impl("pointwise_conv2d_packed", &pointwise_conv2d_packed);
 }
 
 }  // namespace glue

@@ -99,6 +99,15 @@ struct GemmArgs {
   bool bias_per_row = true;  // bias indexed by m (true) or by n (false)
   Activation act = Activation::None;
   // residual uses C's indexing (ldc, c_bs)
+  // > 0: A (B) is packed in panels of a_panel rows (b_panel columns) over
+  // the whole K, as cpu::gemm_pack_panels writes them: A(m, k) =
+  // A[((m / P) * K + k) * P + m % P], B(k, n) = B[((n / P) * K + k) * P +
+  // n % P]; that operand's strides are then ignored. It is shared by the
+  // batch entries, sum_batch is off, and it is 64-byte aligned (the blocked
+  // kernels load packed panels with aligned loads). Every kernel reads it; the blocked
+  // ones read it in place (no packing per call) when the panel is their MR
+  // (A) or NR (B) tile, as the GemmKernels table gives it.
+  int64_t a_panel = 0, b_panel = 0;
 };
 
 // A GEMM is split into tiles of C (kGemmTileM x kGemmTileN) per batch entry

@@ -23,6 +23,7 @@
 // gets from its vec traits alone.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -279,6 +280,88 @@ Case edge_case(int64_t M, int64_t N, int64_t K, int layout, int epi) {
   return c;
 }
 
+// Packed weights (GemmArgs::a_panel / b_panel): the pointwise forward's
+// weight packed by gemm_pack_panels with `panel` (the kernel's own tile: mr
+// for NCHW, nr for NHWC; or another width, read the portable way). With
+// the kernel's panel the output is bitwise the unpacked run's, for the whole
+// range and for random sub-ranges; with another panel it is within the
+// reference tolerance; a misaligned packed buffer likewise. The packed
+// buffer has canaries too.
+void check_packed(bool nhwc, int64_t N, int64_t Cin, int64_t Cout, int64_t HW, int64_t panel,
+                  bool own_panel, int act) {
+  Case cs = pw_forward(nhwc, N, Cin, Cout, HW);
+  GemmArgs g = cs.g;
+  g.act = static_cast<Activation>(act);
+  Buffer X(N * Cin * HW), W(Cout * Cin), bias(Cout), R(N * Cout * HW);
+  mnx_test::fill_random(X, rng());
+  mnx_test::fill_random(W, rng());
+  mnx_test::fill_random(bias, rng());
+  mnx_test::fill_random(R, rng());
+  const int64_t units = mnx::gemm_units(g), nc = N * Cout * HW;
+  const float* A = nhwc ? X.ptr() : W.ptr();
+  const float* B = nhwc ? W.ptr() : X.ptr();
+  Buffer C(nc, 7.f);
+  run_units(g, A, B, C.ptr(), bias.ptr(), R.ptr(), 0, units);
+
+  // 64-byte aligned, as the driver's own panels (the kernels load B panels
+  // with aligned loads), canaries after it
+  const int64_t np = (Cout + panel - 1) / panel * Cin * panel;
+  const int64_t cap = (np + mnx_test::kCanary + 15) / 16 * 16;
+  float* P = static_cast<float*>(std::aligned_alloc(64, cap * sizeof(float)));
+  for (int64_t i = 0; i < cap; ++i) P[i] = i < np ? 5.f : mnx_test::kCanaryValue;
+  auto packed_canaries_ok = [&] {
+    for (int64_t i = np; i < cap; ++i)
+      if (P[i] != mnx_test::kCanaryValue) return false;
+    return true;
+  };
+  mnx::cpu::gemm_pack_panels(W.ptr(), Cout, Cin, Cin, panel, P);
+  GemmArgs gp = g;
+  (nhwc ? gp.b_panel : gp.a_panel) = panel;
+  const float* Ap = nhwc ? X.ptr() : P;
+  const float* Bp = nhwc ? P : X.ptr();
+  const std::string name = nm(nhwc ? "packed_nhwc" : "packed_nchw", N, Cin, Cout, HW, panel);
+  for (int rep = 0; rep < 3; ++rep) {
+    Buffer C2(nc, 7.f);
+    std::vector<int64_t> cuts = {0, units};
+    for (int i = 0; i < rep * 2 && units > 1; ++i)
+      cuts.push_back(1 + (int64_t)(rng() % (uint64_t)(units - 1)));
+    std::sort(cuts.begin(), cuts.end());
+    for (size_t i = cuts.size() - 1; i > 0; --i)
+      run_units(gp, Ap, Bp, C2.ptr(), bias.ptr(), R.ptr(), cuts[i - 1], cuts[i]);
+    bool ok = C2.canaries_ok() && packed_canaries_ok();
+    if (own_panel) {
+      ok = ok && std::memcmp(C.ptr(), C2.ptr(), nc * sizeof(float)) == 0;
+    } else {
+      ok = ok && mnx_test::close(C2, C, 1e-6 * (4.0 + std::sqrt((double)Cin)), name.c_str());
+    }
+    if (!ok) std::fprintf(stderr, "FAIL %s rep %d\n", name.c_str(), rep);
+    counter.check(ok);
+  }
+  // not 64-byte aligned: read the portable way, still right (no crash)
+  std::vector<float> shifted(np + 1);
+  std::memcpy(shifted.data() + 1, P, np * sizeof(float));
+  const float* S = shifted.data() + 1;
+  if (reinterpret_cast<uintptr_t>(S) % 64 != 0) {
+    Buffer C3(nc, 7.f);
+    run_units(gp, nhwc ? X.ptr() : S, nhwc ? S : X.ptr(), C3.ptr(), bias.ptr(), R.ptr(), 0, units);
+    counter.check(C3.canaries_ok() &&
+                  mnx_test::close(C3, C, 1e-6 * (4.0 + std::sqrt((double)Cin)), (name + " misaligned").c_str()));
+  }
+  std::free(P);
+}
+
+void packed_tests(int64_t mr, int64_t nr) {
+  const int64_t shapes[][4] = {{1, 16, 96, 56}, {2, 13, 37, 35}, {1, 300, 70, 9},
+                               {3, 7, 1, 5},    {1, 600, 29, 3}, {2, 24, 40, 2100}};
+  int v = 0;
+  for (const auto& s : shapes)
+    for (int nhwc = 0; nhwc < 2; ++nhwc) {
+      const int64_t own = nhwc ? nr : mr;
+      if (own > 0) check_packed(nhwc, s[0], s[1], s[2], s[3], own, true, v++ % 4);
+      check_packed(nhwc, s[0], s[1], s[2], s[3], 5, own == 5, v++ % 4);
+    }
+}
+
 void nan_test() {
   // NaN in A row 0 must reach every output of row 0 whatever the activation
   for (int act = 0; act < 4; ++act) {
@@ -360,9 +443,17 @@ int main() {
     for (int64_t N : Nk)
       edges.push_back(edge_case(M, N, 530, (int)(M + N) % 4, epi++));
 
+  // C rows >= 2048 floats apart: the rows-first micro-tile order (NCHW
+  // outputs of large maps), one and two K blocks, tails in M and N
+  cases.push_back(pw_forward(false, 2, 16, 30, 2100));
+  cases.push_back(pw_grad_input(false, 2, 30, 16, 2100));
+  cases.push_back(pw_forward(false, 1, 530, 13, 2049));
+  cases.push_back(pw_grad_weight(false, 2, 13, 7, 2100));
+
   for (const Case& c : cases) check_case(c);
   for (const Case& c : edges) check_case(c);
   nan_test();
+  packed_tests(mnx::cpu::gemm_kernels_f32().mr, mnx::cpu::gemm_kernels_f32().nr);
 
   // the generic kernels alone (VecScalar): the pointwise mappings, the edge
   // grid, and the generic grid's first cases
@@ -370,6 +461,7 @@ int main() {
   for (size_t i = 0; i < cases.size() && i < 120; ++i) check_case(cases[i]);
   for (const Case& c : edges) check_case(c);
   nan_test();
+  packed_tests(KernGenericScalar::MR, KernGenericScalar::NR);
   g_run = nullptr;
   return counter.finish("test_gemm");
 }

@@ -316,7 +316,7 @@ struct GemmKernel {
 // gemm_kernels_<isa>(), ../cpu_kernels.h).
 template <class Kern, int64_t KC = kKC>
 const GemmKernels<float>& gemm_table(const char* isa) {
-  static const GemmKernels<float> k = {gemm_blocked<Kern, KC>, isa};
+  static const GemmKernels<float> k = {gemm_blocked<Kern, KC>, isa, Kern::MR, Kern::NR};
   return k;
 }
 

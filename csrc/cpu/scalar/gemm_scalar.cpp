@@ -28,10 +28,17 @@ void gemm_scalar(const GemmArgs& g, const T* A, const T* B, T* C,
     for (int64_t m = m0; m < m1; ++m) {
       for (int64_t n = n0; n < n1; ++n) acc[n - n0] = T(0);
       for (int64_t b = nb0; b < nb1; ++b) {
-        const T* Ab = A + b * g.a_bs + m * g.a_rs;
+        const int64_t pa = g.a_panel, pb = g.b_panel;
+        const T* Ab = pa > 0 ? A + (m / pa) * g.K * pa + m % pa : A + b * g.a_bs + m * g.a_rs;
+        const int64_t a_cs = pa > 0 ? pa : g.a_cs;
         const T* Bb = B + b * g.b_bs;
         for (int64_t k = 0; k < g.K; ++k) {
-          const T a = Ab[k * g.a_cs];
+          const T a = Ab[k * a_cs];
+          if (pb > 0) {
+            for (int64_t n = n0; n < n1; ++n)
+              acc[n - n0] += a * B[((n / pb) * g.K + k) * pb + n % pb];
+            continue;
+          }
           const T* Bk = Bb + k * g.b_rs;
           for (int64_t n = n0; n < n1; ++n) acc[n - n0] += a * Bk[n * g.b_cs];
         }
@@ -45,6 +52,16 @@ void gemm_scalar(const GemmArgs& g, const T* A, const T* B, T* C,
       }
     }
   }
+}
+
+void gemm_pack_panels(const float* W, int64_t rows, int64_t K, int64_t ld, int64_t R,
+                      float* dst) {
+  for (int64_t p = 0; p * R < rows; ++p)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t row = p * R + r;
+        dst[(p * K + k) * R + r] = row < rows ? W[row * ld + k] : 0.f;
+      }
 }
 
 template void gemm_scalar<float>(const GemmArgs&, const float*, const float*,
