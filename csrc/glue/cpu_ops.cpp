@@ -415,6 +415,15 @@ at::Tensor pointwise_conv2d_packed(const at::Tensor& input, const at::Tensor& we
   GemmArgs g = pointwise_forward_gemm(sg);
   g.act = act;
   const bool nchw = sg.layout == Layout::NCHW;
+  if (gemm_small_m_applies(g)) {
+    // a few rows (e.g. squeeze-excitation at batch 1): the weight is read in
+    // place as dot products, as by pointwise_conv2d_fused (bitwise its output)
+    const at::Tensor w = weight.contiguous();
+    run_gemm<float>(g, x.data_ptr<float>(), w.data_ptr<float>(), y.data_ptr<float>(),
+                    b.defined() ? b.data_ptr<float>() : nullptr,
+                    r.defined() ? r.data_ptr<float>() : nullptr);
+    return y;
+  }
   (nchw ? g.a_panel : g.b_panel) = panel;
   const float* A = nchw ? pk.data_ptr<float>() : x.data_ptr<float>();
   const float* B = nchw ? x.data_ptr<float>() : pk.data_ptr<float>();

@@ -129,4 +129,14 @@ inline int64_t gemm_units(const GemmArgs& g) {
   return (g.sum_batch ? 1 : g.batch) * gemm_tiles_m(g) * gemm_tiles_n(g);
 }
 
+// The CPU GEMMs compute C as dot products of A rows and B columns read in
+// place (cpu/generic/gemm_kernels.h, gemm_small_m) when C has at most
+// kGemmSmallM rows per batch entry and both are contiguous along k (not
+// packed): a matrix-vector product gains nothing from packing B.
+constexpr int64_t kGemmSmallM = 4;
+inline bool gemm_small_m_applies(const GemmArgs& g) {
+  return g.M >= 1 && g.M <= kGemmSmallM && g.a_cs == 1 && g.b_rs == 1 && !g.sum_batch &&
+         g.a_panel == 0 && g.b_panel == 0 && g.K > 0;
+}
+
 }  // namespace mnx

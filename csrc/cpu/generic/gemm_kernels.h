@@ -272,6 +272,7 @@ using GemmUkr = void (*)(int64_t kc, const float* a, int64_t a_rs, bool direct,
 // kUkr: the ISA's own full-tile micro-kernel, or null for the generic one.
 template <class V, int64_t MR_, int64_t NR_, bool kDirectA_, GemmUkr kUkr = nullptr>
 struct GemmKernel {
+  using Vec = V;
   static constexpr int64_t MR = MR_, NR = NR_;
   static constexpr bool kDirectA = kDirectA_;
 
@@ -312,11 +313,90 @@ struct GemmKernel {
   }
 };
 
+// --- small M: dot products read in place -------------------------------------
+// At most kSmallM rows of C per batch entry (squeeze-excitation layers at
+// batch 1-4: matrix-vector products), A's rows contiguous (a_cs 1) and B's
+// columns contiguous (b_rs 1: the weight rows of the NHWC pointwise
+// forward): each C element is the dot product of an A row and a B column,
+// both read where they are. The blocked path would copy the whole of B into
+// panels to use each panel M times. Per element: two vector accumulators
+// over alternate chunks of V::width (the k tail masked), summed and reduced
+// in a fixed order, then bias, activation and residual: the same for every
+// split of the units over threads. Columns go four at a time (the A chunk
+// loaded once for them), rows inside, so the four B columns stay in L1.
+// (gemm_small_m_applies, ../../kernels/params.h, says when.)
+
+template <class V, int kCols>
+inline void gemm_dots(const float* a, const float* const* b, int64_t K, float* out) {
+  using R = typename V::reg;
+  constexpr int64_t W = V::width;
+  R acc[kCols][2];
+  for (int j = 0; j < kCols; ++j) acc[j][0] = acc[j][1] = V::zero();
+  int64_t k = 0;
+  for (; k + 2 * W <= K; k += 2 * W) {
+    const R a0 = V::load(a + k), a1 = V::load(a + k + W);
+    for (int j = 0; j < kCols; ++j) {
+      acc[j][0] = V::fma(a0, V::load(b[j] + k), acc[j][0]);
+      acc[j][1] = V::fma(a1, V::load(b[j] + k + W), acc[j][1]);
+    }
+  }
+  for (int q = 0; k < K; k += W, q ^= 1) {  // tail chunks, the last one masked
+    const int n = static_cast<int>(g_imin(W, K - k));
+    const R av = V::load_n(a + k, n);
+    for (int j = 0; j < kCols; ++j) acc[j][q] = V::fma(av, V::load_n(b[j] + k, n), acc[j][q]);
+  }
+  for (int j = 0; j < kCols; ++j) out[j] = V::reduce_add(V::add(acc[j][0], acc[j][1]));
+}
+
+template <class V>
+void gemm_small_m(const GemmArgs& g, const float* A, const float* B, float* C,
+                  const float* bias, const float* residual, int64_t begin, int64_t end) {
+  const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g), T = tm * tn;
+  for (int64_t u = g_imax(begin, 0); u < g_imin(end, gemm_units(g)); ++u) {
+    const int64_t bo = u / T, r = u % T;
+    const int64_t m0 = (r / tn) * kGemmTileM, n0 = (r % tn) * kGemmTileN;
+    const int64_t m1 = g_imin(g.M, m0 + kGemmTileM), n1 = g_imin(g.N, n0 + kGemmTileN);
+    const float* Ab = A + bo * g.a_bs;
+    const float* Bb = B + bo * g.b_bs;
+    float* Cb = C + bo * g.c_bs;
+    const float* Rb = residual ? residual + bo * g.c_bs : nullptr;
+    for (int64_t n = n0; n < n1;) {
+      const int cols = n + 4 <= n1 ? 4 : 1;
+      const float* b[4];
+      for (int j = 0; j < cols; ++j) b[j] = Bb + (n + j) * g.b_cs;
+      for (int64_t m = m0; m < m1; ++m) {
+        float v[4];
+        if (cols == 4) gemm_dots<V, 4>(Ab + m * g.a_rs, b, g.K, v);
+        else gemm_dots<V, 1>(Ab + m * g.a_rs, b, g.K, v);
+        for (int j = 0; j < cols; ++j) {
+          float x = v[j];
+          if (bias) x += bias[g.bias_per_row ? m : n + j];
+          x = apply_activation(x, g.act);
+          if (Rb) x += Rb[m * g.ldc + n + j];
+          Cb[m * g.ldc + n + j] = x;
+        }
+      }
+      n += cols;
+    }
+  }
+}
+
+// The GEMM of a table: small M as dot products, else the blocked driver.
+template <class Kern, int64_t KC>
+void gemm_run(const GemmArgs& g, const float* A, const float* B, float* C, const float* bias,
+              const float* residual, int64_t begin, int64_t end) {
+  if (gemm_small_m_applies(g)) {
+    gemm_small_m<typename Kern::Vec>(g, A, B, C, bias, residual, begin, end);
+    return;
+  }
+  gemm_blocked<Kern, KC>(g, A, B, C, bias, residual, begin, end);
+}
+
 // The float32 GEMM table of Kern (each ISA's translation unit returns it from
 // gemm_kernels_<isa>(), ../cpu_kernels.h).
 template <class Kern, int64_t KC = kKC>
 const GemmKernels<float>& gemm_table(const char* isa) {
-  static const GemmKernels<float> k = {gemm_blocked<Kern, KC>, isa, Kern::MR, Kern::NR};
+  static const GemmKernels<float> k = {gemm_run<Kern, KC>, isa, Kern::MR, Kern::NR};
   return k;
 }
 
