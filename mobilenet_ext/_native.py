@@ -50,8 +50,10 @@ _C = load()
 def cpu_isa() -> str:
     """Instruction set of the float32 CPU kernels in use: 'avx2',
     'avx2+avx512' (AVX2 family with its AVX-512F kernels on a CPU that has
-    them), 'neon' or 'scalar'. MOBILENET_EXT_ISA=avx2 switches the AVX-512
-    kernels off, MOBILENET_EXT_ISA=scalar forces the portable kernels."""
+    them, except AMD Zen 4, which splits 512-bit operations and runs the
+    AVX2 kernels faster), 'neon' or 'scalar'. MOBILENET_EXT_ISA=avx2
+    switches the AVX-512 kernels off, =avx512 on (where the CPU has them),
+    =scalar forces the portable kernels."""
     return _C.cpu_isa()
 
 

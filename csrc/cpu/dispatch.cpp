@@ -5,6 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define MNX_X86 1
 #endif
@@ -40,13 +44,34 @@ bool cpu_has_avx512f() {
 #endif
 }
 
-// AVX-512 kernels run inside the AVX2 family when the CPU has AVX-512F,
-// unless MOBILENET_EXT_ISA is "avx2" or "scalar".
+bool cpu_avx512_split() {
+#if MNX_X86 && (defined(__GNUC__) || defined(__clang__))
+  static const bool split = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    // "AuthenticAMD" in EBX, EDX, ECX
+    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
+    if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const unsigned base = (a >> 8) & 0xfu;
+    const unsigned family = base == 0xfu ? base + ((a >> 20) & 0xffu) : base;
+    return family == 0x19u;  // Zen 3 / Zen 4 (only Zen 4 has AVX-512)
+  }();
+  return split;
+#else
+  return false;
+#endif
+}
+
+// AVX-512 kernels run inside the AVX2 family when the CPU has AVX-512F and
+// does not split 512-bit operations (cpu_avx512_split), unless
+// MOBILENET_EXT_ISA is "avx2" or "scalar"; MOBILENET_EXT_ISA=avx512 runs
+// them on any CPU with AVX-512F (tests).
 bool cpu_use_avx512() {
   static const bool use = [] {
     const char* env = std::getenv("MOBILENET_EXT_ISA");
     const bool capped = env && (std::strcmp(env, "avx2") == 0 || std::strcmp(env, "scalar") == 0);
-    return !capped && cpu_has_avx512f();
+    const bool forced = env && std::strcmp(env, "avx512") == 0;
+    return !capped && cpu_has_avx512f() && (forced || !cpu_avx512_split());
   }();
   return use;
 }

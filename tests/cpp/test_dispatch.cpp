@@ -61,11 +61,14 @@ int main() {
     t.check(gm.run == mnx::cpu::gemm_kernels_neon().run);
 #elif defined(__x86_64__)
     t.check(isa == (mnx::cpu::cpu_has_avx2_fma() ? "avx2" : "scalar"));
-    // the GEMM is the AVX-512 one exactly when the CPU has AVX-512F and
-    // MOBILENET_EXT_ISA does not cap the ISA at avx2
+    // the GEMM is the AVX-512 one exactly when the CPU has AVX-512F, does
+    // not split 512-bit operations (or MOBILENET_EXT_ISA=avx512 forces it)
+    // and MOBILENET_EXT_ISA does not cap the ISA at avx2
     const bool capped = env && std::strcmp(env, "avx2") == 0;
+    const bool forced = env && std::strcmp(env, "avx512") == 0;
+    const bool use512 = mnx::cpu::cpu_has_avx512f() && !capped &&
+                        (forced || !mnx::cpu::cpu_avx512_split());
     if (isa == "avx2") {
-      const bool use512 = mnx::cpu::cpu_has_avx512f() && !capped;
       t.check(mnx::cpu::gemm_path() ==
               (use512 ? mnx::cpu::GemmPath::avx512 : mnx::cpu::GemmPath::avx2));
       t.check(std::string(gm.isa) == (use512 ? "avx512" : "avx2"));
@@ -76,7 +79,7 @@ int main() {
       t.check(dw.grad_weight_nhwc_partial &&
               dw.grad_weight_nhwc_partial == avx2.grad_weight_nhwc_partial);
     }
-    t.check(mnx::cpu::cpu_use_avx512() == (mnx::cpu::cpu_has_avx512f() && !capped));
+    t.check(mnx::cpu::cpu_use_avx512() == use512);
 #endif
   }
   const char* const gemm_names[] = {"scalar", "avx2", "avx512", "neon"};
