@@ -19,48 +19,41 @@
 namespace mnx {
 namespace cpu {
 
-bool cpu_has_avx2_fma() {
-#if MNX_X86 && (defined(__GNUC__) || defined(__clang__))
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return has;
-#else
-  return false;
-#endif
-}
+namespace {
 
-bool cpu_has_avx512f() {
-#if MNX_X86 && (defined(__GNUC__) || defined(__clang__))
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-           __builtin_cpu_supports("fma");
-  }();
-  return has;
-#else
-  return false;
-#endif
-}
+// What CPUID says of this x86-64 CPU, read once (all false elsewhere).
+struct X86Features {
+  bool avx2_fma = false;
+  bool avx512f = false;  // with AVX2 and FMA
+  bool avx512_split = false;  // AMD family 19h (Zen 4): 512-bit ops as two halves
+};
 
-bool cpu_avx512_split() {
+const X86Features& x86_features() {
+  static const X86Features f = [] {
+    X86Features r;
 #if MNX_X86 && (defined(__GNUC__) || defined(__clang__))
-  static const bool split = [] {
+    __builtin_cpu_init();
+    r.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    r.avx512f = r.avx2_fma && __builtin_cpu_supports("avx512f");
     unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-    // "AuthenticAMD" in EBX, EDX, ECX
-    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
-    if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return false;
-    const unsigned base = (a >> 8) & 0xfu;
-    const unsigned family = base == 0xfu ? base + ((a >> 20) & 0xffu) : base;
-    return family == 0x19u;  // Zen 3 / Zen 4 (only Zen 4 has AVX-512)
-  }();
-  return split;
-#else
-  return false;
+    // vendor "AuthenticAMD" in EBX, EDX, ECX; family from leaf 1
+    if (__get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u && d == 0x69746e65u &&
+        c == 0x444d4163u && __get_cpuid(1, &a, &b, &c, &d)) {
+      const unsigned base = (a >> 8) & 0xfu;
+      const unsigned family = base == 0xfu ? base + ((a >> 20) & 0xffu) : base;
+      r.avx512_split = family == 0x19u;  // Zen 3 / Zen 4 (only Zen 4 has AVX-512)
+    }
 #endif
+    return r;
+  }();
+  return f;
 }
+
+}  // namespace
+
+bool cpu_has_avx2_fma() { return x86_features().avx2_fma; }
+bool cpu_has_avx512f() { return x86_features().avx512f; }
+bool cpu_avx512_split() { return x86_features().avx512_split; }
 
 // AVX-512 kernels run inside the AVX2 family when the CPU has AVX-512F and
 // does not split 512-bit operations (cpu_avx512_split), unless
