@@ -14,9 +14,10 @@
 // row is computed by the NHWC pixel-group micro-kernel (dwkxk_group of
 // generic/depthwise_nhwc_kxk.h at C = 8: per tap row the K weight vectors
 // stay in registers and every input column is loaded once for all the
-// (pixel, tap) pairs that read it, well under one load per FMA), into a row buffer that is transposed back to the 8 output
-// planes. Rows of taps above or below the image are skipped; columns outside
-// it read the ring's zero padding, so there is no border code.
+// (pixel, tap) pairs that read it, well under one load per FMA), into a
+// row buffer that is transposed back to the 8 output planes. Rows of taps
+// above or below the image are skipped; columns outside it read the ring's
+// zero padding, so there is no border code.
 //
 // One work unit is one (n, channel) plane as everywhere in NCHW; a range of
 // units is processed in blocks of up to 8 consecutive channels of one image
