@@ -9,6 +9,7 @@ counts for ``torch.utils.flop_counter`` and their decompositions to
 """
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -181,14 +182,20 @@ def pointwise_pack_weight(weight: Tensor, panel: int) -> Tensor:
     return _ops.pointwise_pack_weight(weight, panel)
 
 
+@functools.lru_cache(maxsize=None)
+def _gemm_tile() -> Tuple[int, int]:
+    from ._native import _C
+    mr, nr = _C.gemm_tile()  # fixed for the process (CPUID, MOBILENET_EXT_ISA read once)
+    return int(mr), int(nr)
+
+
 def gemm_panel(channels_last: bool) -> int:
     """The panel width of :func:`pointwise_pack_weight` that this CPU's
     float32 GEMM kernel reads without repacking: its register tile's rows
     (NCHW, the weight is the GEMM's left operand) or columns (``channels_last``
     or 1x1 maps: the right operand); 0 for the portable kernel."""
-    from ._native import _C
-    mr, nr = _C.gemm_tile()
-    return int(nr if channels_last else mr)
+    mr, nr = _gemm_tile()
+    return nr if channels_last else mr
 
 
 def pointwise_conv2d_packed(

@@ -318,21 +318,34 @@ Layout pointwise_gemm_layout(const PointwiseShape& s) {
   return s.H * s.W == 1 ? Layout::NHWC : s.layout;
 }
 
-void cpu_pointwise_forward(const char* op, const PointwiseShape& s, const at::Tensor& x, const at::Tensor& w,
-                           const at::Tensor& b, const at::Tensor& r, at::Tensor& y, Activation act) {
+// The forward GEMM. packed (float32 only): the weight as
+// pointwise_pack_weight made it, read in place as the GEMM's A (NCHW) or B
+// (NHWC) operand, except where the GEMM runs as dot products (a few rows:
+// gemm_small_m_applies), which read the weight itself; either way the output
+// is bitwise the unpacked one's.
+void run_pointwise_forward(const char* op, const PointwiseShape& s, const at::Tensor& x,
+                           const at::Tensor& w, const at::Tensor& b, const at::Tensor& r,
+                           at::Tensor& y, Activation act, const at::Tensor* packed) {
   PointwiseShape sg = s;
   sg.layout = pointwise_gemm_layout(s);
   GemmArgs g = pointwise_forward_gemm(sg);
   g.act = act;
+  const bool use_packed = packed && !gemm_small_m_applies(g);
+  if (use_packed) (sg.layout == Layout::NCHW ? g.a_panel : g.b_panel) = packed->size(2);
   MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* wp = use_packed ? packed->data_ptr<scalar_t>() : w.data_ptr<scalar_t>();
     const scalar_t* A = sg.layout == Layout::NCHW ? wp : xp;
     const scalar_t* B = sg.layout == Layout::NCHW ? xp : wp;
     run_gemm<scalar_t>(g, A, B, y.data_ptr<scalar_t>(),
                        b.defined() ? b.data_ptr<scalar_t>() : nullptr,
                        r.defined() ? r.data_ptr<scalar_t>() : nullptr);
   });
+}
+
+void cpu_pointwise_forward(const char* op, const PointwiseShape& s, const at::Tensor& x, const at::Tensor& w,
+                           const at::Tensor& b, const at::Tensor& r, at::Tensor& y, Activation act) {
+  run_pointwise_forward(op, s, x, w, b, r, y, act, nullptr);
 }
 
 void cpu_pointwise_grad_input(const char* op, const PointwiseShape& s, const at::Tensor& gy, const at::Tensor& w,
@@ -410,25 +423,7 @@ at::Tensor pointwise_conv2d_packed(const at::Tensor& input, const at::Tensor& we
   at::Tensor b, r;
   if (bias.has_value() && bias->defined()) b = bias->contiguous();
   if (residual.has_value() && residual->defined()) r = contiguous_in(*residual, s.layout);
-  PointwiseShape sg = s;
-  sg.layout = pointwise_gemm_layout(s);
-  GemmArgs g = pointwise_forward_gemm(sg);
-  g.act = act;
-  const bool nchw = sg.layout == Layout::NCHW;
-  if (gemm_small_m_applies(g)) {
-    // a few rows (e.g. squeeze-excitation at batch 1): the weight is read in
-    // place as dot products, as by pointwise_conv2d_fused (bitwise its output)
-    const at::Tensor w = weight.contiguous();
-    run_gemm<float>(g, x.data_ptr<float>(), w.data_ptr<float>(), y.data_ptr<float>(),
-                    b.defined() ? b.data_ptr<float>() : nullptr,
-                    r.defined() ? r.data_ptr<float>() : nullptr);
-    return y;
-  }
-  (nchw ? g.a_panel : g.b_panel) = panel;
-  const float* A = nchw ? pk.data_ptr<float>() : x.data_ptr<float>();
-  const float* B = nchw ? x.data_ptr<float>() : pk.data_ptr<float>();
-  run_gemm<float>(g, A, B, y.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr,
-                  r.defined() ? r.data_ptr<float>() : nullptr);
+  run_pointwise_forward(op, s, x, weight.contiguous(), b, r, y, act, &pk);
   return y;
 }
 

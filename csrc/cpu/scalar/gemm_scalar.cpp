@@ -25,10 +25,10 @@ void gemm_scalar(const GemmArgs& g, const T* A, const T* B, T* C,
     T* Cb = C + (g.sum_batch ? 0 : b_out * g.c_bs);
     const T* Rb = residual ? residual + (g.sum_batch ? 0 : b_out * g.c_bs)
                            : nullptr;
+    const int64_t pa = g.a_panel, pb = g.b_panel;  // packed operands (params.h)
     for (int64_t m = m0; m < m1; ++m) {
       for (int64_t n = n0; n < n1; ++n) acc[n - n0] = T(0);
       for (int64_t b = nb0; b < nb1; ++b) {
-        const int64_t pa = g.a_panel, pb = g.b_panel;
         const T* Ab = pa > 0 ? A + (m / pa) * g.K * pa + m % pa : A + b * g.a_bs + m * g.a_rs;
         const int64_t a_cs = pa > 0 ? pa : g.a_cs;
         const T* Bb = B + b * g.b_bs;
