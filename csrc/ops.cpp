@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include "cpu/cpu_kernels.h"
+#include "glue/cpu_output_cache.h"
 
 TORCH_LIBRARY(mobilenet_ext, m) {
   // Depthwise: weight [C*m, 1, kh, kw]; equals F.conv2d(..., groups=C).
@@ -43,6 +44,11 @@ TORCH_LIBRARY(mobilenet_ext, m) {
   // pointwise_pack_weight(weight, panel), [ceil(C_out / panel), C_in, panel];
   // the result equals pointwise_conv2d_fused's, bit for bit.
   m.def("pointwise_pack_weight(Tensor weight, int panel) -> Tensor");
+  // Dense conv with few input channels (groups = 1, dilation 1; the stem),
+  // act(conv + bias); CPU only, inference (no backward).
+  m.def(
+      "conv2d_small_cin_fused(Tensor input, Tensor weight, Tensor? bias, "
+      "int[2] stride, int[2] padding, int activation) -> Tensor");
   m.def(
       "pointwise_conv2d_packed(Tensor input, Tensor weight, Tensor packed, "
       "Tensor? bias, int activation, Tensor? residual) -> Tensor");
@@ -157,6 +163,42 @@ PyObject* py_fma_peak_gflops(PyObject*, PyObject* args) {
   return Py_BuildValue("(ds)", best, mnx::cpu::fma_peak_isa());
 }
 
+// The CPU output cache (glue/cpu_output_cache.cpp). C++ errors (a bad
+// MOBILENET_EXT_CPU_CACHE_MB) become ValueError.
+template <typename F>
+PyObject* cache_call(F f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());
+    return nullptr;
+  }
+}
+
+PyObject* py_cpu_cache_stats(PyObject*, PyObject*) {
+  return cache_call([] {
+    const auto s = mnx::glue::cpu_cache_stats();
+    return Py_BuildValue("{sLsLsLsLsLsLsL}", "limit_bytes", (long long)s.limit_bytes, "in_use_bytes",
+                         (long long)s.in_use_bytes, "cached_bytes", (long long)s.cached_bytes,
+                         "peak_reserved_bytes", (long long)s.peak_reserved_bytes, "hits", (long long)s.hits,
+                         "misses", (long long)s.misses, "evictions", (long long)s.evictions);
+  });
+}
+
+PyObject* py_cpu_cache_clear(PyObject*, PyObject*) {
+  return cache_call([] { return PyLong_FromLongLong(mnx::glue::cpu_cache_clear()); });
+}
+
+PyObject* py_cpu_cache_set_limit(PyObject*, PyObject* args) {
+  long long bytes = 0;
+  if (!PyArg_ParseTuple(args, "L", &bytes)) return nullptr;
+  if (bytes < 0) {
+    PyErr_Format(PyExc_ValueError, "set_cpu_cache_limit: bytes must be >= 0, got %lld", bytes);
+    return nullptr;
+  }
+  return cache_call([bytes] { return PyLong_FromLongLong(mnx::glue::cpu_cache_set_limit(bytes)); });
+}
+
 PyMethodDef kMethods[] = {
     {"fma_peak_gflops", py_fma_peak_gflops, METH_VARARGS,
      "fma_peak_gflops(threads=1, seconds=0.05) -> (GFLOP/s, isa): float32 FMA "
@@ -165,6 +207,12 @@ PyMethodDef kMethods[] = {
      "Instruction set of the float32 CPU kernels in use."},
     {"gemm_tile", py_gemm_tile, METH_NOARGS,
      "(mr, nr) of the float32 GEMM kernel: the packed weight panels it reads in place."},
+    {"cpu_cache_stats", py_cpu_cache_stats, METH_NOARGS,
+     "Counters of the CPU output cache (bytes in use, cached, limit; hits, misses, evictions)."},
+    {"cpu_cache_clear", py_cpu_cache_clear, METH_NOARGS,
+     "Gives the CPU output cache's free buffers back to the system; returns the bytes released."},
+    {"cpu_cache_set_limit", py_cpu_cache_set_limit, METH_VARARGS,
+     "Sets the most free bytes the CPU output cache keeps (0: off); returns the previous limit."},
     {"cuda_built", py_cuda_built, METH_NOARGS,
      "Whether the CUDA kernels were compiled in."},
     {"torch_version", py_torch_version, METH_NOARGS,

@@ -13,7 +13,7 @@ imported on use. ``convert``, ``fuse`` and ``profile`` are functions; their
 implementations live in private modules so that no function hides a module
 of the same name.
 """
-from ._native import cpu_isa, cuda_built
+from ._native import cpu_cache_stats, cpu_isa, cuda_built, empty_cpu_cache, set_cpu_cache_limit
 from . import ops
 from . import nn
 from . import models
@@ -25,4 +25,4 @@ from .flops import profile
 __version__ = "0.1.0"
 
 __all__ = ["ops", "nn", "models", "flops", "convert", "fuse", "fold_batchnorm", "profile", "cpu_isa", "cuda_built",
-           "__version__"]
+           "cpu_cache_stats", "empty_cpu_cache", "set_cpu_cache_limit", "__version__"]

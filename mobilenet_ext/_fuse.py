@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .nn import _ACT_MODULE_OF, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d
+from .nn import _ACT_MODULE_OF, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d, SmallCinConv2d, is_small_cin_conv
 
 __all__ = ["fuse", "fold_batchnorm"]
 
@@ -47,7 +47,11 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     BatchNorm2d has the BatchNorm folded into its weight and bias, and a
     ReLU / ReLU6 / Hardswish right after it moved into the conv's kernel.
     A plain nn.Conv2d followed by a BatchNorm2d (e.g. the stem) gets the
-    BatchNorm folded too; its activation stays a separate module.
+    BatchNorm folded too. With at most 4 input channels (groups 1, dilation
+    1, zero padding) it becomes a :class:`mobilenet_ext.nn.SmallCinConv2d`
+    (same parameters) that also applies the activation after the BatchNorm;
+    otherwise it stays nn.Conv2d and its activation a separate (in-place)
+    module.
     The folded BatchNorm and the moved activation become nn.Identity.
 
     Run :func:`mobilenet_ext.convert` first so the convolutions are ours.
@@ -105,16 +109,27 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                 and i + 1 < len(names)
                 and type(seq._modules[names[i + 1]]) in (nn.BatchNorm2d, BatchNormAct2d)
             ):
-                # a dense conv (e.g. the 3x3 stem) stays nn.Conv2d; its
-                # BatchNorm is still folded into its weight and bias (the
-                # activation of a BatchNormAct2d stays, as its own module)
+                # a dense conv (e.g. the 3x3 stem): its BatchNorm is folded
+                # into its weight and bias; with few input channels it
+                # becomes a SmallCinConv2d that applies the activation too
+                # (the activation of a BatchNormAct2d or the module after
+                # the BatchNorm); otherwise it stays nn.Conv2d with the
+                # activation as its own module, made in place (its fresh
+                # output feeds only the activation: out of place, a batch-32
+                # stem allocated and faulted in another 51 MB)
                 bn = seq._modules[names[i + 1]]
                 fold_batchnorm(conv, bn)
                 act = getattr(bn, "activation", None) if type(bn) is BatchNormAct2d else None
-                # in place: the conv's fresh output feeds only this activation
-                # (out of place, a batch-32 stem allocated and faulted in
-                # another 51 MB: 18 ms against 2.8 ms on 2 threads here)
-                seq._modules[names[i + 1]] = _ACT_MODULE_OF[act](inplace=True) if act is not None else nn.Identity()
+                act_after = i + 2 < len(names) and act is None and _act_name(seq._modules[names[i + 2]]) is not None
+                if is_small_cin_conv(conv):
+                    if act_after:
+                        act = _act_name(seq._modules[names[i + 2]])
+                        seq._modules[names[i + 2]] = nn.Identity()
+                    seq._modules[names[i]] = SmallCinConv2d.from_conv(conv, act)
+                    seq._modules[names[i + 1]] = nn.Identity()
+                else:
+                    seq._modules[names[i + 1]] = (_ACT_MODULE_OF[act](inplace=True) if act is not None
+                                                  else nn.Identity())
                 i += 2
             else:
                 i += 1

@@ -24,6 +24,7 @@ __all__ = [
     "pointwise_conv2d_fused",
     "pointwise_conv2d_packed",
     "pointwise_pack_weight",
+    "conv2d_small_cin_fused",
     "gemm_panel",
     "ACTIVATIONS",
 ]
@@ -172,6 +173,33 @@ def pointwise_conv2d_fused(
     )
 
 
+def conv2d_small_cin_fused(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    activation: Optional[str] = None,
+) -> Tensor:
+    """``act(F.conv2d(input, weight, bias, stride, padding))`` for a dense
+    convolution (groups 1, dilation 1) with few input channels: a network's
+    stem, e.g. MobileNet's 3 -> 32 channels 3x3 stride 2. The output is
+    written once, in the input's layout, without the reorders and temporary
+    buffers of PyTorch's (oneDNN's) path. CPU only (float32, float64), for
+    inference: not differentiable.
+
+    Shapes: input ``[N, C_in, H, W]`` (NCHW or channels_last), weight
+    ``[C_out, C_in, kH, kW]``, bias ``[C_out]`` or None; output ``[N, C_out,
+    OH, OW]`` with ``OH = (H + 2 * padding - kH) // stride + 1``.
+    ``activation``: None, 'relu', 'relu6' or 'hardswish'. Any ``C_in`` is
+    computed correctly; the kernel is meant for few (its input strip per
+    output row holds ``C_in * kH`` rows)."""
+    return _call(
+        _ops.conv2d_small_cin_fused, (input, weight, bias),
+        input, weight, bias, _pair("stride", stride), _pair("padding", padding), _activation_code(activation),
+    )
+
+
 def pointwise_pack_weight(weight: Tensor, panel: int) -> Tensor:
     """The 1x1 ``weight`` ``[C_out, C_in, 1, 1]`` (float32, CPU) packed
     once for :func:`pointwise_conv2d_packed`: shape ``[ceil(C_out / panel),
@@ -298,6 +326,18 @@ def _(input, weight, packed, bias, activation, residual):
     return _pw_fake_out(input, weight, bias, residual)
 
 
+@torch.library.register_fake("mobilenet_ext::conv2d_small_cin_fused")
+def _(input, weight, bias, stride, padding, activation):
+    _check_fake(input.dim() == 4 and weight.dim() == 4 and weight.shape[1] == input.shape[1],
+                f"conv2d_small_cin_fused: weight must be [C_out, {input.shape[1] if input.dim() == 4 else '?'}, "
+                f"kh, kw] for input {tuple(input.shape)}, got {tuple(weight.shape)}")
+    _check_fake_same("conv2d_small_cin_fused", input, weight=weight, bias=bias)
+    oh = _out_size(input.shape[2], weight.shape[2], stride[0], padding[0], 1)
+    ow = _out_size(input.shape[3], weight.shape[3], stride[1], padding[1], 1)
+    return input.new_empty((input.shape[0], weight.shape[0], oh, ow)).contiguous(
+        memory_format=_memory_format(input))
+
+
 @torch.library.register_fake("mobilenet_ext::pointwise_pack_weight")
 def _(weight, panel):
     _check_fake(weight.dim() == 4, f"pointwise_pack_weight: weight must be [C_out, C_in, 1, 1], got shape {tuple(weight.shape)}")
@@ -379,7 +419,7 @@ def _fused_backward(ctx, grad):
     )
 
 
-for _name in ("depthwise_conv2d_fused", "pointwise_conv2d_fused"):
+for _name in ("depthwise_conv2d_fused", "pointwise_conv2d_fused", "conv2d_small_cin_fused"):
     torch.library.register_autograd(f"mobilenet_ext::{_name}", _fused_backward, setup_context=_no_grad_setup)
 
 
@@ -421,6 +461,11 @@ def _register_flops():
     @register_flop_formula(_ops.pointwise_conv2d_fused)
     def _pwf_flop(input_shape, weight_shape, bias_shape, act, residual_shape, *, out_shape, **kw):
         return 2 * pointwise_macs(input_shape, weight_shape)
+
+    @register_flop_formula(_ops.conv2d_small_cin_fused)
+    def _scf_flop(input_shape, weight_shape, bias_shape, stride, padding, act, *, out_shape, **kw):
+        co, ci, kh, kw_ = weight_shape
+        return 2 * int(out_shape[0] * co * out_shape[2] * out_shape[3] * ci * kh * kw_)
 
     @register_flop_formula([_ops.pointwise_conv2d_backward_input, _ops.pointwise_conv2d_backward_weight])
     def _pw_bwd_flop(grad_shape, input_shape, weight_shape, *, out_shape, **kw):
@@ -464,6 +509,10 @@ def _register_decompositions() -> None:
     @register_decomposition(_ops.depthwise_conv2d_fused.default)
     def _dwf(input, weight, bias, stride, padding, dilation, activation):
         return act(conv(input, weight, bias, stride, padding, dilation, input.shape[1]), activation)
+
+    @register_decomposition(_ops.conv2d_small_cin_fused.default)
+    def _scf(input, weight, bias, stride, padding, activation):
+        return act(conv(input, weight, bias, stride, padding, [1, 1], 1), activation)
 
     @register_decomposition(_ops.pointwise_conv2d.default)
     def _pw(input, weight, bias):

@@ -70,6 +70,8 @@ B_DW = torch.randn(12, generator=g)
 W_PW = torch.randn(10, 6, 1, 1, generator=g)
 B_PW = torch.randn(10, generator=g)
 R = torch.randn(2, 10, 9, 11, generator=g)
+W_ST = torch.randn(8, 6, 3, 3, generator=g)       # dense (stem) conv, 6 -> 8 channels
+B_ST = torch.randn(8, generator=g)
 
 CASES = {
     "dw_plain": (lambda x: mx.ops.depthwise_conv2d(x, W_DW, None, (2, 1), (1, 2), (1, 2)),
@@ -82,6 +84,8 @@ CASES = {
                  lambda x: F.conv2d(x, W_PW, B_PW), set()),
     "pw_hardswish_residual": (lambda x: mx.ops.pointwise_conv2d_fused(x, W_PW, B_PW, "hardswish", R),
                               lambda x: F.hardswish(F.conv2d(x, W_PW, B_PW)) + R, {"HardSwish", "Add"}),
+    "stem_relu6": (lambda x: mx.ops.conv2d_small_cin_fused(x, W_ST, B_ST, 2, 1, "relu6"),
+                   lambda x: F.relu6(F.conv2d(x, W_ST, B_ST, 2, 1)), {"Clip"}),
     "pw_residual_only": (lambda x: mx.ops.pointwise_conv2d_fused(x, W_PW, None, None, R),
                          lambda x: F.conv2d(x, W_PW) + R, {"Add"}),
 }

@@ -16,6 +16,7 @@
 
 #include "../cpu/batchnorm_act.h"
 #include "common.h"
+#include "cpu_output_cache.h"
 
 namespace mnx {
 namespace glue {
@@ -101,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
                       op, ": running_mean and running_var are required when training is False");
   }
   const at::Tensor x = contiguous_in(input, s.layout);
-  at::Tensor y = at::empty(input.sizes(), input.options().memory_format(memory_format_of(s.layout)));
+  at::Tensor y = empty_cpu_output(input.sizes(), input.options().memory_format(memory_format_of(s.layout)));
   at::Tensor save_mean = at::empty({s.C}, input.options());
   at::Tensor save_invstd = at::empty({s.C}, input.options());
   if (input.numel() == 0) {
@@ -168,7 +169,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
   check_channel_vector(op, "save_invstd", save_invstd, input);
   const at::Tensor x = contiguous_in(input, s.layout);
   const at::Tensor gy = contiguous_in(grad_output, s.layout);
-  at::Tensor gx = at::empty(input.sizes(), input.options().memory_format(memory_format_of(s.layout)));
+  at::Tensor gx = empty_cpu_output(input.sizes(), input.options().memory_format(memory_format_of(s.layout)));
   at::Tensor gw = at::zeros({s.C}, input.options());
   at::Tensor gb = at::zeros({s.C}, input.options());
   if (input.numel() == 0) return {gx, gw, gb};

@@ -78,6 +78,46 @@ static void check_input4d(const char* op, const at::Tensor& input) {
                     input.sizes());
 }
 
+SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                                       const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                       at::IntArrayRef padding) {
+  check_input4d(op, input);
+  check_same(op, "weight", weight, input);
+  const int64_t C = input.size(1);
+  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) >= 1 && weight.size(1) == C, op,
+                    ": weight must be a dense conv weight [C_out, C_in, kh, kw] with C_in = ", C,
+                    " input channels (groups = 1), got shape ", weight.sizes());
+  TORCH_CHECK_VALUE(weight.size(2) >= 1 && weight.size(3) >= 1, op,
+                    ": weight kernel size must be >= 1, got shape ", weight.sizes());
+  check_pair(op, "stride", stride, 1);
+  check_pair(op, "padding", padding, 0);
+  SmallCinConvShape s;
+  s.N = input.size(0);
+  s.Cin = C;
+  s.H = input.size(2);
+  s.W = input.size(3);
+  s.Cout = weight.size(0);
+  s.KH = weight.size(2);
+  s.KW = weight.size(3);
+  s.SH = stride[0];
+  s.SW = stride[1];
+  s.PH = padding[0];
+  s.PW = padding[1];
+  TORCH_CHECK_VALUE(s.H + 2 * s.PH >= s.KH && s.W + 2 * s.PW >= s.KW, op,
+                    ": output size would be < 1: padded input ", s.H + 2 * s.PH, "x", s.W + 2 * s.PW,
+                    " is smaller than the kernel ", s.KH, "x", s.KW, " (input shape ", input.sizes(),
+                    ", weight shape ", weight.sizes(), ")");
+  s.OH = conv_out_size(s.H, s.KH, s.SH, s.PH, 1);
+  s.OW = conv_out_size(s.W, s.KW, s.SW, s.PW, 1);
+  if (bias.has_value() && bias->defined()) {
+    check_same(op, "bias", *bias, input);
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == s.Cout, op, ": bias must have shape [", s.Cout,
+                      "], got ", bias->sizes());
+  }
+  s.layout = layout_of(input);
+  return s;
+}
+
 DepthwiseShape check_depthwise(const char* op, const at::Tensor& input,
                                const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias,

@@ -30,6 +30,12 @@ DepthwiseShape check_depthwise(const char* op, const at::Tensor& input,
                                at::IntArrayRef dilation,
                                const at::Tensor* grad_output = nullptr);
 
+// Validates the arguments of conv2d_small_cin_fused (a dense conv, groups =
+// 1, dilation 1) and returns its shape.
+SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                                       const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                       at::IntArrayRef padding);
+
 struct PointwiseShape {
   int64_t N, Cin, Cout, H, W;
   Layout layout;

@@ -1,19 +1,17 @@
 // CPU backend of the mobilenet_ext ops (the op bodies, shared with CUDA, are
-// in op_surface.h): output allocation with huge pages, threads
+// in op_surface.h): output allocation (cpu_output_cache.cpp), threads
 // (at::parallel_for, governed by torch.set_num_threads) and dispatch to the
 // torch-free kernels picked at run time (csrc/cpu/dispatch.cpp).
-#include <cstdlib>
-#include <cstring>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#include <atomic>
 #include <vector>
 #include <torch/library.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
+#include "../cpu/conv2d_small_cin.h"
 #include "../cpu/cpu_kernels.h"
 #include "common.h"
+#include "cpu_output_cache.h"
 #include "op_surface.h"
 
 namespace mnx {
@@ -29,49 +27,10 @@ int64_t grain_for(int64_t units, int64_t work_per_unit) {
   return std::max<int64_t>(1, kMinWorkPerTask / w);
 }
 
-// Output buffers of the ops. A large fresh buffer (glibc serves blocks above
-// its mmap threshold straight from the kernel) costs one page fault per 4 KiB
-// on first write; for a batch-32 activation that is as much time as the
-// convolution itself. Where the kernel offers transparent huge pages on
-// request (THP mode "madvise"), ask for them on the 2 MiB-aligned interior
-// of the buffer before any element is written: one fault per 2 MiB. This is
-// a hint (it changes no value, and failure is ignored); PyTorch's own
-// allocator does the same when THP_MEM_ALLOC_ENABLE=1 is set.
-// MOBILENET_EXT_HUGE_PAGES=0 turns it off.
-constexpr int64_t kHugePageBytes = int64_t(1) << 21;
-constexpr int64_t kHugePageMinBytes = 2 * kHugePageBytes;
-
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  static const bool off = [] {
-    const char* e = std::getenv("MOBILENET_EXT_HUGE_PAGES");
-    return e && std::strcmp(e, "0") == 0;
-  }();
-  if (off) return;
-  const int64_t nbytes = t.storage().nbytes();
-  if (nbytes < kHugePageMinBytes) return;
-  const auto p = reinterpret_cast<uintptr_t>(t.storage().data());
-  const uintptr_t a = (p + kHugePageBytes - 1) & ~uintptr_t(kHugePageBytes - 1);
-  const uintptr_t e = (p + nbytes) & ~uintptr_t(kHugePageBytes - 1);
-  if (e <= a) return;
-  if (madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE) != 0) return;
-  // Fault the huge pages in here, on one thread, before the parallel kernel
-  // writes: when several threads fault in the same fresh region at once the
-  // kernel serialises them behind huge-page allocation and zeroing
-  // (measured: [32,144,56,56] 3x3 forward at 2 threads, 121 ms with
-  // concurrent faults, 14 ms pre-faulted). The byte written is part of the
-  // output, which the kernel overwrites.
-  for (uintptr_t q = a; q < e; q += kHugePageBytes)
-    *reinterpret_cast<volatile char*>(q) = 0;
-#else
-  (void)t;
-#endif
-}
-
+// Outputs come from the output cache (cpu_output_cache.cpp): large buffers
+// are reused rather than faulted in anew on every call.
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  auto t = at::empty(sizes, opts);
-  advise_huge_pages(t);
-  return t;
+  return empty_cpu_output(sizes, opts);
 }
 
 template <typename T>
@@ -427,6 +386,37 @@ at::Tensor pointwise_conv2d_packed(const at::Tensor& input, const at::Tensor& we
   return y;
 }
 
+// conv2d_small_cin_fused: a dense conv with few input channels (the stem),
+// act(conv + bias) written once in the input's layout (cpu/conv2d_small_cin.h).
+at::Tensor conv2d_small_cin_fused(const at::Tensor& input, const at::Tensor& weight,
+                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, int64_t activation) {
+  const char* op = "conv2d_small_cin_fused";
+  const Activation act = check_activation(op, activation);
+  const SmallCinConvShape s = check_small_cin_conv(op, input, weight, bias, stride, padding);
+  at::Tensor y = empty_output({s.N, s.Cout, s.OH, s.OW}, input.options().memory_format(memory_format_of(s.layout)));
+  if (y.numel() == 0) return y;
+  const at::Tensor x = contiguous_in(input, s.layout);
+  const at::Tensor w = weight.contiguous();
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) b = bias->contiguous();
+  MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
+    const auto& k = for_dtype<scalar_t>(cpu::conv2d_small_cin_kernels_f32, cpu::conv2d_small_cin_kernels_f64);
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    const int64_t units = s.units();
+    const int64_t per_unit = s.OW * s.Cout * s.Cin * s.KH * s.KW;
+    std::atomic<bool> ok{true};
+    at::parallel_for(0, units, grain_for(units, per_unit), [&](int64_t b0, int64_t b1) {
+      if (!k.forward(s, xp, wp, bp, yp, act, b0, b1)) ok = false;
+    });
+    TORCH_CHECK(ok.load(), op, ": out of memory for the kernel's per-thread scratch");
+  });
+  return y;
+}
+
 struct CpuBackend {
   struct Guard {
     explicit Guard(const at::Tensor&) {}
@@ -448,6 +438,7 @@ TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
   MNX_REGISTER_OPS(m, CpuBackend);
   m.impl("pointwise_pack_weight", &pointwise_pack_weight);
   m.impl("pointwise_conv2d_packed", &pointwise_conv2d_packed);
+  m.impl("conv2d_small_cin_fused", &conv2d_small_cin_fused);
 }
 
 }  // namespace glue

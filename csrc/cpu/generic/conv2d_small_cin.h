@@ -1,0 +1,162 @@
+// Small-Cin dense convolution (../conv2d_small_cin.h), written once over the
+// vector layer V (float32) and instantiated per ISA (avx2/, neon/).
+//
+// Per call and thread: the weights are laid out tap-major with the output
+// channels contiguous, wt[(ci * KH + kh) * KW + kw][Cp] (Cp = Cout rounded up
+// to whole vectors, zero-padded), and per output row the KH input rows of
+// every input channel are copied to a zero-bordered strip, so the inner loop
+// has no bounds checks and reads NCHW and NHWC inputs alike. The register
+// tile is P output pixels x CB channel vectors: per tap CB weight loads, P
+// broadcasts of an input value, P * CB FMAs (AVX2: 6 x 2 = 12 accumulators
+// of 16 registers; NEON: 6 x 4 = 24 of 32). NHWC output is stored from the
+// tile; NCHW output goes through a row buffer [OW][Cp] transposed into the
+// Cout planes (8x8 register transposes where the ISA has them).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../conv2d_small_cin.h"
+#include "../vec/vec.h"
+#include "thread_scratch.h"
+
+namespace mnx {
+namespace cpu {
+namespace {  // internal linkage: see vec/vec.h
+
+template <class V>
+struct SmallCinConv {
+  using R = typename V::reg;
+  static constexpr int kW = V::width;
+  static constexpr int kP = 6;                              // output pixels per tile
+  static constexpr int kCB = V::registers >= 32 ? 4 : 2;   // channel vectors per tile
+
+  static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+  // The P x CB tile at output pixels [ow0, ow0 + P), channels [c0, c0 + CB
+  // * width): dst[p * ldd + c] for the tile's pixels, `valid` channels of
+  // the tile's last vector stored (width: all).
+  template <int P, int CB>
+  static void tile(const SmallCinConvShape& s, const float* xs, int64_t Wp, const float* wt, int64_t Cp,
+                   const float* bp, int64_t ow0, int64_t c0, Activation act, float* dst, int64_t ldd,
+                   int valid_last) {
+    R acc[P][CB];
+    for (int j = 0; j < CB; ++j) {
+      const R b = V::load(bp + c0 + j * kW);
+      for (int p = 0; p < P; ++p) acc[p][j] = b;
+    }
+    for (int64_t r = 0; r < s.Cin * s.KH; ++r) {
+      const float* xr = xs + r * Wp + ow0 * s.SW;
+      const float* wr = wt + r * s.KW * Cp + c0;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        R wv[CB];
+        for (int j = 0; j < CB; ++j) wv[j] = V::load(wr + kw * Cp + j * kW);
+        for (int p = 0; p < P; ++p) {
+          const R xb = V::set1(xr[p * s.SW + kw]);
+          for (int j = 0; j < CB; ++j) acc[p][j] = V::fma(xb, wv[j], acc[p][j]);
+        }
+      }
+    }
+    for (int p = 0; p < P; ++p)
+      for (int j = 0; j < CB; ++j) {
+        const R v = activate<V>(acc[p][j], act);
+        float* d = dst + (ow0 + p) * ldd + c0 + j * kW;
+        if (j == CB - 1 && valid_last < kW)
+          V::store_n(d, v, valid_last);
+        else
+          V::store(d, v);
+      }
+  }
+
+  // One output row: every pixel and channel block into dst (row stride ldd,
+  // `cols` channels stored).
+  template <int P>
+  static void row_pixels(const SmallCinConvShape& s, const float* xs, int64_t Wp, const float* wt, int64_t Cp,
+                         const float* bp, int64_t ow0, Activation act, float* dst, int64_t ldd, int64_t cols) {
+    int64_t c0 = 0;
+    for (; c0 + kCB * kW <= Cp; c0 += kCB * kW) {
+      const int valid = static_cast<int>(std::min<int64_t>(kW, cols - (c0 + (kCB - 1) * kW)));
+      tile<P, kCB>(s, xs, Wp, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+    }
+    for (; c0 < Cp; c0 += kW) {
+      const int valid = static_cast<int>(std::min<int64_t>(kW, cols - c0));
+      tile<P, 1>(s, xs, Wp, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+    }
+  }
+
+  static bool forward(const SmallCinConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                      Activation act, int64_t begin, int64_t end) {
+    const int64_t Cp = (s.Cout + kW - 1) / kW * kW;
+    const int64_t taps = s.Cin * s.KH * s.KW;
+    const int64_t Wp = (s.OW - 1) * s.SW + s.KW;  // input columns one output row reads
+    const bool nhwc = s.layout == Layout::NHWC;
+    const int64_t n_wt = round16(taps * Cp), n_b = round16(Cp), n_xs = round16(s.Cin * s.KH * Wp);
+    const int64_t n_row = nhwc ? 0 : round16(s.OW * Cp);
+    float* wt = thread_scratch<0>(n_wt + n_b + n_xs + n_row);
+    if (!wt) return false;  // coverage: unreachable (allocation failure)
+    float* bp = wt + n_wt;
+    float* xs = bp + n_b;
+    float* rowbuf = xs + n_xs;
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t c = 0; c < Cp; ++c) wt[t * Cp + c] = c < s.Cout ? w[c * taps + t] : 0.f;
+    for (int64_t c = 0; c < Cp; ++c) bp[c] = bias && c < s.Cout ? bias[c] : 0.f;
+    const int64_t OHW = s.OH * s.OW;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t n = u / s.OH, oh = u % s.OH;
+      // the zero-bordered input strip: xs[(ci * KH + kh) * Wp + c] = x[n, ci, ih, c - PW]
+      for (int64_t ci = 0; ci < s.Cin; ++ci)
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          float* dr = xs + (ci * s.KH + kh) * Wp;
+          const int64_t ih = oh * s.SH - s.PH + kh;
+          if (ih < 0 || ih >= s.H) {
+            std::fill(dr, dr + Wp, 0.f);
+            continue;
+          }
+          const int64_t lo = std::min<int64_t>(s.PW, Wp), hi = std::min<int64_t>(Wp, s.PW + s.W);
+          std::fill(dr, dr + lo, 0.f);
+          if (hi <= lo) {
+            std::fill(dr + lo, dr + Wp, 0.f);  // the row lies wholly in the padding
+            continue;
+          }
+          if (nhwc) {
+            const float* src = x + ((n * s.H + ih) * s.W) * s.Cin + ci;
+            for (int64_t c = lo; c < hi; ++c) dr[c] = src[(c - s.PW) * s.Cin];
+          } else {
+            const float* src = x + ((n * s.Cin + ci) * s.H + ih) * s.W;
+            std::copy(src + (lo - s.PW), src + (hi - s.PW), dr + lo);
+          }
+          std::fill(dr + hi, dr + Wp, 0.f);
+        }
+      float* dst = nhwc ? y + (n * s.OH + oh) * s.OW * s.Cout : rowbuf;
+      const int64_t ldd = nhwc ? s.Cout : Cp;
+      const int64_t cols = nhwc ? s.Cout : Cp;
+      int64_t ow0 = 0;
+      for (; ow0 + kP <= s.OW; ow0 += kP) row_pixels<kP>(s, xs, Wp, wt, Cp, bp, ow0, act, dst, ldd, cols);
+      for (; ow0 < s.OW; ++ow0) row_pixels<1>(s, xs, Wp, wt, Cp, bp, ow0, act, dst, ldd, cols);
+      if (nhwc) continue;
+      // the row buffer [OW][Cp] into the Cout planes of image n, row oh
+      float* yr = y + n * s.Cout * OHW + oh * s.OW;
+      int64_t c = 0;
+      if constexpr (V::transpose_n == kW) {
+        for (; c + kW <= s.Cout; c += kW) {
+          int64_t o = 0;
+          for (; o + kW <= s.OW; o += kW) V::transpose(rowbuf + o * Cp + c, Cp, yr + c * OHW + o, OHW);
+          for (; o < s.OW; ++o)
+            for (int64_t k = 0; k < kW; ++k) yr[(c + k) * OHW + o] = rowbuf[o * Cp + c + k];
+        }
+      }
+      for (; c < s.Cout; ++c)
+        for (int64_t o = 0; o < s.OW; ++o) yr[c * OHW + o] = rowbuf[o * Cp + c];
+    }
+    return true;
+  }
+
+  static const SmallCinConvKernels<float>& table(const char* isa) {
+    static const SmallCinConvKernels<float> t = {&forward, isa};
+    return t;
+  }
+};
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mnx

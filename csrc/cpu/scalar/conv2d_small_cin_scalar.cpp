@@ -1,0 +1,46 @@
+// Portable small-Cin dense convolution (conv2d_small_cin.h), any T: the
+// float64 path and the reference the vector kernels are tested against.
+#include "../conv2d_small_cin.h"
+#include "../cpu_kernels.h"
+
+namespace mnx {
+namespace cpu {
+
+template <typename T>
+bool conv2d_small_cin_forward_scalar(const SmallCinConvShape& s, const T* x, const T* w, const T* bias, T* y,
+                                     Activation act, int64_t begin, int64_t end) {
+  const bool nhwc = s.layout == Layout::NHWC;
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t n = u / s.OH, oh = u % s.OH;
+    for (int64_t co = 0; co < s.Cout; ++co)
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        T acc = bias ? bias[co] : T(0);
+        for (int64_t ci = 0; ci < s.Cin; ++ci)
+          for (int64_t kh = 0; kh < s.KH; ++kh) {
+            const int64_t ih = oh * s.SH - s.PH + kh;
+            if (ih < 0 || ih >= s.H) continue;
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+              const int64_t iw = ow * s.SW - s.PW + kw;
+              if (iw < 0 || iw >= s.W) continue;
+              const T xv = nhwc ? x[((n * s.H + ih) * s.W + iw) * s.Cin + ci]
+                                : x[((n * s.Cin + ci) * s.H + ih) * s.W + iw];
+              acc += xv * w[((co * s.Cin + ci) * s.KH + kh) * s.KW + kw];
+            }
+          }
+        const T v = apply_activation<T>(acc, act);
+        if (nhwc)
+          y[((n * s.OH + oh) * s.OW + ow) * s.Cout + co] = v;
+        else
+          y[((n * s.Cout + co) * s.OH + oh) * s.OW + ow] = v;
+      }
+  }
+  return true;
+}
+
+template bool conv2d_small_cin_forward_scalar<float>(const SmallCinConvShape&, const float*, const float*,
+                                                     const float*, float*, Activation, int64_t, int64_t);
+template bool conv2d_small_cin_forward_scalar<double>(const SmallCinConvShape&, const double*, const double*,
+                                                      const double*, double*, Activation, int64_t, int64_t);
+
+}  // namespace cpu
+}  // namespace mnx

@@ -1,0 +1,156 @@
+"""conv2d_small_cin_fused (the stem conv) and SmallCinConv2d: against
+F.conv2d in float64, every layout, activation and awkward size; errors;
+fake kernel / opcheck / torch.compile; fuse() puts it in torchvision's
+MobileNet stems."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as tnn
+import torch.nn.functional as F
+import torchvision
+
+import mobilenet_ext as mx
+from _helpers import make_layout
+
+ext = torch.ops.mobilenet_ext
+ACTS = {None: lambda y: y, "relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish}
+
+# (N, C_in, H, W, C_out, k, stride, padding)
+SHAPES = [
+    (2, 3, 64, 48, 32, 3, 2, 1),   # MobileNet V2 stem
+    (1, 3, 35, 29, 16, 3, 2, 1),   # V3 stem, odd sizes
+    (3, 1, 9, 11, 5, 5, 1, 2),     # one input channel, channels not a whole vector
+    (2, 4, 10, 7, 37, 7, 3, 3),    # 7x7, stride 3
+    (1, 2, 3, 3, 9, 3, 1, 4),      # padding wider than the input
+    (2, 3, 6, 13, 1, 1, 1, 0),     # 1x1, one output channel
+    (0, 3, 8, 8, 8, 3, 2, 1),      # empty batch
+]
+
+
+def _ref(x, w, b, s, p, act):
+    y = F.conv2d(x.double(), w.double(), None if b is None else b.double(), s, p)
+    return ACTS[act](y)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matches_conv2d(shape, layout, dtype):
+    n, ci, h, wd, co, k, s, p = shape
+    g = torch.Generator().manual_seed(hash(shape) % 1000)
+    if n == 0 and layout == "strided":
+        pytest.skip("an empty tensor is contiguous in every layout")
+    x = make_layout(torch.randn(n, ci, h, wd, generator=g, dtype=dtype), layout)
+    w = torch.randn(co, ci, k, k, generator=g, dtype=dtype)
+    b = torch.randn(co, generator=g, dtype=dtype)
+    for act in ACTS:
+        for bias in (b, None):
+            y = mx.ops.conv2d_small_cin_fused(x, w, bias, s, p, act)
+            r = _ref(x, w, bias, s, p, act)
+            assert y.shape == r.shape and y.dtype == dtype
+            # elementwise bound: float32 rounding of a sum of ci*k*k terms
+            absr = F.conv2d(x.double().abs(), w.double().abs(), None if bias is None else bias.double().abs(), s, p)
+            u = 2.0 ** -24 if dtype == torch.float32 else 2.0 ** -53
+            tol = 16 * u * (4 + (ci * k * k) ** 0.5) * absr + 4 * u * r.abs() + 1e-300
+            assert ((y.double() - r).abs() <= tol).all(), (act, bias is None, (y.double() - r).abs().max())
+            if layout == "nhwc" and ci > 1 and co > 1 and y.numel():
+                assert y.is_contiguous(memory_format=torch.channels_last)
+            elif layout != "nhwc" and y.numel():
+                assert y.is_contiguous()
+
+
+def test_nan_propagates_and_threads_bitwise():
+    x = torch.randn(2, 3, 40, 40)
+    x[1, 2, 17, 5] = float("nan")
+    w, b = torch.randn(32, 3, 3, 3), torch.randn(32)
+    r = F.relu6(F.conv2d(x, w, b, 2, 1))
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            outs.append(mx.ops.conv2d_small_cin_fused(x, w, b, 2, 1, "relu6"))
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(outs[0].isnan(), r.isnan()) and outs[0].isnan().any()
+    assert torch.equal(outs[0].nan_to_num(), outs[1].nan_to_num())
+
+
+@pytest.mark.parametrize("call,err,match", [
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(3, 8, 8), torch.randn(4, 3, 3, 3)), ValueError, "input must be a 4-D"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8), torch.randn(4, 2, 3, 3)), ValueError, "weight must be a dense conv weight"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3).double()), ValueError, "weight must have the input's dtype"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), torch.randn(5)), ValueError, r"bias must have shape \[4\]"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), stride=0), ValueError, "stride must be >= 1"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), padding=-1), ValueError, "padding must be >= 0"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 2, 2), torch.randn(4, 3, 3, 3)), ValueError, "output size would be < 1"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8).half(), torch.randn(4, 3, 3, 3).half()), ValueError, "float32 or float64"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), activation="gelu"), ValueError, "activation"),
+])
+def test_errors(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
+
+
+def test_not_differentiable():
+    x = torch.randn(1, 3, 8, 8, requires_grad=True)
+    y = mx.ops.conv2d_small_cin_fused(x, torch.randn(4, 3, 3, 3), None, 1, 1, "relu")
+    with pytest.raises(RuntimeError, match="inference only"):
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_opcheck_and_compile(layout):
+    g = torch.Generator().manual_seed(3)
+    x = make_layout(torch.randn(2, 3, 11, 9, generator=g), layout)
+    w, b = torch.randn(8, 3, 3, 3, generator=g), torch.randn(8, generator=g)
+    with torch.no_grad():
+        torch.library.opcheck(ext.conv2d_small_cin_fused, (x, w, b, [2, 2], [1, 1], 3))
+        torch.library.opcheck(ext.conv2d_small_cin_fused, (x, w, None, [1, 2], [0, 1], 0))
+        f = torch.compile(lambda t: mx.ops.conv2d_small_cin_fused(t, w, b, 2, 1, "hardswish"), fullgraph=True)
+        torch.testing.assert_close(f(x), mx.ops.conv2d_small_cin_fused(x, w, b, 2, 1, "hardswish"))
+
+
+def test_module_falls_back_with_grad_and_keeps_state_dict():
+    conv = tnn.Conv2d(3, 16, 3, stride=2, padding=1)
+    m = mx.nn.SmallCinConv2d.from_conv(conv, "hardswish")
+    assert set(m.state_dict()) == set(conv.state_dict())
+    x = torch.randn(2, 3, 15, 17, requires_grad=True)
+    y = m(x)  # autograd: F.conv2d + activation
+    y.sum().backward()
+    assert x.grad is not None
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), F.hardswish(conv(x)), rtol=1e-5, atol=1e-5)
+    assert "activation='hardswish'" in repr(m)
+    with pytest.raises(ValueError, match="groups=1"):
+        mx.nn.SmallCinConv2d.from_conv(tnn.Conv2d(3, 3, 3, groups=3))
+    with pytest.raises(ValueError, match="at most 4 input channels"):
+        mx.nn.SmallCinConv2d.from_conv(tnn.Conv2d(8, 3, 3))
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_fuse_uses_it_for_the_stem(name, layout):
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, name)().eval()
+    for m in ref.modules():
+        if isinstance(m, tnn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    fused = mx.fuse(mx.convert(ref).eval())
+    stem = fused.features[0]
+    assert type(stem[0]) is mx.nn.SmallCinConv2d
+    assert stem[0].activation == ("relu6" if name == "mobilenet_v2" else "hardswish")
+    assert all(type(m) is tnn.Identity for m in list(stem)[1:])
+    x = make_layout(torch.randn(2, 3, 96, 96), layout)
+    with torch.no_grad():
+        want = ref.double()(x.double())
+        got = fused(x)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-4 * (1 + want.abs().max().item()))
+
+
+def test_fuse_keeps_a_wide_dense_conv():
+    seq = tnn.Sequential(tnn.Conv2d(8, 8, 3, padding=1), tnn.BatchNorm2d(8), tnn.ReLU()).eval()
+    fused = mx.fuse(seq)
+    assert type(fused[0]) is tnn.Conv2d and type(fused[2]) is tnn.ReLU
