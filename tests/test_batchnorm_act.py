@@ -288,7 +288,9 @@ def test_convert_fuses_batchnorm_activation_and_fuse_folds_it():
     net.eval()
     conv.eval()
     fused = mx.fuse(conv)
-    assert type(fused[1]) is tnn.ReLU6 and type(fused[2]) is tnn.Identity  # the stem keeps its activation
+    # the 3-channel stem runs on SmallCinConv2d with its activation
+    assert type(fused[0]) is mx.nn.SmallCinConv2d and fused[0].activation == "relu6"
+    assert type(fused[1]) is tnn.Identity and type(fused[2]) is tnn.Identity
     assert fused[3].activation == "hardswish" and fused[8].activation == "relu"
     assert not any(isinstance(m, tnn.BatchNorm2d) for m in fused.modules())
     with torch.no_grad():
