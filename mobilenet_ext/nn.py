@@ -45,13 +45,16 @@ def _use_fused(x: Tensor, *params: Optional[Tensor]) -> bool:
 def _tracing() -> bool:
     """Whether this call is being traced, scripted, compiled or exported
     (the graph should hold the plain ops, not a packed weight)."""
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    # torch.jit.trace and the TorchScript-based ONNX exporter set the tracing
+    # state (a C call: torch.onnx.is_in_onnx_export() costs ~1 us a call,
+    # which every layer of a batch-1 network paid); dynamo, torch.export and
+    # the dynamo ONNX exporter are seen by is_compiling / is_exporting
+    if torch._C._get_tracing_state() is not None or torch.compiler.is_compiling():
+        return True
+    if torch.jit.is_scripting():
         return True
     exporting = getattr(torch.compiler, "is_exporting", None)
-    if exporting is not None and exporting():
-        return True
-    onnx = getattr(torch, "onnx", None)
-    return bool(onnx is not None and onnx.is_in_onnx_export())
+    return bool(exporting is not None and exporting())
 
 
 class DepthwiseConv2d(nn.Module):
@@ -262,29 +265,34 @@ class PointwiseConv2d(nn.Module):
         tensor, or an in-place update, which bumps its version); None where
         the plain op runs instead: autograd recording, not float32 on the
         CPU, tracing / compiling / exporting, or no packed kernel."""
-        w, b = self.weight, self.bias
-        if not self.pack_weight or _tracing():
+        if not self.pack_weight:
             return None
+        w, b = self.weight, self.bias
+        f32 = torch.float32
         if (
             type(input) is not torch.Tensor  # fake, functional and other subclass tensors
-            or input.device.type != "cpu" or w.device.type != "cpu"
-            or input.dtype != torch.float32 or w.dtype != torch.float32
-            or (b is not None and (b.dtype != torch.float32 or b.device.type != "cpu"))
-            or (residual is not None and (residual.dtype != torch.float32 or residual.device.type != "cpu"))
+            or input.dtype != f32 or w.dtype != f32 or not input.is_cpu or not w.is_cpu
+            or (b is not None and (b.dtype != f32 or not b.is_cpu))
+            or (residual is not None and (residual.dtype != f32 or not residual.is_cpu))
             or input.dim() != 4 or w.dim() != 4 or input.shape[1] != w.shape[1]
             or w.shape[2] != 1 or w.shape[3] != 1
             or not _use_fused(input, w, b, residual)
+            or _tracing()
         ):
             return None
-        nhwc = input.shape[2] * input.shape[3] == 1 or (
+        shape = input.shape
+        nhwc = shape[2] * shape[3] == 1 or (
             not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last))
-        panel = ops.gemm_panel(nhwc)
-        if panel <= 0:
-            return None
-        key = (w.data_ptr(), w._version, tuple(w.shape), panel)
+        # the panel is fixed per process and layout; the weight's identity
+        # (weakref), storage and version tell a changed weight (its shape
+        # cannot change without a new tensor or a version bump)
+        key = (w.data_ptr(), w._version)
         cache = self.__dict__.setdefault("_packed_cache", {})
         hit = cache.get(nhwc)  # (weakref to the weight, key, packed)
-        if hit is None or hit[0]() is not w or hit[1] != key:
+        if hit is None or hit[1] != key or hit[0]() is not w:
+            panel = ops.gemm_panel(nhwc)
+            if panel <= 0:
+                return None
             hit = (weakref.ref(w), key, ops.pointwise_pack_weight(w.detach(), panel))
             cache[nhwc] = hit
         return hit[2]
