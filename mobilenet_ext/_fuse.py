@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .models._layers import SqueezeExcitation
 from .nn import _ACT_MODULE_OF, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d, SmallCinConv2d, is_small_cin_conv
 
 __all__ = ["fuse", "fold_batchnorm"]
@@ -68,7 +69,11 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     inverted-residual blocks of :mod:`mobilenet_ext.models`) is asked to
     pass its shortcut into the projecting PointwiseConv2d, whose GEMM
     epilogue then does the residual add; a block only does so when its
-    projection BatchNorm has been folded.
+    projection BatchNorm has been folded. torchvision's mobilenet_v2 /
+    mobilenet_v3 blocks get the same (their class becomes one of
+    :mod:`mobilenet_ext._torchvision_fused`; state_dict keys unchanged), and
+    squeeze-excitation inside a block scales the depthwise output in place
+    instead of allocating a new tensor.
     """
     if model.training:
         raise ValueError("fuse: model must be in eval mode (call model.eval() first); "
@@ -137,6 +142,12 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
         fuse_residual = getattr(m, "fuse_residual", None)
         if callable(fuse_residual):
             fuse_residual()
+        if isinstance(m, SqueezeExcitation):
+            m.inplace_scale = True  # inside a block: its input is the depthwise output alone
+    if any(type(m).__module__.startswith("torchvision.models.mobilenetv") for m in model.modules()):
+        from ._torchvision_fused import fuse_torchvision_blocks
+
+        fuse_torchvision_blocks(model)
     # An inference model: its parameters need no gradient (the fused ops have
     # no backward). Without this a plain ``fast(x)`` in grad mode would see
     # parameters requiring grad and take the unfused ops plus a separate

@@ -26,6 +26,7 @@ struct X86Features {
   bool avx2_fma = false;
   bool avx512f = false;  // with AVX2 and FMA
   bool avx512_split = false;  // AMD family 19h (Zen 4): 512-bit ops as two halves
+  bool amd = false;           // vendor AuthenticAMD
 };
 
 const X86Features& x86_features() {
@@ -42,6 +43,7 @@ const X86Features& x86_features() {
       const unsigned base = (a >> 8) & 0xfu;
       const unsigned family = base == 0xfu ? base + ((a >> 20) & 0xffu) : base;
       r.avx512_split = family == 0x19u;  // Zen 3 / Zen 4 (only Zen 4 has AVX-512)
+      r.amd = true;
     }
 #endif
     return r;
@@ -67,6 +69,20 @@ bool cpu_use_avx512() {
     return !capped && cpu_has_avx512f() && (forced || !cpu_avx512_split());
   }();
   return use;
+}
+
+// On AMD CPUs with AVX-512 the channels_last depthwise kernels prefer
+// nhwc_kxk_avx2 where it runs (Zen 5, EPYC family 1Ah: nhwc_kxk_avx512's
+// stride-1 forward measured 1.3-2.3x slower at batch 32, 1 thread, equal at
+// stride 2; the GEMM's AVX-512 kernel is 1.5-1.9x faster there and stays),
+// unless MOBILENET_EXT_ISA=avx512 asks for the AVX-512 kernels.
+bool cpu_prefer_avx2_nhwc_depthwise() {
+  static const bool prefer = [] {
+    const char* env = std::getenv("MOBILENET_EXT_ISA");
+    const bool forced = env && std::strcmp(env, "avx512") == 0;
+    return x86_features().amd && !forced;
+  }();
+  return prefer;
 }
 
 namespace {

@@ -90,7 +90,12 @@ class ConvBNAct(nn.Sequential):
 
 class SqueezeExcitation(nn.Module):
     """SE block (same names as torchvision.ops.SqueezeExcitation):
-    ``x * scale_activation(fc2(activation(fc1(avgpool(x)))))``."""
+    ``x * scale_activation(fc2(activation(fc1(avgpool(x)))))``.
+    ``inplace_scale`` (set by :func:`mobilenet_ext.fuse`, whose blocks feed
+    it the depthwise output alone): scale the input in place when no
+    autograd records the call, instead of allocating the product."""
+
+    inplace_scale: bool = False
 
     def __init__(
         self,
@@ -111,6 +116,8 @@ class SqueezeExcitation(nn.Module):
         scale = self.avgpool(input)
         scale = self.activation(self.fc1(scale))
         scale = self.scale_activation(self.fc2(scale))
+        if self.inplace_scale and not (torch.is_grad_enabled() and (input.requires_grad or scale.requires_grad)):
+            return input.mul_(scale)
         return scale * input
 
 

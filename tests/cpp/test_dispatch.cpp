@@ -115,8 +115,10 @@ int main() {
 #if defined(__x86_64__)
     const DepthwisePath want =
         op == DepthwiseOp::grad_weight ? DepthwisePath::nhwc_direct
-        : mnx::cpu::cpu_use_avx512()   ? DepthwisePath::nhwc_kxk_avx512
-                                       : DepthwisePath::nhwc_kxk_avx2;
+        // (AMD: nhwc_kxk_avx2 first where it runs, as here with C = 8)
+        : mnx::cpu::cpu_use_avx512() && !mnx::cpu::cpu_prefer_avx2_nhwc_depthwise()
+            ? DepthwisePath::nhwc_kxk_avx512
+            : DepthwisePath::nhwc_kxk_avx2;
 #else
     const DepthwisePath want = DepthwisePath::nhwc_direct;
 #endif

@@ -160,6 +160,10 @@ bool depthwise_nhwc_kxk_avx2_supported(DepthwisePath p, const DepthwiseShape& s,
     return forward_supported(s) && (!gi || (s.PH <= s.KH - 1 && s.PW <= s.KW - 1));
 #if MNX_HAVE_AVX512
   if (p == DepthwisePath::nhwc_kxk_avx512 && cpu_use_avx512()) {
+    // AMD: nhwc_kxk_avx2 first where it runs (cpu_prefer_avx2_nhwc_depthwise)
+    if (cpu_prefer_avx2_nhwc_depthwise() &&  // coverage: needs avx512f
+        depthwise_nhwc_kxk_avx2_supported(DepthwisePath::nhwc_kxk_avx2, s, op))  // coverage: needs avx512f
+      return false;  // coverage: needs avx512f
     if (!gi) return depthwise_forward_nhwc_kxk_avx512_supported(s);
     // square K x K at stride 1, dilation 1, padding <= K-1: the AVX-512
     // forward of grad_output with the taps flipped and padding K-1-P (any C)
