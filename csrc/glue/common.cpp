@@ -78,6 +78,32 @@ static void check_input4d(const char* op, const at::Tensor& input) {
                     input.sizes());
 }
 
+// A conv weight's kernel size (>= 1) and the stride (>= 1) and padding (>= 0)
+// pairs, shared by the depthwise and the dense (small-Cin) checks.
+static void check_kernel_stride_padding(const char* op, const at::Tensor& weight, at::IntArrayRef stride,
+                                        at::IntArrayRef padding) {
+  TORCH_CHECK_VALUE(weight.size(2) >= 1 && weight.size(3) >= 1, op,
+                    ": weight kernel size must be >= 1, got shape ", weight.sizes());
+  check_pair(op, "stride", stride, 1);
+  check_pair(op, "padding", padding, 0);
+}
+
+// The geometry both conv shapes share (DepthwiseShape, SmallCinConvShape):
+// input N, H, W, kernel, stride and padding.
+template <typename Shape>
+static void fill_geometry(Shape& s, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                          at::IntArrayRef padding) {
+  s.N = input.size(0);
+  s.H = input.size(2);
+  s.W = input.size(3);
+  s.KH = weight.size(2);
+  s.KW = weight.size(3);
+  s.SH = stride[0];
+  s.SW = stride[1];
+  s.PH = padding[0];
+  s.PW = padding[1];
+}
+
 SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, const at::Tensor& weight,
                                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
                                        at::IntArrayRef padding) {
@@ -87,22 +113,11 @@ SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, 
   TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) >= 1 && weight.size(1) == C, op,
                     ": weight must be a dense conv weight [C_out, C_in, kh, kw] with C_in = ", C,
                     " input channels (groups = 1), got shape ", weight.sizes());
-  TORCH_CHECK_VALUE(weight.size(2) >= 1 && weight.size(3) >= 1, op,
-                    ": weight kernel size must be >= 1, got shape ", weight.sizes());
-  check_pair(op, "stride", stride, 1);
-  check_pair(op, "padding", padding, 0);
+  check_kernel_stride_padding(op, weight, stride, padding);
   SmallCinConvShape s;
-  s.N = input.size(0);
+  fill_geometry(s, input, weight, stride, padding);
   s.Cin = C;
-  s.H = input.size(2);
-  s.W = input.size(3);
   s.Cout = weight.size(0);
-  s.KH = weight.size(2);
-  s.KW = weight.size(3);
-  s.SH = stride[0];
-  s.SW = stride[1];
-  s.PH = padding[0];
-  s.PW = padding[1];
   TORCH_CHECK_VALUE(s.H + 2 * s.PH >= s.KH && s.W + 2 * s.PW >= s.KW, op,
                     ": output size would be < 1: padded input ", s.H + 2 * s.PH, "x", s.W + 2 * s.PW,
                     " is smaller than the kernel ", s.KH, "x", s.KW, " (input shape ", input.sizes(),
@@ -133,24 +148,12 @@ DepthwiseShape check_depthwise(const char* op, const at::Tensor& input,
                     ": weight must be a depthwise weight [C*m, 1, kh, kw] "
                     "with C = ",
                     C, " input channels, got shape ", weight.sizes());
-  TORCH_CHECK_VALUE(weight.size(2) >= 1 && weight.size(3) >= 1, op,
-                    ": weight kernel size must be >= 1, got shape ",
-                    weight.sizes());
-  check_pair(op, "stride", stride, 1);
-  check_pair(op, "padding", padding, 0);
+  check_kernel_stride_padding(op, weight, stride, padding);
   check_pair(op, "dilation", dilation, 1);
   DepthwiseShape s;
-  s.N = input.size(0);
+  fill_geometry(s, input, weight, stride, padding);
   s.C = C;
-  s.H = input.size(2);
-  s.W = input.size(3);
   s.mult = weight.size(0) / C;
-  s.KH = weight.size(2);
-  s.KW = weight.size(3);
-  s.SH = stride[0];
-  s.SW = stride[1];
-  s.PH = padding[0];
-  s.PW = padding[1];
   s.DH = dilation[0];
   s.DW = dilation[1];
   const int64_t effh = s.DH * (s.KH - 1) + 1, effw = s.DW * (s.KW - 1) + 1;
