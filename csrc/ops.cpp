@@ -49,6 +49,14 @@ TORCH_LIBRARY(mobilenet_ext, m) {
   m.def(
       "conv2d_small_cin_fused(Tensor input, Tensor weight, Tensor? bias, "
       "int[2] stride, int[2] padding, int activation) -> Tensor");
+  // A linear layer on the 1x1 GEMM (the classifier): input [N, in], weight
+  // [out, in]; act(input @ weight^T + bias). CPU only, inference. The
+  // packed form reads pointwise_pack_weight(weight[:, :, None, None], panel)
+  // and gives the same bits.
+  m.def("linear_fused(Tensor input, Tensor weight, Tensor? bias, int activation) -> Tensor");
+  m.def(
+      "linear_packed(Tensor input, Tensor weight, Tensor packed, Tensor? bias, "
+      "int activation) -> Tensor");
   m.def(
       "pointwise_conv2d_packed(Tensor input, Tensor weight, Tensor packed, "
       "Tensor? bias, int activation, Tensor? residual) -> Tensor");

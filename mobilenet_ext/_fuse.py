@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from .models._layers import SqueezeExcitation
-from .nn import _ACT_MODULE_OF, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d, SmallCinConv2d, is_small_cin_conv
+from .nn import (_ACT_MODULE_OF, BatchNormAct2d, DepthwiseConv2d, PackedLinear, PointwiseConv2d, SmallCinConv2d,
+                 is_small_cin_conv)
 
 __all__ = ["fuse", "fold_batchnorm"]
 
@@ -61,6 +62,11 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     those of ``model`` itself): it is for inference, and so it runs the fused
     kernels whether or not the caller is in ``torch.no_grad()``.
 
+    An nn.Linear inside an nn.Sequential (the classifier) becomes a
+    :class:`mobilenet_ext.nn.PackedLinear` (same parameters) that takes the
+    ReLU / ReLU6 / Hardswish right after it into its kernel and runs our
+    GEMM on a packed weight.
+
     Its PointwiseConv2d layers get ``pack_weight = True``: on the CPU they
     pack their weight for the GEMM kernel once, on first use, instead of on
     every call (see :class:`mobilenet_ext.nn.PointwiseConv2d`).
@@ -109,6 +115,14 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                         seq._modules[names[i + 2]] = nn.Identity()
                         i += 1
                 i += 2
+            elif type(conv) is nn.Linear:
+                # a classifier layer: our GEMM on a packed weight, with the
+                # activation right after it in its epilogue
+                act = _act_name(seq._modules[names[i + 1]]) if i + 1 < len(names) else None
+                seq._modules[names[i]] = PackedLinear.from_linear(conv, act)
+                if act is not None:
+                    seq._modules[names[i + 1]] = nn.Identity()
+                i += 2 if act is not None else 1
             elif (
                 type(conv) is nn.Conv2d
                 and i + 1 < len(names)

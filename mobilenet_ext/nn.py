@@ -371,6 +371,87 @@ def is_pointwise_conv(conv: nn.Module) -> bool:
     )
 
 
+class PackedLinear(nn.Linear):
+    """An ``nn.Linear`` (same parameters and state_dict) for inference with
+    an optional activation, which :func:`mobilenet_ext.fuse` puts in place
+    of a network's classifier layers. On the CPU (float32 / float64, 2-D
+    input) when no autograd records the call it runs
+    :func:`mobilenet_ext.ops.linear_fused` (our 1x1 GEMM, bias and
+    activation in its epilogue), in float32 on a copy of the weight packed
+    once (:func:`~mobilenet_ext.ops.linear_packed`: made on first use,
+    remade when the weight changes, not while tracing; the same bits);
+    otherwise (autograd, other devices or dtypes) ``F.linear`` + activation.
+    ONNX export writes a standard Gemm (+ activation).
+
+    Shapes: input ``[N, in_features]``, output ``[N, out_features]``.
+    Measured (2 threads, AMD EPYC Zen 5, 1 row): 1280 -> 1000 38-45 us
+    against 67-92 us for F.linear with the weight in cache, 210-245 us
+    against 370-473 us after a 32 MB pass evicted it.
+    """
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, activation: Optional[str] = None) -> "PackedLinear":
+        """A PackedLinear sharing ``linear``'s parameters."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"PackedLinear.from_linear: expected an nn.Linear, got {type(linear).__name__}")
+        m = cls.__new__(cls)
+        nn.Module.__init__(m)
+        for k, v in linear.__dict__.items():
+            if k not in ("_parameters", "_buffers", "_modules"):
+                m.__dict__[k] = v
+        m._parameters = dict(linear._parameters)
+        m._buffers = dict(linear._buffers)
+        m._modules = dict(linear._modules)
+        m.activation = _check_activation(activation)
+        return m
+
+    def _packed(self, input: Tensor) -> Optional[Tensor]:
+        w = self.weight
+        if type(input) is not torch.Tensor or input.dtype != torch.float32 or _tracing():
+            return None
+        key = (w.data_ptr(), w._version)
+        hit = self.__dict__.get("_packed_cache")  # (weakref to the weight, key, packed)
+        if hit is None or hit[1] != key or hit[0]() is not w:
+            panel = ops.gemm_panel(True)
+            if panel <= 0:
+                return None
+            hit = (weakref.ref(w), key, ops.pointwise_pack_weight(w.detach()[:, :, None, None], panel))
+            self.__dict__["_packed_cache"] = hit
+        return hit[2]
+
+    def clear_packed(self) -> None:
+        """Drop the packed copy of the weight (after a write through ``weight.data``)."""
+        self.__dict__.pop("_packed_cache", None)
+
+    def __getstate__(self):
+        state = super().__getstate__().copy()
+        state.pop("_packed_cache", None)
+        return state
+
+    def forward(self, input: Tensor) -> Tensor:
+        w, b = self.weight, self.bias
+        dt = input.dtype
+        if (input.dim() == 2 and input.device.type == "cpu" and dt in (torch.float32, torch.float64)
+                and w.dtype == dt and (b is None or b.dtype == dt) and _use_fused(input, w, b)):
+            packed = self._packed(input)
+            if packed is not None:
+                return ops.linear_packed(input, w, packed, b, self.activation)
+            return ops.linear_fused(input, w, b, self.activation)
+        y = F.linear(input, w, b)
+        if self.activation is not None:
+            y = _ACTS[self.activation](y)
+        return y
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+
+__all__ += ["PackedLinear"]
+
+
 #: most input channels for which fuse() runs a dense conv on SmallCinConv2d
 SMALL_CIN_MAX = 4
 

@@ -25,6 +25,8 @@ __all__ = [
     "pointwise_conv2d_packed",
     "pointwise_pack_weight",
     "conv2d_small_cin_fused",
+    "linear_fused",
+    "linear_packed",
     "gemm_panel",
     "ACTIVATIONS",
 ]
@@ -200,6 +202,26 @@ def conv2d_small_cin_fused(
     )
 
 
+def linear_fused(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
+                 activation: Optional[str] = None) -> Tensor:
+    """``act(F.linear(input, weight, bias))`` on our 1x1 GEMM (a network's
+    classifier): input ``[N, in_features]``, weight ``[out_features,
+    in_features]``, bias ``[out_features]`` or None; output ``[N,
+    out_features]``. CPU float32 / float64, for inference: not
+    differentiable."""
+    return _call(_ops.linear_fused, (input, weight, bias), input, weight, bias, _activation_code(activation))
+
+
+def linear_packed(input: Tensor, weight: Tensor, packed: Tensor, bias: Optional[Tensor] = None,
+                  activation: Optional[str] = None) -> Tensor:
+    """:func:`linear_fused` reading ``packed =
+    pointwise_pack_weight(weight[:, :, None, None], gemm_panel(True))``
+    (made once) instead of packing the weight per call: the same output
+    bits. CPU float32."""
+    return _call(_ops.linear_packed, (input, weight, packed, bias), input, weight, packed, bias,
+                 _activation_code(activation))
+
+
 def pointwise_pack_weight(weight: Tensor, panel: int) -> Tensor:
     """The 1x1 ``weight`` ``[C_out, C_in, 1, 1]`` (float32, CPU) packed
     once for :func:`pointwise_conv2d_packed`: shape ``[ceil(C_out / panel),
@@ -338,6 +360,24 @@ def _(input, weight, bias, stride, padding, activation):
         memory_format=_memory_format(input))
 
 
+def _linear_fake(op, input, weight, bias):
+    _check_fake(input.dim() == 2 and weight.dim() == 2 and weight.shape[1] == input.shape[1],
+                f"{op}: input must be [N, in_features] and weight [out_features, in_features], "
+                f"got {tuple(input.shape)} and {tuple(weight.shape)}")
+    _check_fake_same(op, input, weight=weight, bias=bias)
+    return input.new_empty((input.shape[0], weight.shape[0]))
+
+
+@torch.library.register_fake("mobilenet_ext::linear_fused")
+def _(input, weight, bias, activation):
+    return _linear_fake("linear_fused", input, weight, bias)
+
+
+@torch.library.register_fake("mobilenet_ext::linear_packed")
+def _(input, weight, packed, bias, activation):
+    return _linear_fake("linear_packed", input, weight, bias)
+
+
 @torch.library.register_fake("mobilenet_ext::pointwise_pack_weight")
 def _(weight, panel):
     _check_fake(weight.dim() == 4, f"pointwise_pack_weight: weight must be [C_out, C_in, 1, 1], got shape {tuple(weight.shape)}")
@@ -419,7 +459,8 @@ def _fused_backward(ctx, grad):
     )
 
 
-for _name in ("depthwise_conv2d_fused", "pointwise_conv2d_fused", "conv2d_small_cin_fused"):
+for _name in ("depthwise_conv2d_fused", "pointwise_conv2d_fused", "conv2d_small_cin_fused", "linear_fused",
+              "linear_packed"):
     torch.library.register_autograd(f"mobilenet_ext::{_name}", _fused_backward, setup_context=_no_grad_setup)
 
 
@@ -467,6 +508,10 @@ def _register_flops():
         co, ci, kh, kw_ = weight_shape
         return 2 * int(out_shape[0] * co * out_shape[2] * out_shape[3] * ci * kh * kw_)
 
+    @register_flop_formula([_ops.linear_fused, _ops.linear_packed])
+    def _lin_flop(input_shape, weight_shape, *args, out_shape, **kw):
+        return 2 * int(input_shape[0] * weight_shape[0] * weight_shape[1])
+
     @register_flop_formula([_ops.pointwise_conv2d_backward_input, _ops.pointwise_conv2d_backward_weight])
     def _pw_bwd_flop(grad_shape, input_shape, weight_shape, *, out_shape, **kw):
         return 2 * pointwise_macs(input_shape, weight_shape)
@@ -513,6 +558,14 @@ def _register_decompositions() -> None:
     @register_decomposition(_ops.conv2d_small_cin_fused.default)
     def _scf(input, weight, bias, stride, padding, activation):
         return act(conv(input, weight, bias, stride, padding, [1, 1], 1), activation)
+
+    @register_decomposition(_ops.linear_fused.default)
+    def _lin(input, weight, bias, activation):
+        return act(aten.linear.default(input, weight, bias), activation)
+
+    @register_decomposition(_ops.linear_packed.default)
+    def _linp(input, weight, packed, bias, activation):
+        return act(aten.linear.default(input, weight, bias), activation)
 
     @register_decomposition(_ops.pointwise_conv2d.default)
     def _pw(input, weight, bias):

@@ -79,3 +79,55 @@ def test_our_models_scale_in_place_after_fuse():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(f(x), m(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 33])
+@pytest.mark.parametrize("act", [None, "relu", "hardswish"])
+def test_packed_linear_matches_linear(rows, act):
+    g = torch.Generator().manual_seed(rows)
+    lin = tnn.Linear(37, 29)
+    m = mx.nn.PackedLinear.from_linear(lin, act)
+    assert m.state_dict().keys() == lin.state_dict().keys()
+    x = torch.randn(rows, 37, generator=g)
+    acts = {None: lambda t: t, "relu": torch.relu, "hardswish": torch.nn.functional.hardswish}
+
+    def ref():
+        return acts[act](torch.nn.functional.linear(x.double(), lin.weight.double(), lin.bias.double()))
+
+    with torch.no_grad():
+        y = m(x)
+        assert "_packed_cache" in m.__dict__  # our GEMM on the packed weight
+        r = ref()
+        torch.testing.assert_close(y.double(), r, rtol=0, atol=1e-5 * (1 + r.abs().max().item()))
+        assert torch.equal(y, mx.ops.linear_fused(x, lin.weight, lin.bias, act))  # packed == unpacked, bitwise
+        lin.weight.mul_(2)  # an in-place update: repacked
+        r = ref()
+        torch.testing.assert_close(m(x).double(), r, rtol=0, atol=1e-5 * (1 + r.abs().max().item()))
+        y64 = mx.ops.linear_fused(x.double(), lin.weight.double(), lin.bias.double(), act)
+        torch.testing.assert_close(y64, r, rtol=0, atol=1e-12 * (1 + r.abs().max().item()))
+    y = m(x.requires_grad_(True))  # autograd: F.linear
+    y.sum().backward()
+    assert x.grad is not None and lin.weight.grad is not None
+
+
+def test_linear_ops_errors_and_opcheck():
+    x, w, b = torch.randn(3, 8), torch.randn(5, 8), torch.randn(5)
+    with pytest.raises(ValueError, match="input must be a 2-D tensor"):
+        mx.ops.linear_fused(x[None], w, b)
+    with pytest.raises(ValueError, match=r"weight must be \[out_features, 8\]"):
+        mx.ops.linear_fused(x, w[:, :7], b)
+    with pytest.raises(ValueError, match=r"bias must be \[5\]"):
+        mx.ops.linear_fused(x, w, b[:4])
+    with pytest.raises(ValueError, match="weight must have the input's dtype"):
+        mx.ops.linear_fused(x, w.double(), b)
+    with torch.no_grad():
+        torch.library.opcheck(torch.ops.mobilenet_ext.linear_fused, (x, w, b, 3))
+        p = mx.ops.pointwise_pack_weight(w[:, :, None, None], mx.ops.gemm_panel(True))
+        torch.library.opcheck(torch.ops.mobilenet_ext.linear_packed, (x, w, p, None, 1))
+
+
+def test_fuse_packs_the_classifier():
+    fused = mx.fuse(mx.convert(_model("mobilenet_v3_small")).eval())
+    cls = fused.classifier
+    assert type(cls[0]) is mx.nn.PackedLinear and cls[0].activation == "hardswish" and type(cls[1]) is tnn.Identity
+    assert type(cls[3]) is mx.nn.PackedLinear and cls[3].activation is None

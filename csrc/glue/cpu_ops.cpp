@@ -432,6 +432,42 @@ struct CpuBackend {
   static constexpr auto pointwise_grad_weight = cpu_pointwise_grad_weight;
 };
 
+// linear_fused / linear_packed: a linear layer as the 1x1 GEMM on views
+// [N, in, 1, 1] and [out, in, 1, 1] (the classifier of a fused network).
+void check_linear(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                  const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK_VALUE(input.dim() == 2, op, ": input must be a 2-D tensor [N, in_features], got shape ",
+                    input.sizes());
+  check_dtype_supported(op, input);
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == input.size(1) && weight.size(0) >= 1, op,
+                    ": weight must be [out_features, ", input.size(1), "], got shape ", weight.sizes());
+  TORCH_CHECK_VALUE(weight.scalar_type() == input.scalar_type(), op, ": weight must have the input's dtype ",
+                    c10::toString(input.scalar_type()), ", got ", c10::toString(weight.scalar_type()));
+  if (bias.has_value() && bias->defined())
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == weight.size(0) &&
+                          bias->scalar_type() == input.scalar_type(),
+                      op, ": bias must be [", weight.size(0), "] of the input's dtype, got shape ", bias->sizes(),
+                      " ", c10::toString(bias->scalar_type()));
+}
+
+at::Tensor linear_fused(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                        int64_t activation) {
+  check_linear("linear_fused", input, weight, bias);
+  const at::Tensor x = input.contiguous(), w = weight.contiguous();
+  const at::Tensor y = Ops<CpuBackend>::pointwise_conv2d_fused(
+      x.view({x.size(0), x.size(1), 1, 1}), w.view({w.size(0), w.size(1), 1, 1}), bias, activation, {});
+  return y.view({x.size(0), w.size(0)});
+}
+
+at::Tensor linear_packed(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& packed,
+                         const c10::optional<at::Tensor>& bias, int64_t activation) {
+  check_linear("linear_packed", input, weight, bias);
+  const at::Tensor x = input.contiguous(), w = weight.contiguous();
+  const at::Tensor y = pointwise_conv2d_packed(x.view({x.size(0), x.size(1), 1, 1}),
+                                               w.view({w.size(0), w.size(1), 1, 1}), packed, bias, activation, {});
+  return y.view({x.size(0), w.size(0)});
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
@@ -439,6 +475,8 @@ TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
   m.impl("pointwise_pack_weight", &pointwise_pack_weight);
   m.impl("pointwise_conv2d_packed", &pointwise_conv2d_packed);
   m.impl("conv2d_small_cin_fused", &conv2d_small_cin_fused);
+  m.impl("linear_fused", &linear_fused);
+  m.impl("linear_packed", &linear_packed);
 }
 
 }  // namespace glue
