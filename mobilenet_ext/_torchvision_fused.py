@@ -14,12 +14,12 @@ state_dict keys stay torchvision's). Imported only when fuse() meets one.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torchvision.models.mobilenetv2 import InvertedResidual as _V2Block
 from torchvision.models.mobilenetv3 import InvertedResidual as _V3Block
 from torchvision.ops.misc import SqueezeExcitation as _TvSE
 
+from .models._layers import scale_input
 from .nn import PointwiseConv2d
 
 __all__ = ["FusedInvertedResidualV2", "FusedInvertedResidualV3", "InplaceSqueezeExcitation", "fuse_torchvision_blocks"]
@@ -59,10 +59,7 @@ class InplaceSqueezeExcitation(_TvSE):
     inverted-residual blocks, where the input is the depthwise output)."""
 
     def forward(self, input: Tensor) -> Tensor:
-        scale = self._scale(input)
-        if torch.is_grad_enabled() and (input.requires_grad or scale.requires_grad):
-            return scale * input
-        return input.mul_(scale)
+        return scale_input(input, self._scale(input), True)
 
 
 def fuse_torchvision_blocks(model: nn.Module) -> int:

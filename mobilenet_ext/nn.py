@@ -57,6 +57,72 @@ def _tracing() -> bool:
     return bool(exporting is not None and exporting())
 
 
+def _sharing(cls, src: nn.Module):
+    """A ``cls`` instance that shares ``src``'s attributes, parameters,
+    buffers and submodules (a subclass of ``type(src)`` taking its place:
+    same state_dict keys)."""
+    m = cls.__new__(cls)
+    nn.Module.__init__(m)
+    for k, v in src.__dict__.items():
+        if k not in ("_parameters", "_buffers", "_modules"):
+            m.__dict__[k] = v
+    m._parameters = dict(src._parameters)
+    m._buffers = dict(src._buffers)
+    m._modules = dict(src._modules)
+    return m
+
+
+class _PackedWeight:
+    """Mixin for a module whose ``weight`` ([out, in, 1, 1] or [out, in])
+    the GEMM reads packed: one copy per layout, made on first use and
+    remade when the weight changes (another tensor, or an in-place update,
+    which bumps its version)."""
+
+    def _packed_for(self, nhwc: bool) -> Optional[Tensor]:
+        """The weight packed in the panel the kernel reads in place for this
+        layout (:func:`mobilenet_ext.ops.pointwise_pack_weight`), or None
+        when the kernel has none."""
+        w = self.weight
+        # the panel is fixed per process and layout; the weight's identity
+        # (weakref), storage and version tell a changed weight (its shape
+        # cannot change without a new tensor or a version bump)
+        key = (w.data_ptr(), w._version)
+        cache = self.__dict__.setdefault("_packed_cache", {})
+        hit = cache.get(nhwc)  # (weakref to the weight, key, packed)
+        if hit is None or hit[1] != key or hit[0]() is not w:
+            panel = ops.gemm_panel(nhwc)
+            if panel <= 0:
+                return None
+            w4 = w.detach() if w.dim() == 4 else w.detach()[:, :, None, None]
+            hit = (weakref.ref(w), key, ops.pointwise_pack_weight(w4, panel))
+            cache[nhwc] = hit
+        return hit[2]
+
+    def clear_packed(self) -> None:
+        """Drop the packed copies of the weight (needed after a write
+        through ``weight.data``, which does not bump the version)."""
+        self.__dict__.pop("_packed_cache", None)
+
+    def __getstate__(self):
+        state = super().__getstate__().copy()
+        state.pop("_packed_cache", None)  # derived from the weight; remade on use
+        return state
+
+
+class _ActivationAfter:
+    """Mixin for a torch layer subclass with an ``activation`` applied to its
+    output (None, 'relu', 'relu6', 'hardswish'), shown in its repr."""
+
+    def _activate(self, y: Tensor) -> Tensor:
+        return y if self.activation is None else _ACTS[self.activation](y)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+
 class DepthwiseConv2d(nn.Module):
     r"""Depthwise convolution, a drop-in for
     ``nn.Conv2d(channels, channels * channel_multiplier, kernel_size, stride,
@@ -176,7 +242,7 @@ class DepthwiseConv2d(nn.Module):
         return s
 
 
-class PointwiseConv2d(nn.Module):
+class PointwiseConv2d(_PackedWeight, nn.Module):
     r"""Pointwise (1x1) convolution computed as a GEMM, a drop-in for
     ``nn.Conv2d(in_channels, out_channels, 1, bias=bias)``.
 
@@ -283,28 +349,7 @@ class PointwiseConv2d(nn.Module):
         shape = input.shape
         nhwc = shape[2] * shape[3] == 1 or (
             not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last))
-        # the panel is fixed per process and layout; the weight's identity
-        # (weakref), storage and version tell a changed weight (its shape
-        # cannot change without a new tensor or a version bump)
-        key = (w.data_ptr(), w._version)
-        cache = self.__dict__.setdefault("_packed_cache", {})
-        hit = cache.get(nhwc)  # (weakref to the weight, key, packed)
-        if hit is None or hit[1] != key or hit[0]() is not w:
-            panel = ops.gemm_panel(nhwc)
-            if panel <= 0:
-                return None
-            hit = (weakref.ref(w), key, ops.pointwise_pack_weight(w.detach(), panel))
-            cache[nhwc] = hit
-        return hit[2]
-
-    def clear_packed(self) -> None:
-        """Drop the packed copies of the weight (see ``pack_weight``)."""
-        self.__dict__.pop("_packed_cache", None)
-
-    def __getstate__(self):
-        state = super().__getstate__().copy()
-        state.pop("_packed_cache", None)  # derived from the weight; remade on use
-        return state
+        return self._packed_for(nhwc)
 
     def forward(self, input: Tensor, residual: Optional[Tensor] = None) -> Tensor:
         packed = self._packed_weight(input, residual)
@@ -371,7 +416,7 @@ def is_pointwise_conv(conv: nn.Module) -> bool:
     )
 
 
-class PackedLinear(nn.Linear):
+class PackedLinear(_PackedWeight, _ActivationAfter, nn.Linear):
     """An ``nn.Linear`` (same parameters and state_dict) for inference with
     an optional activation, which :func:`mobilenet_ext.fuse` puts in place
     of a network's classifier layers. On the CPU (float32 / float64, 2-D
@@ -394,59 +439,22 @@ class PackedLinear(nn.Linear):
         """A PackedLinear sharing ``linear``'s parameters."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"PackedLinear.from_linear: expected an nn.Linear, got {type(linear).__name__}")
-        m = cls.__new__(cls)
-        nn.Module.__init__(m)
-        for k, v in linear.__dict__.items():
-            if k not in ("_parameters", "_buffers", "_modules"):
-                m.__dict__[k] = v
-        m._parameters = dict(linear._parameters)
-        m._buffers = dict(linear._buffers)
-        m._modules = dict(linear._modules)
+        m = _sharing(cls, linear)
         m.activation = _check_activation(activation)
         return m
-
-    def _packed(self, input: Tensor) -> Optional[Tensor]:
-        w = self.weight
-        if type(input) is not torch.Tensor or input.dtype != torch.float32 or _tracing():
-            return None
-        key = (w.data_ptr(), w._version)
-        hit = self.__dict__.get("_packed_cache")  # (weakref to the weight, key, packed)
-        if hit is None or hit[1] != key or hit[0]() is not w:
-            panel = ops.gemm_panel(True)
-            if panel <= 0:
-                return None
-            hit = (weakref.ref(w), key, ops.pointwise_pack_weight(w.detach()[:, :, None, None], panel))
-            self.__dict__["_packed_cache"] = hit
-        return hit[2]
-
-    def clear_packed(self) -> None:
-        """Drop the packed copy of the weight (after a write through ``weight.data``)."""
-        self.__dict__.pop("_packed_cache", None)
-
-    def __getstate__(self):
-        state = super().__getstate__().copy()
-        state.pop("_packed_cache", None)
-        return state
 
     def forward(self, input: Tensor) -> Tensor:
         w, b = self.weight, self.bias
         dt = input.dtype
         if (input.dim() == 2 and input.device.type == "cpu" and dt in (torch.float32, torch.float64)
                 and w.dtype == dt and (b is None or b.dtype == dt) and _use_fused(input, w, b)):
-            packed = self._packed(input)
+            packed = (None if type(input) is not torch.Tensor or dt != torch.float32 or _tracing()
+                      else self._packed_for(True))
             if packed is not None:
                 return ops.linear_packed(input, w, packed, b, self.activation)
             return ops.linear_fused(input, w, b, self.activation)
         y = F.linear(input, w, b)
-        if self.activation is not None:
-            y = _ACTS[self.activation](y)
-        return y
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        if self.activation is not None:
-            s += f", activation={self.activation!r}"
-        return s
+        return self._activate(y)
 
 
 __all__ += ["PackedLinear"]
@@ -469,7 +477,7 @@ def is_small_cin_conv(conv: nn.Module) -> bool:
     )
 
 
-class SmallCinConv2d(nn.Conv2d):
+class SmallCinConv2d(_ActivationAfter, nn.Conv2d):
     """An ``nn.Conv2d`` (groups 1, dilation 1, zero padding) with few input
     channels, e.g. a network's stem, plus an optional activation, for
     inference: on the CPU (float32 / float64, no gradient needed) it runs
@@ -493,14 +501,7 @@ class SmallCinConv2d(nn.Conv2d):
         if not is_small_cin_conv(conv):
             raise ValueError(f"SmallCinConv2d.from_conv: conv must be an nn.Conv2d with groups=1, dilation=1, "
                              f"zero padding and at most {SMALL_CIN_MAX} input channels, got {conv}")
-        m = cls.__new__(cls)
-        nn.Module.__init__(m)
-        for k, v in conv.__dict__.items():
-            if k not in ("_parameters", "_buffers", "_modules"):
-                m.__dict__[k] = v
-        m._parameters = dict(conv._parameters)
-        m._buffers = dict(conv._buffers)
-        m._modules = dict(conv._modules)
+        m = _sharing(cls, conv)
         m.padding = _resolve_padding(conv)
         m.activation = _check_activation(activation)
         return m
@@ -511,15 +512,7 @@ class SmallCinConv2d(nn.Conv2d):
             return ops.conv2d_small_cin_fused(input, self.weight, self.bias, self.stride, self.padding,
                                               self.activation)
         y = F.conv2d(input, self.weight, self.bias, self.stride, self.padding)
-        if self.activation is not None:
-            y = _ACTS[self.activation](y)
-        return y
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        if self.activation is not None:
-            s += f", activation={self.activation!r}"
-        return s
+        return self._activate(y)
 
 
 __all__ += ["SmallCinConv2d", "is_small_cin_conv"]

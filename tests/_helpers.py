@@ -47,3 +47,17 @@ def conv_reference(x, w, b, stride, padding, dilation, groups, grad_out=None):
     grads = torch.autograd.grad(y, inputs, grad_out.to(torch.float64))
     gb = grads[2] if b64 is not None else None
     return y.detach(), grads[0], grads[1], gb
+
+
+def torchvision_eval_model(name: str, seed: int = 0) -> torch.nn.Module:
+    """torchvision model ``name`` with random weights in eval mode, its
+    BatchNorm running statistics randomised too (so folding them matters)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    m = getattr(torchvision.models, name)().eval()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.3, 0.3)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m

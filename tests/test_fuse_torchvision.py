@@ -9,21 +9,14 @@ import io
 import pytest
 import torch
 import torch.nn as tnn
-import torchvision
 
 import mobilenet_ext as mx
 from mobilenet_ext import _torchvision_fused as tvf
-from _helpers import make_layout
+from _helpers import make_layout, torchvision_eval_model
 
 
 def _model(name):
-    torch.manual_seed(0)
-    m = getattr(torchvision.models, name)().eval()
-    for mod in m.modules():
-        if isinstance(mod, tnn.BatchNorm2d):
-            mod.running_mean.uniform_(-0.3, 0.3)
-            mod.running_var.uniform_(0.5, 1.5)
-    return m
+    return torchvision_eval_model(name)
 
 
 @pytest.mark.parametrize("name,blocks,se", [

@@ -8,10 +8,9 @@ import pytest
 import torch
 import torch.nn as tnn
 import torch.nn.functional as F
-import torchvision
 
 import mobilenet_ext as mx
-from _helpers import make_layout
+from _helpers import make_layout, torchvision_eval_model
 
 ext = torch.ops.mobilenet_ext
 ACTS = {None: lambda y: y, "relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish}
@@ -132,12 +131,7 @@ def test_module_falls_back_with_grad_and_keeps_state_dict():
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_fuse_uses_it_for_the_stem(name, layout):
-    torch.manual_seed(0)
-    ref = getattr(torchvision.models, name)().eval()
-    for m in ref.modules():
-        if isinstance(m, tnn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
+    ref = torchvision_eval_model(name)
     fused = mx.fuse(mx.convert(ref).eval())
     stem = fused.features[0]
     assert type(stem[0]) is mx.nn.SmallCinConv2d

@@ -27,12 +27,6 @@ int64_t grain_for(int64_t units, int64_t work_per_unit) {
   return std::max<int64_t>(1, kMinWorkPerTask / w);
 }
 
-// Outputs come from the output cache (cpu_output_cache.cpp): large buffers
-// are reused rather than faulted in anew on every call.
-at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  return empty_cpu_output(sizes, opts);
-}
-
 template <typename T>
 const cpu::DepthwiseKernels<T>& dw_kernels() {
   return for_dtype<T>(cpu::depthwise_kernels_f32, cpu::depthwise_kernels_f64);
@@ -371,7 +365,7 @@ at::Tensor pointwise_conv2d_packed(const at::Tensor& input, const at::Tensor& we
                     op, ": packed must be pointwise_pack_weight(weight, panel) of shape "
                     "[ceil(C_out / panel), C_in, panel] with C_out = ", s.Cout, ", C_in = ", s.Cin,
                     ", got shape ", packed.sizes());
-  at::Tensor y = empty_output({s.N, s.Cout, s.H, s.W},
+  at::Tensor y = empty_cpu_output({s.N, s.Cout, s.H, s.W},
                               input.options().memory_format(memory_format_of(s.layout)));
   if (y.numel() == 0) return y;
   const at::Tensor x = contiguous_in(input, s.layout);
@@ -394,7 +388,7 @@ at::Tensor conv2d_small_cin_fused(const at::Tensor& input, const at::Tensor& wei
   const char* op = "conv2d_small_cin_fused";
   const Activation act = check_activation(op, activation);
   const SmallCinConvShape s = check_small_cin_conv(op, input, weight, bias, stride, padding);
-  at::Tensor y = empty_output({s.N, s.Cout, s.OH, s.OW}, input.options().memory_format(memory_format_of(s.layout)));
+  at::Tensor y = empty_cpu_output({s.N, s.Cout, s.OH, s.OW}, input.options().memory_format(memory_format_of(s.layout)));
   if (y.numel() == 0) return y;
   const at::Tensor x = contiguous_in(input, s.layout);
   const at::Tensor w = weight.contiguous();
@@ -422,7 +416,7 @@ struct CpuBackend {
     explicit Guard(const at::Tensor&) {}
   };
   static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-    return empty_output(sizes, opts);
+    return empty_cpu_output(sizes, opts);
   }
   static constexpr auto depthwise_forward = cpu_depthwise_forward;
   static constexpr auto depthwise_grad_input = cpu_depthwise_grad_input;

@@ -88,6 +88,17 @@ class ConvBNAct(nn.Sequential):
         self.out_channels = out_channels
 
 
+def scale_input(input: Tensor, scale: Tensor, inplace: bool) -> Tensor:
+    """``scale * input`` for squeeze-excitation; with ``inplace``, and when
+    no autograd records the call, ``input.mul_(scale)`` instead (no fresh
+    full-size output: [32, 72, 56, 56] 8.5 ms NCHW / 57 ms channels_last
+    out of place against 0.7-1.0 ms in place, 2 threads). Only for an input
+    nothing else reads."""
+    if inplace and not (torch.is_grad_enabled() and (input.requires_grad or scale.requires_grad)):
+        return input.mul_(scale)
+    return scale * input
+
+
 class SqueezeExcitation(nn.Module):
     """SE block (same names as torchvision.ops.SqueezeExcitation):
     ``x * scale_activation(fc2(activation(fc1(avgpool(x)))))``.
@@ -116,9 +127,7 @@ class SqueezeExcitation(nn.Module):
         scale = self.avgpool(input)
         scale = self.activation(self.fc1(scale))
         scale = self.scale_activation(self.fc2(scale))
-        if self.inplace_scale and not (torch.is_grad_enabled() and (input.requires_grad or scale.requires_grad)):
-            return input.mul_(scale)
-        return scale * input
+        return scale_input(input, scale, self.inplace_scale)
 
 
 def init_weights(model: nn.Module) -> None:
