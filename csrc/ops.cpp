@@ -77,6 +77,19 @@ TORCH_LIBRARY(mobilenet_ext, m) {
       "batch_norm_act_backward(Tensor grad_output, Tensor input, "
       "Tensor? weight, Tensor? bias, Tensor save_mean, Tensor save_invstd, "
       "bool training, int activation) -> (Tensor, Tensor, Tensor)");
+  // Squeeze-excitation (csrc/glue/squeeze_excitation_ops.cpp), CPU:
+  //   input * gate(fc2(act(fc1(mean over H, W of input))))
+  // weight1 [S, C] or [S, C, 1, 1], weight2 [C, S] or [C, S, 1, 1];
+  // activation as above, gate 0 hardsigmoid / 1 sigmoid. The backward
+  // returns the gradients of (input, weight1, bias1, weight2, bias2), the
+  // bias gradients also when a bias is absent.
+  m.def(
+      "squeeze_excitation(Tensor input, Tensor weight1, Tensor? bias1, "
+      "Tensor weight2, Tensor? bias2, int activation, int gate) -> Tensor");
+  m.def(
+      "squeeze_excitation_backward(Tensor grad_output, Tensor input, "
+      "Tensor weight1, Tensor? bias1, Tensor weight2, Tensor? bias2, "
+      "int activation, int gate) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 #ifndef MNX_TORCH_VERSION

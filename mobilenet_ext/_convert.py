@@ -8,12 +8,31 @@ from typing import Dict, Tuple, Union
 
 from torch import nn
 
+from .models._layers import SqueezeExcitation, se_op_args
 from .nn import (ACTIVATION_MODULES, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d, is_depthwise_conv,
                  is_pointwise_conv)
 
 __all__ = ["convert"]
 
 log = logging.getLogger("mobilenet_ext")
+
+
+def _use_se_op(m: nn.Module) -> bool:
+    """Make a squeeze-excitation module of a supported form run on the op;
+    whether it was one."""
+    if type(m) is SqueezeExcitation:
+        if se_op_args(m) is None:
+            return False
+        m.use_op = True
+        return True
+    if type(m).__name__ == "SqueezeExcitation" and type(m).__module__ == "torchvision.ops.misc":
+        from ._torchvision_fused import TorchvisionSqueezeExcitation
+
+        if se_op_args(m) is None:
+            return False
+        m.__class__ = TorchvisionSqueezeExcitation
+        return True
+    return False
 
 
 def convert(
@@ -32,6 +51,14 @@ def convert(
     nn.Identity. :func:`mobilenet_ext.fuse` folds a BatchNormAct2d like a
     BatchNorm2d.
 
+    Each squeeze-excitation module with torchvision's form
+    (``torchvision.ops.SqueezeExcitation`` or
+    :class:`mobilenet_ext.models.SqueezeExcitation`: average pool, two 1x1
+    convs, ReLU / ReLU6 / Hardswish, Hardsigmoid / Sigmoid gate) runs as one
+    :func:`~mobilenet_ext.ops.squeeze_excitation` op on the CPU, forward and
+    backward (torchvision's module gets a subclass with the same
+    parameters; the tree is unchanged).
+
     Weights are kept (the new layers hold the same parameters and buffers,
     so ``state_dict`` keys are unchanged); every other module is untouched.
 
@@ -41,7 +68,7 @@ def convert(
         verbose: print how many layers of each kind were replaced (always
             logged at INFO level on the ``mobilenet_ext`` logger).
         return_counts: also return ``{"depthwise": n, "pointwise": m,
-            "batchnorm_act": k}``.
+            "batchnorm_act": k, "squeeze_excitation": j}``.
         fuse_batchnorm: fuse BatchNorm2d + activation (see above); False
             leaves them as they are.
     """
@@ -49,7 +76,7 @@ def convert(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not inplace:
         model = copy.deepcopy(model)
-    counts = {"depthwise": 0, "pointwise": 0, "batchnorm_act": 0}
+    counts = {"depthwise": 0, "pointwise": 0, "batchnorm_act": 0, "squeeze_excitation": 0}
 
     def visit(parent: nn.Module) -> None:
         children = list(parent.named_children())
@@ -76,6 +103,8 @@ def convert(
                 setattr(parent, name, DepthwiseConv2d.from_conv(child))
                 counts["depthwise"] += 1
             else:
+                if _use_se_op(child):
+                    counts["squeeze_excitation"] += 1
                 visit(child)
 
     if type(model) is nn.Conv2d:
@@ -83,7 +112,8 @@ def convert(
                         "nn.Conv2d use DepthwiseConv2d.from_conv or PointwiseConv2d.from_conv")
     visit(model)
     msg = (f"mobilenet_ext.convert: replaced {counts['depthwise']} depthwise and {counts['pointwise']} pointwise "
-           f"nn.Conv2d, fused {counts['batchnorm_act']} BatchNorm2d + activation")
+           f"nn.Conv2d, fused {counts['batchnorm_act']} BatchNorm2d + activation, "
+           f"{counts['squeeze_excitation']} squeeze-excitation on one op")
     log.info(msg)
     if verbose:
         print(msg)

@@ -19,10 +19,11 @@ from torchvision.models.mobilenetv2 import InvertedResidual as _V2Block
 from torchvision.models.mobilenetv3 import InvertedResidual as _V3Block
 from torchvision.ops.misc import SqueezeExcitation as _TvSE
 
-from .models._layers import scale_input
+from .models._layers import se_forward
 from .nn import PointwiseConv2d
 
-__all__ = ["FusedInvertedResidualV2", "FusedInvertedResidualV3", "InplaceSqueezeExcitation", "fuse_torchvision_blocks"]
+__all__ = ["FusedInvertedResidualV2", "FusedInvertedResidualV3", "TorchvisionSqueezeExcitation",
+           "InplaceSqueezeExcitation", "fuse_torchvision_blocks"]
 
 
 def _only_identities(mods) -> bool:
@@ -52,14 +53,26 @@ class FusedInvertedResidualV3(_V3Block):
         return self.block[-1][0](y, residual=input)
 
 
-class InplaceSqueezeExcitation(_TvSE):
-    """torchvision's SqueezeExcitation scaling its input in place when no
-    autograd records the call (else as torchvision: ``scale * input``).
-    Only for an input nothing else reads (fuse() uses it inside the
-    inverted-residual blocks, where the input is the depthwise output)."""
+class TorchvisionSqueezeExcitation(_TvSE):
+    """torchvision's SqueezeExcitation run as one
+    :func:`mobilenet_ext.ops.squeeze_excitation` op on the CPU where its
+    form allows (:func:`mobilenet_ext.models._layers.se_op_args`; else as
+    torchvision). :func:`mobilenet_ext.convert` gives torchvision's SE
+    modules this class (parameters and state_dict keys unchanged)."""
+
+    inplace_scale = False
+    use_op = True
 
     def forward(self, input: Tensor) -> Tensor:
-        return scale_input(input, self._scale(input), True)
+        return se_forward(self, input, self._scale, self.inplace_scale, self.use_op)
+
+
+class InplaceSqueezeExcitation(TorchvisionSqueezeExcitation):
+    """The same, scaling its input in place when no autograd records the
+    call. Only for an input nothing else reads (fuse() uses it inside the
+    inverted-residual blocks, where the input is the depthwise output)."""
+
+    inplace_scale = True
 
 
 def fuse_torchvision_blocks(model: nn.Module) -> int:
@@ -80,7 +93,7 @@ def fuse_torchvision_blocks(model: nn.Module) -> int:
                 changed += 1
             for i, sub in enumerate(list(m.block)):
                 # SE right after the depthwise layer: its input is read by nothing else
-                if type(sub) is _TvSE and i >= 1:
+                if type(sub) in (_TvSE, TorchvisionSqueezeExcitation) and i >= 1:
                     sub.__class__ = InplaceSqueezeExcitation
                     changed += 1
     return changed

@@ -121,17 +121,24 @@ def profile(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224),
             records.append(LayerStat(name, type(mod).__name__, kind, tuple(out.shape), macs, params))
         return fn
 
+    se_op = []  # squeeze-excitation on one op: run its 1x1 layers as modules, so the hooks count them
     for name, mod in model.named_modules():
         if isinstance(mod, _COUNTED):
             handles.append(mod.register_forward_hook(hook(name)))
+        if getattr(mod, "use_op", False) is True and hasattr(mod, "fc1"):
+            se_op.append(mod)
     was_training = model.training
     model.eval()
     try:
+        for mod in se_op:
+            mod.use_op = False
         model(input)
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
+        for mod in se_op:
+            mod.use_op = True
     total = sum(r.macs for r in records)
     for r in records:
         r.share = r.macs / total if total else 0.0

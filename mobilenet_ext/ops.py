@@ -725,3 +725,125 @@ def _register_bn_decomposition() -> None:
 
 _register_bn_decomposition()
 __all__.append("batch_norm_act")
+
+
+# --------------------------------------------------------------------------
+# Squeeze-excitation (training and eval; csrc/glue/squeeze_excitation_ops.cpp)
+# --------------------------------------------------------------------------
+#: Gate codes of squeeze_excitation.
+SE_GATES = {"hardsigmoid": 0, "sigmoid": 1}
+
+
+def squeeze_excitation(
+    input: Tensor,
+    weight1: Tensor,
+    bias1: Optional[Tensor],
+    weight2: Tensor,
+    bias2: Optional[Tensor],
+    activation: Optional[str] = "relu",
+    gate: str = "hardsigmoid",
+) -> Tensor:
+    r"""Squeeze-excitation in one op on the CPU:
+    ``input * gate(fc2(act(fc1(input.mean((2, 3), keepdim=True)))))``, as
+    ``torchvision.ops.SqueezeExcitation``.
+
+    Shapes: ``input`` ``[N, C, H, W]`` (float32 / float64, NCHW or
+    channels_last; the output keeps the layout), ``weight1`` ``[S, C]`` or
+    ``[S, C, 1, 1]``, ``bias1`` ``[S]`` or None, ``weight2`` ``[C, S]`` or
+    ``[C, S, 1, 1]``, ``bias2`` ``[C]`` or None. ``activation``: None /
+    "relu" / "relu6" / "hardswish"; ``gate``: "hardsigmoid" or "sigmoid".
+
+    Two passes over ``input`` forward (channel means, then the scaling) and
+    two backward (``sum(grad * input)`` with the means, then ``grad_input =
+    grad * scale + d(mean) / (H * W)`` in one write); the small layers run on
+    ``[N, C]``. CUDA tensors run the same formula in PyTorch ops.
+    """
+    code = _activation_code(activation)
+    if gate not in SE_GATES:
+        raise ValueError(f"squeeze_excitation: gate must be one of {sorted(SE_GATES)}, got {gate!r}")
+    if input.device.type != "cpu":
+        return _se_reference(input, weight1, bias1, weight2, bias2, code, SE_GATES[gate])
+    return _call(_ops.squeeze_excitation, (input, weight1, bias1, weight2, bias2),
+                 input, weight1, bias1, weight2, bias2, code, SE_GATES[gate])
+
+
+def _se_reference(input, weight1, bias1, weight2, bias2, activation: int, gate: int) -> Tensor:
+    """squeeze_excitation in PyTorch ops (CUDA, and the ONNX decomposition)."""
+    f = torch.nn.functional
+    p = input.mean((2, 3))
+    h = _BN_ACT_FNS[activation](f.linear(p, weight1.reshape(weight1.shape[0], -1), bias1))
+    z = f.linear(h, weight2.reshape(weight2.shape[0], -1), bias2)
+    s = torch.sigmoid(z) if gate == 1 else f.hardsigmoid(z)
+    return input * s[:, :, None, None]
+
+
+def _se_fake_check(op, input, weight1, bias1, weight2, bias2):
+    _check_fake_same(op, input, weight1=weight1, bias1=bias1, weight2=weight2, bias2=bias2)
+    _check_fake(input.dim() == 4, f"{op}: input must be a 4-D tensor [N, C, H, W], got shape {tuple(input.shape)}")
+
+
+@torch.library.register_fake("mobilenet_ext::squeeze_excitation")
+def _(input, weight1, bias1, weight2, bias2, activation, gate):
+    _se_fake_check("squeeze_excitation", input, weight1, bias1, weight2, bias2)
+    return torch.empty_like(input, memory_format=_memory_format(input))
+
+
+@torch.library.register_fake("mobilenet_ext::squeeze_excitation_backward")
+def _(grad_output, input, weight1, bias1, weight2, bias2, activation, gate):
+    _se_fake_check("squeeze_excitation_backward", input, weight1, bias1, weight2, bias2)
+    return (torch.empty_like(input, memory_format=_memory_format(input)), torch.empty_like(weight1),
+            input.new_empty((weight1.shape[0],)), torch.empty_like(weight2), input.new_empty((weight2.shape[0],)))
+
+
+def _se_setup_context(ctx, inputs, output):
+    input, weight1, bias1, weight2, bias2, activation, gate = inputs
+    ctx.save_for_backward(input, weight1, bias1, weight2, bias2)
+    ctx.se_args = (int(activation), int(gate))
+
+
+def _se_backward(ctx, grad):
+    input, weight1, bias1, weight2, bias2 = ctx.saved_tensors
+    gi, gw1, gb1, gw2, gb2 = _ops.squeeze_excitation_backward(grad, input, weight1, bias1, weight2, bias2,
+                                                              *ctx.se_args)
+    need = ctx.needs_input_grad
+    return (
+        gi if need[0] else None,
+        gw1 if need[1] else None,
+        gb1 if bias1 is not None and need[2] else None,
+        gw2 if need[3] else None,
+        gb2 if bias2 is not None and need[4] else None,
+        None, None,
+    )
+
+
+torch.library.register_autograd("mobilenet_ext::squeeze_excitation", _se_backward, setup_context=_se_setup_context)
+
+
+def _register_se_decomposition() -> None:
+    # for torch.onnx.export only, like the conv decompositions above
+    from torch._decomp import register_decomposition
+
+    @register_decomposition(_ops.squeeze_excitation.default)
+    def _se(input, weight1, bias1, weight2, bias2, activation, gate):
+        return _se_reference(input, weight1, bias1, weight2, bias2, activation, gate)
+
+
+_register_se_decomposition()
+
+
+def _register_se_flops() -> None:
+    # the two small layers, as torch's counter counts them for the module
+    # (1x1 convs / mm); the pooling and scaling are not counted there either
+    from torch.utils.flop_counter import register_flop_formula
+
+    @register_flop_formula(_ops.squeeze_excitation)
+    def _se_flop(input_shape, weight1_shape, *args, out_shape, **kw):
+        return 2 * 2 * int(input_shape[0] * weight1_shape[0] * weight1_shape[1])
+
+    @register_flop_formula(_ops.squeeze_excitation_backward)
+    def _se_bwd_flop(grad_shape, input_shape, weight1_shape, *args, out_shape, **kw):
+        return 2 * 2 * 2 * int(input_shape[0] * weight1_shape[0] * weight1_shape[1])
+
+
+_register_se_flops()
+__all__ += ["squeeze_excitation", "SE_GATES"]

@@ -276,7 +276,7 @@ def test_convert_fuses_batchnorm_activation_and_fuse_folds_it():
         tnn.Conv2d(16, 16, 1, bias=False), tnn.BatchNorm2d(16), tnn.ReLU(),
     )
     conv, counts = mx.convert(net, return_counts=True)
-    assert counts == {"depthwise": 1, "pointwise": 2, "batchnorm_act": 3}
+    assert counts == {"depthwise": 1, "pointwise": 2, "batchnorm_act": 3, "squeeze_excitation": 0}
     assert type(conv[1]) is mx.nn.BatchNormAct2d and conv[1].activation == "relu6"
     assert type(conv[2]) is tnn.Identity and type(conv[7]) is tnn.BatchNorm2d
     assert conv.state_dict().keys() == net.state_dict().keys()

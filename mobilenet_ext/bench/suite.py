@@ -121,6 +121,9 @@ def model_layer_shapes(name: str, resolution: int = 224) -> List[LayerShape]:
     from ..nn import DepthwiseConv2d, PointwiseConv2d
 
     model = getattr(models, name)(backend="ext").eval()
+    for m in model.modules():
+        if isinstance(m, models.SqueezeExcitation):
+            m.use_op = False  # call fc1 / fc2 as modules (the fused model's SE does), so the hooks see them
     found: List[LayerShape] = []
 
     def hook(mod: torch.nn.Module, inputs: Tuple[torch.Tensor, ...], output: torch.Tensor) -> None:

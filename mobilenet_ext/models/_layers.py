@@ -88,15 +88,53 @@ class ConvBNAct(nn.Sequential):
         self.out_channels = out_channels
 
 
-def scale_input(input: Tensor, scale: Tensor, inplace: bool) -> Tensor:
-    """``scale * input`` for squeeze-excitation; with ``inplace``, and when
-    no autograd records the call, ``input.mul_(scale)`` instead (no fresh
-    full-size output: [32, 72, 56, 56] 8.5 ms NCHW / 57 ms channels_last
-    out of place against 0.7-1.0 ms in place, 2 threads). Only for an input
-    nothing else reads."""
-    if inplace and not (torch.is_grad_enabled() and (input.requires_grad or scale.requires_grad)):
-        return input.mul_(scale)
-    return scale * input
+_SE_ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Identity: None}
+_SE_GATES = {nn.Hardsigmoid: "hardsigmoid", nn.Sigmoid: "sigmoid"}
+
+
+def _is_fc_conv(m: nn.Module) -> bool:
+    """A 1x1 conv (nn.Conv2d or PointwiseConv2d) usable as an SE layer."""
+    if isinstance(m, PointwiseConv2d):
+        return True
+    return (type(m) is nn.Conv2d and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.groups == 1
+            and m.dilation == (1, 1) and m.padding in ((0, 0), "valid"))
+
+
+def se_op_args(m: nn.Module) -> Optional[tuple]:
+    """(activation, gate) of :func:`mobilenet_ext.ops.squeeze_excitation`
+    for an SE module with torchvision's layout (``avgpool`` an
+    AdaptiveAvgPool2d(1), ``fc1`` / ``fc2`` 1x1 convs, ``activation`` ReLU /
+    ReLU6 / Hardswish, ``scale_activation`` Hardsigmoid / Sigmoid); None when
+    ``m`` has another form (it then runs as it is)."""
+    pool, fc1, fc2 = getattr(m, "avgpool", None), getattr(m, "fc1", None), getattr(m, "fc2", None)
+    act, gate = getattr(m, "activation", None), getattr(m, "scale_activation", None)
+    if not (isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))):
+        return None
+    if not (fc1 is not None and fc2 is not None and _is_fc_conv(fc1) and _is_fc_conv(fc2)):
+        return None
+    if type(act) not in _SE_ACTIVATIONS or type(gate) not in _SE_GATES:
+        return None
+    return _SE_ACTIVATIONS[type(act)], _SE_GATES[type(gate)]
+
+
+def se_forward(m: nn.Module, input: Tensor, scale_fn: Callable[[Tensor], Tensor], inplace: bool,
+               use_op: bool = True) -> Tensor:
+    """The forward of an SE module ``m`` (torchvision's layout, see
+    :func:`se_op_args`): in place when ``inplace`` and no autograd records
+    (:func:`scale_input`); else, on the CPU when ``use_op`` and ``m`` has the
+    supported form, one :func:`mobilenet_ext.ops.squeeze_excitation` call
+    (forward and backward in two passes over the activation each); else
+    ``scale_fn(input) * input`` as torchvision."""
+    recording = torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in m.parameters()))
+    if inplace and not recording:
+        return input.mul_(scale_fn(input))
+    if use_op and input.device.type == "cpu" and input.dim() == 4 and input.dtype in (torch.float32, torch.float64):
+        args = se_op_args(m)
+        if args is not None:
+            from .. import ops
+
+            return ops.squeeze_excitation(input, m.fc1.weight, m.fc1.bias, m.fc2.weight, m.fc2.bias, *args)
+    return scale_fn(input) * input
 
 
 class SqueezeExcitation(nn.Module):
@@ -104,7 +142,10 @@ class SqueezeExcitation(nn.Module):
     ``x * scale_activation(fc2(activation(fc1(avgpool(x)))))``.
     ``inplace_scale`` (set by :func:`mobilenet_ext.fuse`, whose blocks feed
     it the depthwise output alone): scale the input in place when no
-    autograd records the call, instead of allocating the product."""
+    autograd records the call, instead of allocating the product.
+    ``use_op`` (True with the "ext" backend; set by
+    :func:`mobilenet_ext.convert`): otherwise run it as one
+    :func:`mobilenet_ext.ops.squeeze_excitation` op on the CPU."""
 
     inplace_scale: bool = False
 
@@ -122,12 +163,15 @@ class SqueezeExcitation(nn.Module):
         self.fc2 = make_conv(backend, squeeze_channels, input_channels, 1, bias=True)
         self.activation = activation()
         self.scale_activation = scale_activation()
+        self.use_op = backend == "ext"
 
-    def forward(self, input: Tensor) -> Tensor:
+    def _scale(self, input: Tensor) -> Tensor:
         scale = self.avgpool(input)
         scale = self.activation(self.fc1(scale))
-        scale = self.scale_activation(self.fc2(scale))
-        return scale_input(input, scale, self.inplace_scale)
+        return self.scale_activation(self.fc2(scale))
+
+    def forward(self, input: Tensor) -> Tensor:
+        return se_forward(self, input, self._scale, self.inplace_scale, self.use_op)
 
 
 def init_weights(model: nn.Module) -> None:
