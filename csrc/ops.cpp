@@ -86,6 +86,10 @@ TORCH_LIBRARY(mobilenet_ext, m) {
   m.def(
       "squeeze_excitation(Tensor input, Tensor weight1, Tensor? bias1, "
       "Tensor weight2, Tensor? bias2, int activation, int gate) -> Tensor");
+  // In place (inference: no autograd), input *= the same scale.
+  m.def(
+      "squeeze_excitation_(Tensor(a!) input, Tensor weight1, Tensor? bias1, "
+      "Tensor weight2, Tensor? bias2, int activation, int gate) -> ()");
   m.def(
       "squeeze_excitation_backward(Tensor grad_output, Tensor input, "
       "Tensor weight1, Tensor? bias1, Tensor weight2, Tensor? bias2, "

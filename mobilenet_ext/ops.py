@@ -767,6 +767,28 @@ def squeeze_excitation(
                  input, weight1, bias1, weight2, bias2, code, SE_GATES[gate])
 
 
+def squeeze_excitation_(
+    input: Tensor,
+    weight1: Tensor,
+    bias1: Optional[Tensor],
+    weight2: Tensor,
+    bias2: Optional[Tensor],
+    activation: Optional[str] = "relu",
+    gate: str = "hardsigmoid",
+) -> Tensor:
+    """:func:`squeeze_excitation` in place (``input`` is scaled and
+    returned), for inference: no autograd. CPU only."""
+    code = _activation_code(activation)
+    if gate not in SE_GATES:
+        raise ValueError(f"squeeze_excitation_: gate must be one of {sorted(SE_GATES)}, got {gate!r}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight1, bias1, weight2,
+                                                                                  bias2)):
+        raise RuntimeError("squeeze_excitation_: in place and without autograd; use squeeze_excitation when "
+                           "gradients are needed")
+    _ops.squeeze_excitation_(input, weight1, bias1, weight2, bias2, code, SE_GATES[gate])
+    return input
+
+
 def _se_reference(input, weight1, bias1, weight2, bias2, activation: int, gate: int) -> Tensor:
     """squeeze_excitation in PyTorch ops (CUDA, and the ONNX decomposition)."""
     f = torch.nn.functional
@@ -786,6 +808,12 @@ def _se_fake_check(op, input, weight1, bias1, weight2, bias2):
 def _(input, weight1, bias1, weight2, bias2, activation, gate):
     _se_fake_check("squeeze_excitation", input, weight1, bias1, weight2, bias2)
     return torch.empty_like(input, memory_format=_memory_format(input))
+
+
+@torch.library.register_fake("mobilenet_ext::squeeze_excitation_")
+def _(input, weight1, bias1, weight2, bias2, activation, gate):
+    _se_fake_check("squeeze_excitation_", input, weight1, bias1, weight2, bias2)
+    return None
 
 
 @torch.library.register_fake("mobilenet_ext::squeeze_excitation_backward")
@@ -846,4 +874,4 @@ def _register_se_flops() -> None:
 
 
 _register_se_flops()
-__all__ += ["squeeze_excitation", "SE_GATES"]
+__all__ += ["squeeze_excitation", "squeeze_excitation_", "SE_GATES"]

@@ -202,3 +202,38 @@ def test_models_se_uses_op():
     odd = TvSE(16, 8, activation=tnn.GELU)
     _, counts = mx.convert(tnn.Sequential(odd), return_counts=True)
     assert counts["squeeze_excitation"] == 0
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "strided"])
+def test_inplace_matches_out_of_place(layout):
+    ref = _reference(20, 8, "hardswish", "sigmoid")
+    p = [t.detach() for t in _params(ref, torch.float32)]
+    x = make_layout(torch.randn(3, 20, 9, 11), layout)
+    want = mx.ops.squeeze_excitation(x, *p, activation="hardswish", gate="sigmoid")
+    y = x.clone() if layout == "strided" else x.clone(memory_format=torch.preserve_format)
+    if layout == "strided":
+        y = make_layout(y, "strided")
+    ptr = y.data_ptr()
+    out = mx.ops.squeeze_excitation_(y, *p, activation="hardswish", gate="sigmoid")
+    assert out is y and y.data_ptr() == ptr
+    assert torch.equal(y, want)
+    x.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="without autograd"):
+        mx.ops.squeeze_excitation_(x, *p)
+    with torch.no_grad():  # no recording: allowed
+        mx.ops.squeeze_excitation_(x, *p)
+
+
+def test_fused_model_calls_the_inplace_op():
+    import torchvision
+
+    torch.manual_seed(0)
+    stock = torchvision.models.mobilenet_v3_small().eval()
+    fast = mx.fuse(mx.convert(stock).eval())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.profiler.profile() as prof, torch.no_grad():
+        y = fast(x)
+    names = [e.name for e in prof.events()]
+    assert names.count("mobilenet_ext::squeeze_excitation_") == 9
+    with torch.no_grad():
+        assert_close(y, stock(x), torch.float32, "fused logits")

@@ -13,6 +13,7 @@
 // gradient and their sum as three more full-size tensors).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -100,8 +101,21 @@ SeArgs check_se(const char* op, const at::Tensor& input, const at::Tensor& weigh
   return a;
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return b.defined() ? at::addmm(b, x, w.t()) : at::mm(x, w.t());
+// act(x @ w^T + b) for x [N, K], w [M, K]: on the project's 1x1 GEMM
+// (mobilenet_ext::pointwise_conv2d_fused on [N, K, 1, 1]; float32 and
+// float64), through the dispatcher. At batch 1 ATen's addmm here went to a
+// different BLAS and thread pool than the surrounding layers.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, Activation act = Activation::None) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("mobilenet_ext::pointwise_conv2d_fused", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
+                                               int64_t, const c10::optional<at::Tensor>&)>();
+  const int64_t N = x.size(0), K = x.size(1), M = w.size(0);
+  c10::optional<at::Tensor> bias;
+  if (b.defined()) bias = b;
+  const at::Tensor y = op.call(x.reshape({N, K, 1, 1}), w.reshape({M, K, 1, 1}), bias, static_cast<int64_t>(act),
+                               c10::nullopt);
+  return y.reshape({N, M});
 }
 
 at::Tensor activate(const at::Tensor& z, Activation act) {
@@ -131,14 +145,19 @@ at::Tensor activate_backward(const at::Tensor& g, const at::Tensor& z, Activatio
 }
 
 // The small layers on the channel means p [N, C]: z1 = fc1(p), z2 = fc2(act(z1)), scale = gate(z2).
+// z1 only for the backward (with_pre); the forward fuses act into fc1.
 struct SeScale {
   at::Tensor z1, h, z2, scale;
 };
 
-SeScale se_scale(const SeArgs& a, const at::Tensor& p) {
+SeScale se_scale(const SeArgs& a, const at::Tensor& p, bool with_pre) {
   SeScale r;
-  r.z1 = linear(p, a.w1, a.b1);
-  r.h = activate(r.z1, a.act);
+  if (with_pre) {
+    r.z1 = linear(p, a.w1, a.b1);
+    r.h = activate(r.z1, a.act);
+  } else {
+    r.h = linear(p, a.w1, a.b1, a.act);
+  }
   r.z2 = linear(r.h, a.w2, a.b2);
   r.scale = a.gate == Gate::Sigmoid ? at::sigmoid(r.z2) : at::hardsigmoid(r.z2);
   return r;
@@ -181,10 +200,30 @@ at::Tensor squeeze_excitation_cpu(const at::Tensor& input, const at::Tensor& wei
     using T = scalar_t;
     std::vector<double> sx(s.N * s.C);
     run_sums<T>(s, x.data_ptr<T>(), nullptr, sx.data(), nullptr);
-    const at::Tensor scale = se_scale(a, from_sums(sx, 1.0 / s.HW, s, input.options())).scale.contiguous();
+    const at::Tensor scale = se_scale(a, from_sums(sx, 1.0 / s.HW, s, input.options()), false).scale.contiguous();
     run_scale<T>(s, x.data_ptr<T>(), scale.data_ptr<T>(), nullptr, y.data_ptr<T>());
   });
   return y;
+}
+
+// Inference inside a fused block: input *= scale, no autograd (the caller
+// checks that nothing records and that nothing else reads input).
+void squeeze_excitation_inplace_cpu(const at::Tensor& input, const at::Tensor& weight1,
+                                    const c10::optional<at::Tensor>& bias1, const at::Tensor& weight2,
+                                    const c10::optional<at::Tensor>& bias2, int64_t activation, int64_t gate) {
+  const SeArgs a = check_se("squeeze_excitation_", input, weight1, bias1, weight2, bias2, activation, gate);
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const ChannelShape& s = a.s;
+  if (s.N == 0) return;
+  const at::Tensor x = contiguous_in(input, s.layout);  // input itself unless it is strided
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "squeeze_excitation_", [&] {
+    using T = scalar_t;
+    std::vector<double> sx(s.N * s.C);
+    run_sums<T>(s, x.data_ptr<T>(), nullptr, sx.data(), nullptr);
+    const at::Tensor scale = se_scale(a, from_sums(sx, 1.0 / s.HW, s, input.options()), false).scale.contiguous();
+    run_scale<T>(s, x.data_ptr<T>(), scale.data_ptr<T>(), nullptr, x.data_ptr<T>());
+  });
+  if (!x.is_same(input)) input.copy_(x);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> squeeze_excitation_backward_cpu(
@@ -211,7 +250,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> squeeze_e
     std::vector<double> sx(s.N * s.C), sgx(s.N * s.C);
     run_sums<T>(s, x.data_ptr<T>(), gy.data_ptr<T>(), sx.data(), sgx.data());
     const at::Tensor p = from_sums(sx, 1.0 / s.HW, s, input.options());
-    const SeScale f = se_scale(a, p);
+    const SeScale f = se_scale(a, p, true);
     const at::Tensor grad_scale = from_sums(sgx, 1.0, s, input.options());
     const at::Tensor dz2 = a.gate == Gate::Sigmoid ? at::sigmoid_backward(grad_scale, f.scale)
                                                    : at::hardsigmoid_backward(grad_scale, f.z2);
@@ -234,4 +273,5 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> squeeze_e
 TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
   m.impl("squeeze_excitation", &mnx::glue::squeeze_excitation_cpu);
   m.impl("squeeze_excitation_backward", &mnx::glue::squeeze_excitation_backward_cpu);
+  m.impl("squeeze_excitation_", &mnx::glue::squeeze_excitation_inplace_cpu);
 }
