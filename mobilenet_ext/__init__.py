@@ -20,9 +20,10 @@ from . import models
 from . import flops
 from ._convert import convert
 from ._fuse import fold_batchnorm, fuse
+from ._plan import clear_plans
 from .flops import profile
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "nn", "models", "flops", "convert", "fuse", "fold_batchnorm", "profile", "cpu_isa", "cuda_built",
+__all__ = ["ops", "nn", "models", "flops", "convert", "fuse", "fold_batchnorm", "clear_plans", "profile", "cpu_isa", "cuda_built",
            "cpu_cache_stats", "empty_cpu_cache", "set_cpu_cache_limit", "__version__"]

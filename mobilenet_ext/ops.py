@@ -791,12 +791,13 @@ def squeeze_excitation_(
 
 def _se_reference(input, weight1, bias1, weight2, bias2, activation: int, gate: int) -> Tensor:
     """squeeze_excitation in PyTorch ops (CUDA, and the ONNX decomposition)."""
+    # as torchvision's module: mean with keepdim, 1x1 convs (the same graph in an ONNX export)
     f = torch.nn.functional
-    p = input.mean((2, 3))
-    h = _BN_ACT_FNS[activation](f.linear(p, weight1.reshape(weight1.shape[0], -1), bias1))
-    z = f.linear(h, weight2.reshape(weight2.shape[0], -1), bias2)
+    p = input.mean((2, 3), keepdim=True)
+    h = _BN_ACT_FNS[activation](f.conv2d(p, weight1.reshape(weight1.shape[0], -1, 1, 1), bias1))
+    z = f.conv2d(h, weight2.reshape(weight2.shape[0], -1, 1, 1), bias2)
     s = torch.sigmoid(z) if gate == 1 else f.hardsigmoid(z)
-    return input * s[:, :, None, None]
+    return input * s
 
 
 def _se_fake_check(op, input, weight1, bias1, weight2, bias2):

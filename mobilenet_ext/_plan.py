@@ -1,0 +1,312 @@
+"""Replay of a fused model's op calls (:class:`PlannedSequential`).
+
+At batch 1 a fused MobileNet spends a large share of its time in Python
+between kernels: module calls, Identity modules left by the folding, the
+layers' argument checks. Measured here (2 threads, Zen 5), replaying the
+dispatched op calls of one forward took 0.73x (v3-S), 0.85x (v3-L) and
+0.93x (v2) of the module tree's time.
+
+:func:`mobilenet_ext.fuse` gives the outermost nn.Sequential holding its
+layers (torchvision's ``features``) this class. Its first call for an input
+of a given shape, dtype and layout runs the modules as usual while recording
+the ops they dispatch (TorchDispatchMode); later calls replay that list:
+each op with the same constant arguments (weights, packed weights, biases)
+and the outputs of earlier ops in place of the recorded ones, each
+intermediate freed after its last use. The result is bitwise the module
+tree's.
+
+A replay runs only when it is equivalent: a plain CPU tensor as input, no
+autograd recording, not tracing / compiling / exporting, no functorch
+transform, no global module hooks, and nothing in the subtree changed since
+the recording: every submodule still in its place (same object under the
+same name), no hooks on any of them, the same training flags, the same
+parameter and buffer objects where the ops read them, and none of the
+tensors the ops read updated in place (version counters). Otherwise the
+modules run (and record again when the plan went stale). Changing a
+submodule's plain attributes after the first call (a layer's ``stride`` or
+``activation``) is not seen: call :func:`clear_plans` afterwards, or set
+``plan_enabled = False``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .nn import _tracing
+
+__all__ = ["PlannedSequential", "clear_plans"]
+
+_IN, _CONST, _VAL = 0, 1, 2
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: List[Tuple[Any, tuple, dict, Any]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.calls.append((func, args, kwargs, out))
+        return out
+
+
+def _mutates_args(func) -> List[int]:
+    """Positions of the arguments ``func`` writes to (schema ``Tensor(a!)``)."""
+    out = []
+    for i, a in enumerate(func._schema.arguments):
+        if a.alias_info is not None and a.alias_info.is_write:
+            out.append(i)
+    return out
+
+
+class _Plan:
+    """The recorded op calls of one forward, for one input key."""
+
+    def __init__(self, key, steps, result, consts, edges, n_vals, training) -> None:
+        self.key = key
+        self.steps = steps  # [(func, args spec, kwargs spec, out spec, frees)]
+        self.result = result  # spec of the returned tensor
+        self.consts = consts  # [(tensor, version, owner dict or None, name)]
+        self.edges = edges  # [(parent, name, child, its training flag)] for every submodule
+        self.n_vals = n_vals
+        self.training = training
+
+    def valid(self, root: nn.Module) -> bool:
+        if root.training != self.training:
+            return False
+        for parent, name, child, training in self.edges:
+            if (parent._modules.get(name) is not child or child._forward_hooks or child._forward_pre_hooks
+                    or child.training is not training):
+                return False
+        for t, version, owner, name in self.consts:
+            if t._version != version or t.requires_grad:
+                return False
+            if owner is not None and owner.get(name) is not t:
+                return False
+        return True
+
+    def run(self, x: Tensor):
+        vals: List[Optional[Tensor]] = [None] * self.n_vals
+
+        def get(spec):
+            kind = spec[0]
+            if kind == _VAL:
+                return vals[spec[1]]
+            if kind == _IN:
+                return x
+            if kind == _CONST:
+                return spec[1]
+            return spec[1]  # a literal
+
+        for func, aspec, kspec, ospec, frees in self.steps:
+            args = [get(a) if type(a) is tuple else [get(e) for e in a] for a in aspec]
+            kwargs = {k: (get(v) if type(v) is tuple else [get(e) for e in v]) for k, v in kspec.items()}
+            out = func(*args, **kwargs)
+            if ospec is not None:
+                if type(ospec) is int:
+                    vals[ospec] = out
+                else:
+                    for i, o in zip(ospec, out):
+                        if i is not None:
+                            vals[i] = o
+            for i in frees:
+                vals[i] = None
+        return get(self.result)
+
+
+class _Unplannable:
+    """Marks an input key whose forward could not be recorded as a plan."""
+
+    def __init__(self, key) -> None:
+        self.key = key
+
+    def valid(self, root: nn.Module) -> bool:
+        return True
+
+
+class _Pending:
+    """The first call with an input key runs the modules unrecorded (the
+    layers pack their weights on first use); the second records."""
+
+    def __init__(self, key) -> None:
+        self.key = key
+
+    def valid(self, root: nn.Module) -> bool:
+        return True
+
+
+def _input_key(x: Tensor):
+    return (tuple(x.shape), x.stride(), x.dtype)
+
+
+def _record(root: "PlannedSequential", x: Tensor, key):
+    rec = _Recorder()
+    with rec:
+        out = nn.Sequential.forward(root, x)
+    plan = _build(root, x, key, rec.calls, out)
+    return out, plan
+
+
+def _owners(root: nn.Module) -> Dict[int, Tuple[dict, str]]:
+    """id(tensor) -> (the dict holding it, its key) for every parameter,
+    buffer and packed weight in ``root``'s subtree."""
+    own: Dict[int, Tuple[dict, str]] = {}
+    for m in root.modules():
+        for d in (m._parameters, m._buffers):
+            for k, t in d.items():
+                if t is not None:
+                    own.setdefault(id(t), (d, k))
+    return own
+
+
+def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
+    if type(out) is not torch.Tensor:
+        return _Unplannable(key)
+    produced: Dict[int, int] = {}  # id(tensor) -> value index
+    keep = []  # keeps recorded tensors alive while ids are compared
+    owners = _owners(root)
+    consts: Dict[int, tuple] = {}
+    steps = []
+    n = 0
+
+    def spec(a):
+        if isinstance(a, torch.Tensor):
+            if a is x:
+                return (_IN,)
+            i = produced.get(id(a))
+            if i is not None:
+                return (_VAL, i)
+            if id(a) not in consts:
+                owner = owners.get(id(a))
+                consts[id(a)] = (a, a._version, owner[0] if owner else None, owner[1] if owner else None)
+            return (_CONST, a)
+        return (3, a)
+
+    for func, args, kwargs, res in calls:
+        mut = _mutates_args(func)
+        for i in mut:  # writing to the input or a constant would not replay
+            a = args[i] if i < len(args) else None
+            if not (isinstance(a, torch.Tensor) and id(a) in produced):
+                return _Unplannable(key)
+        aspec = []
+        for a in args:
+            if isinstance(a, (list, tuple)) and any(isinstance(e, torch.Tensor) for e in a):
+                aspec.append([spec(e) for e in a])
+            else:
+                aspec.append(spec(a))
+        kspec = {k: spec(v) for k, v in kwargs.items()}
+        if isinstance(res, torch.Tensor):
+            produced[id(res)] = n
+            keep.append(res)
+            ospec = n
+            n += 1
+        elif isinstance(res, (tuple, list)):
+            ospec = []
+            for r in res:
+                if isinstance(r, torch.Tensor):
+                    produced[id(r)] = n
+                    keep.append(r)
+                    ospec.append(n)
+                    n += 1
+                else:
+                    ospec.append(None)
+            ospec = tuple(ospec)
+        else:
+            ospec = None
+        steps.append([func, aspec, kspec, ospec, []])
+    if out is x:
+        result = (_IN,)
+    elif id(out) in produced:
+        result = (_VAL, produced[id(out)])
+    else:
+        return _Unplannable(key)
+    # free each value after its last read (the result is read at the end)
+    last: Dict[int, int] = {}
+
+    def reads(s):
+        if type(s) is tuple:
+            if s[0] == _VAL:
+                yield s[1]
+        else:
+            for e in s:
+                yield from reads(e)
+
+    for j, (func, aspec, kspec, ospec, frees) in enumerate(steps):
+        for s in list(aspec) + list(kspec.values()):
+            for i in reads(s):
+                last[i] = j
+    for j, st in enumerate(steps):
+        ospec = st[3]
+        outs = [ospec] if type(ospec) is int else [o for o in (ospec or ()) if o is not None]
+        for i in outs:  # never read: free at once
+            last.setdefault(i, j)
+    if result[0] == _VAL:
+        last.pop(result[1], None)
+    for i, j in last.items():
+        steps[j][4].append(i)
+    edges = [(parent, name, child, child.training) for parent in root.modules()
+             for name, child in parent._modules.items() if child is not None]
+    return _Plan(key, [tuple(s) for s in steps], result, list(consts.values()), edges, n, root.training)
+
+
+def _has_hooks(root: nn.Module) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in root.modules())
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as _m
+
+    return bool(_m._global_forward_hooks or _m._global_forward_pre_hooks
+                or getattr(_m, "_global_forward_hooks_always_called", None))
+
+
+class PlannedSequential(nn.Sequential):
+    """An nn.Sequential that replays the op calls recorded on its first call
+    for each input shape (see the module docstring: when a replay runs,
+    and what makes it record again). Same children, parameters and
+    state_dict as the nn.Sequential it replaces."""
+
+    plan_enabled: bool = True
+
+    def forward(self, input: Tensor) -> Tensor:  # type: ignore[override]
+        if not (
+            self.plan_enabled
+            and type(input) is torch.Tensor
+            and input.is_cpu
+            and not (torch.is_grad_enabled() and input.requires_grad)
+            and not _tracing()
+            and not torch._C._are_functorch_transforms_active()
+            and not _global_hooks()
+        ):
+            return super().forward(input)
+        key = _input_key(input)
+        plan = self.__dict__.get("_mnx_plan")
+        if plan is not None and plan.key == key and plan.valid(self):
+            if type(plan) is _Plan:
+                return plan.run(input)
+            if type(plan) is _Unplannable:
+                return super().forward(input)
+        elif plan is None or plan.key != key:
+            self.__dict__["_mnx_plan"] = _Pending(key)
+            return super().forward(input)
+        if (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())) or _has_hooks(self):
+            return super().forward(input)  # keep the stale plan: recorded again once this passes
+        out, plan = _record(self, input, key)
+        self.__dict__["_mnx_plan"] = plan
+        return out
+
+    def __getstate__(self):
+        state = super().__getstate__().copy()
+        state.pop("_mnx_plan", None)  # recorded again on use
+        return state
+
+
+def clear_plans(model: nn.Module) -> None:
+    """Forget the recorded plans in ``model`` (recorded again on the next
+    call); needed after changing a submodule's plain attributes in place."""
+    for m in model.modules():
+        m.__dict__.pop("_mnx_plan", None)

@@ -1,0 +1,154 @@
+"""The fused model's op-call replay (mobilenet_ext._plan.PlannedSequential):
+bitwise the module tree's result, and recorded again (or not used) whenever
+the replay would differ."""
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+import torch.nn as tnn
+
+import mobilenet_ext as mx
+from mobilenet_ext._plan import PlannedSequential, _Plan, clear_plans
+from _helpers import torchvision_eval_model
+
+
+def _fused(name):
+    return mx.fuse(mx.convert(torchvision_eval_model(name)).eval())
+
+
+def _unplanned(model):
+    m = copy.deepcopy(model)
+    for s in m.modules():
+        if isinstance(s, PlannedSequential):
+            s.plan_enabled = False
+    return m
+
+
+def _plan_of(model):
+    return model.features.__dict__.get("_mnx_plan")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_replay_is_bitwise_the_module_tree(name, fmt):
+    fast = _fused(name)
+    assert type(fast.features) is PlannedSequential and type(fast.classifier) is PlannedSequential
+    ref = _unplanned(fast)
+    for batch in (1, 2):
+        x = torch.randn(batch, 3, 96, 96).to(memory_format=fmt)
+        with torch.no_grad():
+            want = ref(x)
+            for i in range(3):
+                got = fast(x)
+                assert torch.equal(got, want), f"call {i}"
+        assert type(_plan_of(fast)) is _Plan and _plan_of(fast).key[0] == tuple(x.shape)
+    # grad mode with nothing requiring grad: replays too
+    assert torch.equal(fast(x), want)
+
+
+def test_recorded_again_when_something_changes():
+    fast = _fused("mobilenet_v3_small")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for _ in range(3):
+            fast(x)
+        plan = _plan_of(fast)
+        assert type(plan) is _Plan
+        # a weight updated in place
+        fast.features[2].block[0][0].weight.mul_(1.5)
+        assert torch.equal(fast(x), _unplanned(fast)(x))
+        assert _plan_of(fast) is not plan
+        # a module replaced (same class: the plan must not run the old one)
+        fast.features[4] = copy.deepcopy(fast.features[4])
+        fast.features[4].block[0][0].weight.mul_(0.5)
+        assert torch.equal(fast(x), _unplanned(fast)(x))
+        # a parameter object replaced
+        conv = fast.features[5].block[0][0]
+        conv.weight = tnn.Parameter(conv.weight * 2, requires_grad=False)
+        assert torch.equal(fast(x), _unplanned(fast)(x))
+        # an Identity replaced by an activation
+        fast.features[0][1] = tnn.ReLU()
+        assert torch.equal(fast(x), _unplanned(fast)(x))
+        # a hook: runs (the modules run while it is registered)
+        seen = []
+        h = fast.features[3].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+        fast(x)
+        fast(x)
+        assert len(seen) == 2
+        h.remove()
+        assert torch.equal(fast(x), _unplanned(fast)(x))
+        # another input shape
+        y = torch.randn(2, 3, 80, 72)
+        assert torch.equal(fast(y), _unplanned(fast)(y))
+        # a plain attribute changed: seen after clear_plans
+        fast(x)
+        fast.features[1].block[1].use_op = False
+        clear_plans(fast)
+        assert torch.equal(fast(x), _unplanned(fast)(x))
+
+
+def test_not_used_when_autograd_or_tracing_records():
+    fast = _fused("mobilenet_v3_small")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fast(x)
+        fast(x)
+    plan = _plan_of(fast)
+    calls = []
+    orig = _Plan.run
+    _Plan.run = lambda self, inp: calls.append(1) or orig(self, inp)
+    try:
+        with torch.no_grad():
+            fast(x)
+        assert len(calls) == 2  # features and classifier
+        traced = torch.jit.trace(fast, x, check_trace=False)
+        x.requires_grad_(True)
+        fast(x)  # autograd records: the modules run
+        x.requires_grad_(False)
+        assert len(calls) == 2
+        with torch.no_grad():
+            # the trace holds the unpacked ops (other rounding)
+            torch.testing.assert_close(traced(x), fast(x), rtol=1e-4, atol=1e-5)
+        exported = torch.export.export(fast, (x,))
+        assert any("mobilenet_ext" in str(n.target) for n in exported.graph.nodes)
+        assert _plan_of(fast) is plan
+    finally:
+        _Plan.run = orig
+
+
+def test_copy_and_pickle_drop_the_plan():
+    fast = _fused("mobilenet_v2")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fast(x)
+        fast(x)
+    assert type(_plan_of(fast)) is _Plan
+    for other in (copy.deepcopy(fast), pickle.loads(pickle.dumps(fast))):
+        assert _plan_of(other) is None
+        with torch.no_grad():
+            assert torch.equal(other(x), fast(x))
+            other(x)
+            assert torch.equal(other(x), fast(x))
+
+
+def test_mx_models_and_plain_sequential():
+    m = mx.models.mobilenet_v2(width_mult=0.5).eval()
+    fast = mx.fuse(m)
+    assert any(type(s) is PlannedSequential for s in fast.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = _unplanned(fast)(x)
+        for _ in range(3):
+            assert torch.equal(fast(x), want)
+    seq = tnn.Sequential(tnn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), tnn.BatchNorm2d(8), tnn.ReLU(),
+                         tnn.Conv2d(8, 16, 1), tnn.Flatten(), tnn.Linear(16 * 25, 4)).eval()
+    fs = mx.fuse(mx.convert(seq).eval())
+    assert type(fs) is PlannedSequential
+    z = torch.randn(2, 8, 5, 5)
+    with torch.no_grad():
+        want = _unplanned(fs)(z)
+        for _ in range(3):
+            assert torch.equal(fs(z), want)
