@@ -22,7 +22,12 @@ the recording: every submodule still in its place (same object under the
 same name), no hooks on any of them, the same training flags, the same
 parameter and buffer objects where the ops read them, and none of the
 tensors the ops read updated in place (version counters). Otherwise the
-modules run (and record again when the plan went stale). Changing a
+modules run (and record again when the plan went stale). A forward that
+reads a tensor's value back into Python through an op (``.item()``, a
+comparison to a bool) is never replayed, nor one that writes to its input
+or to a parameter or buffer (training-mode BatchNorm). A replay does not run
+the modules' Python code: side effects there (counters, prints) happen on
+the recorded call only. Changing a
 submodule's plain attributes after the first call (a layer's ``stride`` or
 ``activation``) is not seen: call :func:`clear_plans` afterwards, or set
 ``plan_enabled = False``.
@@ -187,6 +192,10 @@ def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
         return (3, a)
 
     for func, args, kwargs, res in calls:
+        if not (res is None or isinstance(res, torch.Tensor) or (
+                isinstance(res, (tuple, list)) and all(r is None or isinstance(r, torch.Tensor) for r in res))):
+            # a number or bool read back into Python (.item(), a comparison): the modules may branch on it
+            return _Unplannable(key)
         mut = _mutates_args(func)
         for i in mut:  # writing to the input or a constant would not replay
             a = args[i] if i < len(args) else None

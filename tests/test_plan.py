@@ -152,3 +152,32 @@ def test_mx_models_and_plain_sequential():
         want = _unplanned(fs)(z)
         for _ in range(3):
             assert torch.equal(fs(z), want)
+
+
+class _Branchy(tnn.Module):
+    def forward(self, x):
+        return x * 2 if x.sum() > 0 else x * 3  # reads a value back into Python
+
+
+def test_data_dependent_and_mutating_forwards_are_not_replayed():
+    from mobilenet_ext._plan import _Unplannable
+
+    seq = tnn.Sequential(tnn.Conv2d(4, 4, 1), _Branchy()).eval()
+    fs = mx.fuse(mx.convert(seq).eval())
+    x = torch.ones(1, 4, 3, 3)
+    with torch.no_grad():
+        for _ in range(3):
+            fs(x)
+        assert type(fs.__dict__["_mnx_plan"]) is _Unplannable
+        for sign in (1, -1, 1, -1):
+            z = x * sign * 100
+            assert torch.equal(fs(z), _unplanned(fs)(z))
+    # training-mode BatchNorm updates its buffers in place: not replayed
+    bn = PlannedSequential(tnn.Conv2d(4, 4, 1), tnn.BatchNorm2d(4)).train()
+    for p in bn.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        for _ in range(3):
+            bn(torch.randn(2, 4, 3, 3))
+    assert type(bn.__dict__["_mnx_plan"]) is _Unplannable
+    assert bn[1].num_batches_tracked.item() == 3
