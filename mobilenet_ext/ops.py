@@ -758,13 +758,17 @@ def squeeze_excitation(
     grad * scale + d(mean) / (H * W)`` in one write); the small layers run on
     ``[N, C]``. CUDA tensors run the same formula in PyTorch ops.
     """
-    code = _activation_code(activation)
-    if gate not in SE_GATES:
-        raise ValueError(f"squeeze_excitation: gate must be one of {sorted(SE_GATES)}, got {gate!r}")
+    code, gate_code = _se_codes("squeeze_excitation", activation, gate)
     if input.device.type != "cpu":
-        return _se_reference(input, weight1, bias1, weight2, bias2, code, SE_GATES[gate])
+        return _se_reference(input, weight1, bias1, weight2, bias2, code, gate_code)
     return _call(_ops.squeeze_excitation, (input, weight1, bias1, weight2, bias2),
-                 input, weight1, bias1, weight2, bias2, code, SE_GATES[gate])
+                 input, weight1, bias1, weight2, bias2, code, gate_code)
+
+
+def _se_codes(op: str, activation: Optional[str], gate: str) -> Tuple[int, int]:
+    if gate not in SE_GATES:
+        raise ValueError(f"{op}: gate must be one of {sorted(SE_GATES)}, got {gate!r}")
+    return _activation_code(activation), SE_GATES[gate]
 
 
 def squeeze_excitation_(
@@ -778,14 +782,12 @@ def squeeze_excitation_(
 ) -> Tensor:
     """:func:`squeeze_excitation` in place (``input`` is scaled and
     returned), for inference: no autograd. CPU only."""
-    code = _activation_code(activation)
-    if gate not in SE_GATES:
-        raise ValueError(f"squeeze_excitation_: gate must be one of {sorted(SE_GATES)}, got {gate!r}")
+    code, gate_code = _se_codes("squeeze_excitation_", activation, gate)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight1, bias1, weight2,
                                                                                   bias2)):
         raise RuntimeError("squeeze_excitation_: in place and without autograd; use squeeze_excitation when "
                            "gradients are needed")
-    _ops.squeeze_excitation_(input, weight1, bias1, weight2, bias2, code, SE_GATES[gate])
+    _ops.squeeze_excitation_(input, weight1, bias1, weight2, bias2, code, gate_code)
     return input
 
 

@@ -235,3 +235,17 @@ def test_outputs_go_under_the_working_directory_never_the_package(tmp_path, monk
     assert cli(["bench", "--render-readme", str(res), "--update-readme"]) == 0
     text = (tmp_path / "README.md").read_text()
     assert "old" not in text and "| group |" in text
+
+
+def test_model_train_case_reports_peak_memory():
+    from mobilenet_ext.bench.targets import TARGETS, evaluate_target
+
+    s = bm.Settings.for_mode("cpu", 1, [torch.float32], quick=True, budget_s=0.01, min_rounds=2)
+    row = bm.run_model_case(bm.ModelCase("mobilenet_v3_small", "train", 2, "nchw", torch.float32), s)
+    assert row["status"] == "ok", row.get("error")
+    assert row["peak_mem_ours"] > 0 and row["peak_mem_torch"] > 0
+    # #15's memory target reads them (on batch-32 rows)
+    t = next(t for t in TARGETS if t.name.startswith("training step b32: worst peak memory"))
+    r32 = dict(row, batch=32)
+    got = evaluate_target(t, {"layers": [], "models": [r32]}, {})
+    assert got["n"] == 1 and abs(got["measured"] - row["peak_mem_ours"] / row["peak_mem_torch"]) < 1e-9

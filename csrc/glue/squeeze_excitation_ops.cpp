@@ -187,22 +187,25 @@ at::Tensor from_sums(const std::vector<double>& v, double factor, const ChannelS
   return (t * factor).to(opt.dtype());
 }
 
+// y = x * scale(x) for x contiguous in s.layout (y may be x)
+void se_forward_into(const SeArgs& a, const at::Tensor& x, at::Tensor& y) {
+  const ChannelShape& s = a.s;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "squeeze_excitation", [&] {
+    using T = scalar_t;
+    std::vector<double> sx(s.N * s.C);
+    run_sums<T>(s, x.data_ptr<T>(), nullptr, sx.data(), nullptr);
+    const at::Tensor scale = se_scale(a, from_sums(sx, 1.0 / s.HW, s, x.options()), false).scale.contiguous();
+    run_scale<T>(s, x.data_ptr<T>(), scale.data_ptr<T>(), nullptr, y.data_ptr<T>());
+  });
+}
+
 at::Tensor squeeze_excitation_cpu(const at::Tensor& input, const at::Tensor& weight1,
                                   const c10::optional<at::Tensor>& bias1, const at::Tensor& weight2,
                                   const c10::optional<at::Tensor>& bias2, int64_t activation, int64_t gate) {
   const SeArgs a = check_se("squeeze_excitation", input, weight1, bias1, weight2, bias2, activation, gate);
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls on [N, C] record nothing
-  const ChannelShape& s = a.s;
-  at::Tensor y = empty_cpu_output(input.sizes(), input.options().memory_format(memory_format_of(s.layout)));
-  if (s.N == 0) return y;
-  const at::Tensor x = contiguous_in(input, s.layout);
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "squeeze_excitation", [&] {
-    using T = scalar_t;
-    std::vector<double> sx(s.N * s.C);
-    run_sums<T>(s, x.data_ptr<T>(), nullptr, sx.data(), nullptr);
-    const at::Tensor scale = se_scale(a, from_sums(sx, 1.0 / s.HW, s, input.options()), false).scale.contiguous();
-    run_scale<T>(s, x.data_ptr<T>(), scale.data_ptr<T>(), nullptr, y.data_ptr<T>());
-  });
+  at::Tensor y = empty_cpu_output(input.sizes(), input.options().memory_format(memory_format_of(a.s.layout)));
+  if (a.s.N > 0) se_forward_into(a, contiguous_in(input, a.s.layout), y);
   return y;
 }
 
@@ -213,16 +216,9 @@ void squeeze_excitation_inplace_cpu(const at::Tensor& input, const at::Tensor& w
                                     const c10::optional<at::Tensor>& bias2, int64_t activation, int64_t gate) {
   const SeArgs a = check_se("squeeze_excitation_", input, weight1, bias1, weight2, bias2, activation, gate);
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  const ChannelShape& s = a.s;
-  if (s.N == 0) return;
-  const at::Tensor x = contiguous_in(input, s.layout);  // input itself unless it is strided
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "squeeze_excitation_", [&] {
-    using T = scalar_t;
-    std::vector<double> sx(s.N * s.C);
-    run_sums<T>(s, x.data_ptr<T>(), nullptr, sx.data(), nullptr);
-    const at::Tensor scale = se_scale(a, from_sums(sx, 1.0 / s.HW, s, input.options()), false).scale.contiguous();
-    run_scale<T>(s, x.data_ptr<T>(), scale.data_ptr<T>(), nullptr, x.data_ptr<T>());
-  });
+  if (a.s.N == 0) return;
+  at::Tensor x = contiguous_in(input, a.s.layout);  // input itself unless it is strided
+  se_forward_into(a, x, x);
   if (!x.is_same(input)) input.copy_(x);
 }
 

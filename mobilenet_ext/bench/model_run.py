@@ -362,6 +362,12 @@ def run_model_case(case: ModelCase, settings: Settings) -> Dict[str, Any]:
     except Exception as e:  # noqa: BLE001
         row.update(status="FAILED", error=f"timing: {type(e).__name__}: {e}")
         return row
+    if case.mode == "train" and settings.memory:
+        # one more step each: peak bytes allocated above what was live before (as the layer rows)
+        from .layer_run import _peak_bytes
+
+        row["peak_mem_ours"] = _peak_bytes(lambda: cands[0].call(0), dev)
+        row["peak_mem_torch"] = _peak_bytes(lambda: cands[1].call(0), dev)
     med = r["median"]
     row.update(status="ok", ours_ms=med["ours"] * 1e3, torch_ms=med["torch"] * 1e3,
                speedup=ratio_median(r["samples"], "torch", "ours"), rounds=r["rounds"],

@@ -73,7 +73,7 @@ def render_table(res: Dict[str, Any]) -> str:
         w = max(len("model case"), max(len(r["id"]) for r in M))
         head = (f"{'model case':<{w}} {'ours ms':>9} {'torch ms':>9} {'speedup':>8} {'img/s':>8} "
                 f"{'ORT ms':>8} {'ours/ORT':>9} {'torch/ORT':>9} {'OV ms':>8} {'ours/OV':>8} "
-                f"{'ind. ms':>8} {'ours/ind':>8}")
+                f"{'ind. ms':>8} {'ours/ind':>8} {'mem MiB o/t':>13}")
         lines += [head, "-" * len(head)]
         for r in M:
             if r.get("status") != "ok":
@@ -83,7 +83,9 @@ def render_table(res: Dict[str, Any]) -> str:
                          f"{r['images_per_s']:>8.1f} {_rt(r, 'ort', 'ort_ms'):>8} "
                          f"{_rt(r, 'ort', 'ours_over_ort'):>9} {_rt(r, 'ort', 'ort_speedup_vs_torch'):>9} "
                          f"{_rt(r, 'openvino', 'openvino_ms'):>8} {_rt(r, 'openvino', 'ours_over_openvino'):>8} "
-                         f"{_rt(r, 'inductor', 'inductor_ms'):>8} {_rt(r, 'inductor', 'ours_over_inductor'):>8}")
+                         f"{_rt(r, 'inductor', 'inductor_ms'):>8} {_rt(r, 'inductor', 'ours_over_inductor'):>8} "
+                         + (f"{_mem(r.get('peak_mem_ours'))}/{_mem(r.get('peak_mem_torch'))}"
+                            if "peak_mem_ours" in r else "").rjust(13))
             for key, _ in _RUNTIMES:
                 if r.get(f"{key}_note"):
                     lines.append(f"  note: {r[f'{key}_note']}")
@@ -160,11 +162,12 @@ def render_markdown(res: Dict[str, Any]) -> str:
                 "f32, latency hint) and torch.compile (inductor); `ours/X` is the median of per-round "
                 "t_ours / t_X, `X vs torch` the median of t_torch / t_X.", "",
                 "| case | ours ms | nn.Conv2d ms | speedup | img/s | ORT ms | ours/ORT | ORT vs torch | "
-                "OpenVINO ms | ours/OpenVINO | OpenVINO vs torch | inductor ms | ours/inductor | inductor vs torch |",
-                "| --- |" + " ---: |" * 13]
+                "OpenVINO ms | ours/OpenVINO | OpenVINO vs torch | inductor ms | ours/inductor | inductor vs torch | "
+                "peak MiB ours/torch |",
+                "| --- |" + " ---: |" * 14]
         for r in res["models"]:
             if r.get("status") != "ok":
-                out.append(f"| {r['id']} | FAILED: {r.get('error', '')} |" + " |" * 12)
+                out.append(f"| {r['id']} | FAILED: {r.get('error', '')} |" + " |" * 13)
                 continue
             cells = []
             for key, _ in _RUNTIMES:
@@ -174,8 +177,10 @@ def render_markdown(res: Dict[str, Any]) -> str:
                 else:
                     cells += [_f(r.get(f"{key}_ms")), _f(r.get(f"ours_over_{key}")),
                               _f(r.get(f"{key}_speedup_vs_torch"))]
+            mem = (f"{_mem(r.get('peak_mem_ours'))}/{_mem(r.get('peak_mem_torch'))}"
+                   if "peak_mem_ours" in r else "")
             out.append(f"| {r['id']} | {r['ours_ms']:.2f} | {r['torch_ms']:.2f} | {r['speedup']:.2f}x | "
-                       f"{r['images_per_s']:.1f} | " + " | ".join(cells) + " |")
+                       f"{r['images_per_s']:.1f} | " + " | ".join(cells) + f" | {mem} |")
     if res["layers"]:
         out += ["", "## Layers", "", "| case | ours ms | nn.Conv2d ms | speedup | GB/s | GFLOP/s | % roofline | "
                 "torch % roofline | peak MiB ours/torch | models |",

@@ -115,7 +115,7 @@ def _pw(*more: Condition) -> Tuple[Condition, ...]:
 #: Display names of the other runtimes of the model rows (``ours_over_<key>``).
 _RUNTIMES = {"ort": "ONNX Runtime", "openvino": "OpenVINO", "inductor": "torch.compile (inductor)"}
 
-#: The speed targets of issues #4 and #14, in report order.
+#: The targets of issues #4, #14 and #15, in report order.
 TARGETS: Tuple[Target, ...] = (
     *(Target(f"depthwise fwd {lay} b{b}: geomean speedup", "layers",
              _dw(("direction", "==", "fwd"), ("layout", "==", lay), ("batch", "==", b)),
@@ -148,6 +148,16 @@ TARGETS: Tuple[Target, ...] = (
              (("model", "==", m), ("mode", "==", "train"), ("batch", ">=", 32)),
              "speedup", "geomean", "ge", 2.0, "x", name_defaults={"batch": 32})
       for m in MODEL_NAMES),
+    # issue #15: the training step of every model at batch 32 (the worst
+    # model's speedup per layout) and its peak memory
+    *(Target(f"training step b32 {lay}: worst model's speedup", "models",
+             (("mode", "==", "train"), ("batch", "==", 32), ("layout", "==", lay)),
+             "speedup", "min", "ge", goal, "x", issue=15)
+      for lay, goal in (("nchw", 2.5), ("cl", 1.8))),
+    Target("training step b32: worst peak memory ours / stock", "models",
+           (("mode", "==", "train"), ("batch", "==", 32), ("peak_mem_ours", "not-none", None),
+            ("peak_mem_torch", "nonzero", None)),
+           "peak_mem_ours", "max", "le", 0.85, "x", per="peak_mem_torch", issue=15),
     # issue #14: whole-model inference (convert+fuse) against other runtimes,
     # every model (the worst one's ratio), each input layout
     *(Target(f"b{b} inference {lay} (convert+fuse): worst model's time / {_RUNTIMES[rt]}'s", "models",

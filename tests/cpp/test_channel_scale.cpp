@@ -19,23 +19,9 @@
 namespace {
 
 using mnx::Layout;
+using mnx_test::Vec;
 using mnx::cpu::ChannelKernels;
 using mnx::cpu::ChannelShape;
-
-template <typename T>
-struct Vec {  // buffer with canaries, float or double
-  std::vector<T> d;
-  int64_t n;
-  explicit Vec(int64_t n_, T fill = 0) : d(n_ + 64, T(777)), n(n_) {
-    for (int64_t i = 0; i < n; ++i) d[i] = fill;
-  }
-  T* p() { return d.data(); }
-  bool canaries() const {
-    for (int i = 0; i < 64; ++i)
-      if (d[n + i] != T(777)) return false;
-    return true;
-  }
-};
 
 int64_t idx(const ChannelShape& s, int64_t n, int64_t c, int64_t i) {
   return s.layout == Layout::NCHW ? (n * s.C + c) * s.HW + i : (n * s.HW + i) * s.C + c;

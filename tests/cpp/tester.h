@@ -39,6 +39,22 @@ inline void fill_random(Buffer& b, uint32_t seed) {
   for (int64_t i = 0; i < b.n; ++i) b.data[i] = d(g);
 }
 
+// A float or double buffer of n elements followed by 64 canaries (777).
+template <typename T>
+struct Vec {
+  std::vector<T> d;
+  int64_t n;
+  explicit Vec(int64_t n_, T fill = 0) : d(n_ + 64, T(777)), n(n_) {
+    for (int64_t i = 0; i < n; ++i) d[i] = fill;
+  }
+  T* p() { return d.data(); }
+  bool canaries() const {
+    for (int i = 0; i < 64; ++i)
+      if (d[n + i] != T(777)) return false;
+    return true;
+  }
+};
+
 // Relative-to-scale max error; returns true when within tol.
 inline bool close(const Buffer& got, const Buffer& ref, double tol,
                   const char* what) {
