@@ -80,6 +80,12 @@ def test_recorded_again_when_something_changes():
         assert len(seen) == 2
         h.remove()
         assert torch.equal(fast(x), _unplanned(fast)(x))
+        fast(x)
+        kept = _plan_of(fast)
+        # a hook made elsewhere (a tensor hook) leaves the plan as it is
+        torch.zeros(1, requires_grad=True).register_hook(lambda g: g)
+        fast(x)
+        assert _plan_of(fast) is kept
         # another input shape
         y = torch.randn(2, 3, 80, 72)
         assert torch.equal(fast(y), _unplanned(fast)(y))
