@@ -3,9 +3,10 @@
 //
 // Per call and thread: the weights are laid out tap-major with the output
 // channels contiguous, wt[(ci * KH + kh) * KW + kw][Cp] (Cp = Cout rounded up
-// to whole vectors, zero-padded), and per output row the KH input rows of
-// every input channel are copied to a zero-bordered strip, so the inner loop
-// has no bounds checks and reads NCHW and NHWC inputs alike. The register
+// to whole vectors, zero-padded), and per output row the KH input rows are
+// copied to a zero-bordered strip (NCHW: per input channel; NHWC: whole
+// rows, channels interleaved, read with a stride of Cin), so the inner loop
+// has no bounds checks. The register
 // tile is P output pixels x CB channel vectors: per tap CB weight loads, P
 // broadcasts of an input value, P * CB FMAs (AVX2: 6 x 2 = 12 accumulators
 // of 16 registers; NEON: 6 x 4 = 24 of 32). NHWC output is stored from the
@@ -36,8 +37,16 @@ struct SmallCinConv {
   // The P x CB tile at output pixels [ow0, ow0 + P), channels [c0, c0 + CB
   // * width): dst[p * ldd + c] for the tile's pixels, `valid` channels of
   // the tile's last vector stored (width: all).
+  // Strip row (ci, kh) starts at xs + ci * ci_step + kh * kh_step; its
+  // columns are es floats apart (NCHW strip: es 1, ci_step KH * Wp, kh_step
+  // Wp; NHWC strip, rows copied whole: es Cin, ci_step 1, kh_step Wp * Cin).
+  struct Strip {
+    const float* xs;
+    int64_t es, ci_step, kh_step;
+  };
+
   template <int P, int CB>
-  static void tile(const SmallCinConvShape& s, const float* xs, int64_t Wp, const float* wt, int64_t Cp,
+  static void tile(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
                    const float* bp, int64_t ow0, int64_t c0, Activation act, float* dst, int64_t ldd,
                    int valid_last) {
     R acc[P][CB];
@@ -45,18 +54,20 @@ struct SmallCinConv {
       const R b = V::load(bp + c0 + j * kW);
       for (int p = 0; p < P; ++p) acc[p][j] = b;
     }
-    for (int64_t r = 0; r < s.Cin * s.KH; ++r) {
-      const float* xr = xs + r * Wp + ow0 * s.SW;
-      const float* wr = wt + r * s.KW * Cp + c0;
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        R wv[CB];
-        for (int j = 0; j < CB; ++j) wv[j] = V::load(wr + kw * Cp + j * kW);
-        for (int p = 0; p < P; ++p) {
-          const R xb = V::set1(xr[p * s.SW + kw]);
-          for (int j = 0; j < CB; ++j) acc[p][j] = V::fma(xb, wv[j], acc[p][j]);
+    const int64_t es = st.es, ps = s.SW * es;
+    for (int64_t ci = 0; ci < s.Cin; ++ci)
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        const float* xr = st.xs + ci * st.ci_step + kh * st.kh_step + ow0 * ps;
+        const float* wr = wt + (ci * s.KH + kh) * s.KW * Cp + c0;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          R wv[CB];
+          for (int j = 0; j < CB; ++j) wv[j] = V::load(wr + kw * Cp + j * kW);
+          for (int p = 0; p < P; ++p) {
+            const R xb = V::set1(xr[p * ps + kw * es]);
+            for (int j = 0; j < CB; ++j) acc[p][j] = V::fma(xb, wv[j], acc[p][j]);
+          }
         }
       }
-    }
     for (int p = 0; p < P; ++p)
       for (int j = 0; j < CB; ++j) {
         const R v = activate<V>(acc[p][j], act);
@@ -71,16 +82,16 @@ struct SmallCinConv {
   // One output row: every pixel and channel block into dst (row stride ldd,
   // `cols` channels stored).
   template <int P>
-  static void row_pixels(const SmallCinConvShape& s, const float* xs, int64_t Wp, const float* wt, int64_t Cp,
+  static void row_pixels(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
                          const float* bp, int64_t ow0, Activation act, float* dst, int64_t ldd, int64_t cols) {
     int64_t c0 = 0;
     for (; c0 + kCB * kW <= Cp; c0 += kCB * kW) {
       const int valid = static_cast<int>(std::min<int64_t>(kW, cols - (c0 + (kCB - 1) * kW)));
-      tile<P, kCB>(s, xs, Wp, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+      tile<P, kCB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
     }
     for (; c0 < Cp; c0 += kW) {
       const int valid = static_cast<int>(std::min<int64_t>(kW, cols - c0));
-      tile<P, 1>(s, xs, Wp, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+      tile<P, 1>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
     }
   }
 
@@ -103,36 +114,37 @@ struct SmallCinConv {
     const int64_t OHW = s.OH * s.OW;
     for (int64_t u = begin; u < end; ++u) {
       const int64_t n = u / s.OH, oh = u % s.OH;
-      // the zero-bordered input strip: xs[(ci * KH + kh) * Wp + c] = x[n, ci, ih, c - PW]
-      for (int64_t ci = 0; ci < s.Cin; ++ci)
+      // the zero-bordered input strip, columns c = input column + PW:
+      //   NCHW: xs[(ci * KH + kh) * Wp + c] = x[n, ci, ih, c - PW]
+      //   NHWC: xs[(kh * Wp + c) * Cin + ci] = x[n, ih, c - PW, ci] (each
+      //         input row copied whole; it was a strided gather per channel)
+      const int64_t es = nhwc ? s.Cin : 1;
+      const int64_t lo = std::min<int64_t>(s.PW, Wp), hi = std::min<int64_t>(Wp, s.PW + s.W);
+      for (int64_t ci = 0; ci < (nhwc ? 1 : s.Cin); ++ci)
         for (int64_t kh = 0; kh < s.KH; ++kh) {
-          float* dr = xs + (ci * s.KH + kh) * Wp;
+          float* dr = xs + (nhwc ? kh * Wp * s.Cin : (ci * s.KH + kh) * Wp);
           const int64_t ih = oh * s.SH - s.PH + kh;
-          if (ih < 0 || ih >= s.H) {
-            std::fill(dr, dr + Wp, 0.f);
+          if (ih < 0 || ih >= s.H || hi <= lo) {  // outside the image, or wholly in the padding
+            std::fill(dr, dr + Wp * es, 0.f);
             continue;
           }
-          const int64_t lo = std::min<int64_t>(s.PW, Wp), hi = std::min<int64_t>(Wp, s.PW + s.W);
-          std::fill(dr, dr + lo, 0.f);
-          if (hi <= lo) {
-            std::fill(dr + lo, dr + Wp, 0.f);  // the row lies wholly in the padding
-            continue;
-          }
-          if (nhwc) {
-            const float* src = x + ((n * s.H + ih) * s.W) * s.Cin + ci;
-            for (int64_t c = lo; c < hi; ++c) dr[c] = src[(c - s.PW) * s.Cin];
-          } else {
-            const float* src = x + ((n * s.Cin + ci) * s.H + ih) * s.W;
-            std::copy(src + (lo - s.PW), src + (hi - s.PW), dr + lo);
-          }
-          std::fill(dr + hi, dr + Wp, 0.f);
+          const float* src = nhwc ? x + ((n * s.H + ih) * s.W) * s.Cin
+                                  : x + ((n * s.Cin + ci) * s.H + ih) * s.W;
+          std::fill(dr, dr + lo * es, 0.f);
+          std::copy(src + (lo - s.PW) * es, src + (hi - s.PW) * es, dr + lo * es);
+          std::fill(dr + hi * es, dr + Wp * es, 0.f);
         }
+      const Strip st{xs, es, nhwc ? 1 : s.KH * Wp, nhwc ? Wp * s.Cin : Wp};
       float* dst = nhwc ? y + (n * s.OH + oh) * s.OW * s.Cout : rowbuf;
       const int64_t ldd = nhwc ? s.Cout : Cp;
       const int64_t cols = nhwc ? s.Cout : Cp;
       int64_t ow0 = 0;
-      for (; ow0 + kP <= s.OW; ow0 += kP) row_pixels<kP>(s, xs, Wp, wt, Cp, bp, ow0, act, dst, ldd, cols);
-      for (; ow0 < s.OW; ++ow0) row_pixels<1>(s, xs, Wp, wt, Cp, bp, ow0, act, dst, ldd, cols);
+      for (; ow0 + kP <= s.OW; ow0 += kP) row_pixels<kP>(s, st, wt, Cp, bp, ow0, act, dst, ldd, cols);
+      // the last 1-5 pixels in tiles of 4, 2, 1: a 1-pixel tile has only CB
+      // FMA chains and waits on their latency (112 = 18 * 6 + 4 columns)
+      for (; ow0 + 4 <= s.OW; ow0 += 4) row_pixels<4>(s, st, wt, Cp, bp, ow0, act, dst, ldd, cols);
+      for (; ow0 + 2 <= s.OW; ow0 += 2) row_pixels<2>(s, st, wt, Cp, bp, ow0, act, dst, ldd, cols);
+      for (; ow0 < s.OW; ++ow0) row_pixels<1>(s, st, wt, Cp, bp, ow0, act, dst, ldd, cols);
       if (nhwc) continue;
       // the row buffer [OW][Cp] into the Cout planes of image n, row oh
       float* yr = y + n * s.Cout * OHW + oh * s.OW;
