@@ -111,7 +111,49 @@ class _Plan:
             self.hook_id = _hook_counter()
         return True
 
+    def _fast_steps(self):
+        """Per step (call, argument template, patches, out index, frees):
+        the template holds the constants and literals, patches put the
+        input (-1) and earlier outputs (index) in their positions. None when
+        a step needs the general path (keyword or list arguments, several
+        outputs)."""
+        fast = []
+        for func, aspec, kspec, ospec, frees in self.steps:
+            if kspec or not (ospec is None or type(ospec) is int) or any(type(a) is not tuple for a in aspec):
+                return None
+            tmpl, patches = [], []
+            for pos, a in enumerate(aspec):
+                if a[0] == _VAL:
+                    patches.append((pos, a[1]))
+                    tmpl.append(None)
+                elif a[0] == _IN:
+                    patches.append((pos, -1))
+                    tmpl.append(None)
+                else:
+                    tmpl.append(a[1])
+            fast.append((getattr(func, "_op", func), tmpl, tuple(patches), ospec, tuple(frees)))
+        return fast
+
     def run(self, x: Tensor):
+        fast = self.__dict__.get("_fast", False)
+        if fast is False:
+            fast = self.__dict__["_fast"] = self._fast_steps()
+        if fast is None:
+            return self._run_general(x)
+        vals: List[Optional[Tensor]] = [None] * self.n_vals + [x]  # vals[-1]: the input
+        for call, tmpl, patches, out_i, frees in fast:
+            args = tmpl.copy()
+            for pos, i in patches:
+                args[pos] = vals[i]
+            out = call(*args)
+            if out_i is not None:
+                vals[out_i] = out
+            for i in frees:
+                vals[i] = None
+        r = self.result
+        return x if r[0] == _IN else vals[r[1]]
+
+    def _run_general(self, x: Tensor):
         vals: List[Optional[Tensor]] = [None] * self.n_vals
 
         def get(spec):

@@ -187,3 +187,28 @@ def test_data_dependent_and_mutating_forwards_are_not_replayed():
             bn(torch.randn(2, 4, 3, 3))
     assert type(bn.__dict__["_mnx_plan"]) is _Unplannable
     assert bn[1].num_batches_tracked.item() == 3
+
+
+class _Cat(tnn.Module):
+    def forward(self, x):
+        return torch.cat([x, x * 2], dim=1)  # a tensor-list argument: the general replay path
+
+
+def test_general_and_fast_replay_paths_agree():
+    seq = tnn.Sequential(tnn.Conv2d(4, 4, 1), _Cat(), tnn.Conv2d(8, 8, 3, padding=1, groups=8)).eval()
+    fs = mx.fuse(mx.convert(seq).eval())
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        want = _unplanned(fs)(x)
+        for _ in range(3):
+            assert torch.equal(fs(x), want)
+        plan = fs.__dict__["_mnx_plan"]
+        assert type(plan) is _Plan and plan.__dict__["_fast"] is None  # the list argument
+    fast = _fused("mobilenet_v3_small")
+    y = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for _ in range(3):
+            fast(y)
+        plan = _plan_of(fast)
+        assert plan.__dict__["_fast"] is not None
+        assert torch.equal(plan.run(y), plan._run_general(y))
