@@ -55,6 +55,12 @@ GemmArgs pointwise_forward_gemm(const PointwiseShape& s);
 GemmArgs pointwise_grad_input_gemm(const PointwiseShape& s);
 GemmArgs pointwise_grad_weight_gemm(const PointwiseShape& s);
 
+// C = act(A B + bias) (+ residual) on the CPU GEMM family the pointwise ops
+// use (threads over C's tiles; float32 and float64), for glue that computes
+// a small matrix product itself (cpu_ops.cpp).
+template <typename T>
+void cpu_gemm(const GemmArgs& g, const T* A, const T* B, T* C, const T* bias, const T* residual);
+
 // The float32 or the float64 one of a pair of functions (the CPU kernel
 // tables of the two dtypes): f32() for T = float, f64() for T = double.
 template <typename T, typename F32, typename F64>

@@ -464,6 +464,14 @@ at::Tensor linear_packed(const at::Tensor& input, const at::Tensor& weight, cons
 
 }  // namespace
 
+template <typename T>
+void cpu_gemm(const GemmArgs& g, const T* A, const T* B, T* C, const T* bias, const T* residual) {
+  run_gemm<T>(g, A, B, C, bias, residual);
+}
+template void cpu_gemm<float>(const GemmArgs&, const float*, const float*, float*, const float*, const float*);
+template void cpu_gemm<double>(const GemmArgs&, const double*, const double*, double*, const double*,
+                               const double*);
+
 TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
   MNX_REGISTER_OPS(m, CpuBackend);
   m.impl("pointwise_pack_weight", &pointwise_pack_weight);

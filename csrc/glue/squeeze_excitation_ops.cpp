@@ -13,7 +13,6 @@
 // gradient and their sum as three more full-size tensors).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -51,7 +50,7 @@ at::Tensor check_fc_weight(const char* op, const char* name, const at::Tensor& w
                     input.scalar_type(), ", got ", w.scalar_type());
   TORCH_CHECK_VALUE(w.device() == input.device(), op, ": ", name, " must be on the input's device ", input.device(),
                     ", got ", w.device());
-  return w.reshape({rows, cols});
+  return w.reshape({rows, cols}).contiguous();
 }
 
 at::Tensor check_fc_bias(const char* op, const char* name, const c10::optional<at::Tensor>& b, int64_t rows,
@@ -63,7 +62,7 @@ at::Tensor check_fc_bias(const char* op, const char* name, const c10::optional<a
                     input.scalar_type(), ", got ", b->scalar_type());
   TORCH_CHECK_VALUE(b->device() == input.device(), op, ": ", name, " must be on the input's device ",
                     input.device(), ", got ", b->device());
-  return *b;
+  return b->contiguous();
 }
 
 struct SeArgs {
@@ -101,21 +100,30 @@ SeArgs check_se(const char* op, const at::Tensor& input, const at::Tensor& weigh
   return a;
 }
 
-// act(x @ w^T + b) for x [N, K], w [M, K]: on the project's 1x1 GEMM
-// (mobilenet_ext::pointwise_conv2d_fused on [N, K, 1, 1]; float32 and
-// float64), through the dispatcher. At batch 1 ATen's addmm here went to a
-// different BLAS and thread pool than the surrounding layers.
+// act(x @ w^T + b) for x [N, K] contiguous, w [M, K] contiguous: the
+// project's CPU GEMM called directly (C = A B with A = x, B(k, m) = w[m, k],
+// both read in place; at batch 1 the dot-product path). Going through the
+// pointwise op's dispatcher entry instead cost its checks, views and
+// allocations on every call (the small layers of every SE block).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, Activation act = Activation::None) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("mobilenet_ext::pointwise_conv2d_fused", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
-                                               int64_t, const c10::optional<at::Tensor>&)>();
   const int64_t N = x.size(0), K = x.size(1), M = w.size(0);
-  c10::optional<at::Tensor> bias;
-  if (b.defined()) bias = b;
-  const at::Tensor y = op.call(x.reshape({N, K, 1, 1}), w.reshape({M, K, 1, 1}), bias, static_cast<int64_t>(act),
-                               c10::nullopt);
-  return y.reshape({N, M});
+  at::Tensor y = at::empty({N, M}, x.options());
+  GemmArgs g;
+  g.M = N;
+  g.N = M;
+  g.K = K;
+  g.a_rs = K;
+  g.a_cs = 1;
+  g.b_rs = 1;
+  g.b_cs = K;
+  g.ldc = M;
+  g.bias_per_row = false;
+  g.act = act;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "squeeze_excitation linear", [&] {
+    cpu_gemm<scalar_t>(g, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                       b.defined() ? b.data_ptr<scalar_t>() : nullptr, nullptr);
+  });
+  return y;
 }
 
 at::Tensor activate(const at::Tensor& z, Activation act) {
@@ -159,7 +167,10 @@ SeScale se_scale(const SeArgs& a, const at::Tensor& p, bool with_pre) {
     r.h = linear(p, a.w1, a.b1, a.act);
   }
   r.z2 = linear(r.h, a.w2, a.b2);
-  r.scale = a.gate == Gate::Sigmoid ? at::sigmoid(r.z2) : at::hardsigmoid(r.z2);
+  if (with_pre)
+    r.scale = a.gate == Gate::Sigmoid ? at::sigmoid(r.z2) : at::hardsigmoid(r.z2);
+  else  // the forward keeps nothing: gate in place
+    r.scale = a.gate == Gate::Sigmoid ? r.z2.sigmoid_() : at::hardsigmoid_(r.z2);
   return r;
 }
 
@@ -183,8 +194,12 @@ void run_scale(const ChannelShape& s, const T* x, const T* scale, const T* shift
 // [N, C] tensor from double sums times `factor`
 at::Tensor from_sums(const std::vector<double>& v, double factor, const ChannelShape& s,
                      const at::TensorOptions& opt) {
-  at::Tensor t = at::from_blob(const_cast<double*>(v.data()), {s.N, s.C}, at::TensorOptions().dtype(at::kDouble));
-  return (t * factor).to(opt.dtype());
+  at::Tensor t = at::empty({s.N, s.C}, opt);
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "from_sums", [&] {
+    scalar_t* p = t.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < s.N * s.C; ++i) p[i] = static_cast<scalar_t>(v[i] * factor);
+  });
+  return t;
 }
 
 // y = x * scale(x) for x contiguous in s.layout (y may be x)
