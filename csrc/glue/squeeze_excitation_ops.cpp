@@ -4,7 +4,8 @@
 //
 // The two passes over x (the per-channel means, then the scaling) run on the
 // channel kernels (csrc/cpu/channel_scale.h); the two small fully-connected
-// layers on [N, C] run on ATen. The backward reads grad_output and x once
+// layers on [N, C] run on the CPU GEMM (cpu_gemm), their backward on ATen.
+// The backward reads grad_output and x once
 // for sum_hw(grad_output * x) and sum_hw(x) (the means, recomputed rather
 // than saved), back-propagates the small layers on [N, C], then writes
 //   grad_x = grad_output * scale + d(mean) / HW

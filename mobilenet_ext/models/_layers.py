@@ -11,6 +11,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from .. import ops
 from ..nn import DepthwiseConv2d, PointwiseConv2d, _tracing
 
 BACKENDS = ("ext", "torch")
@@ -89,8 +90,6 @@ class ConvBNAct(nn.Sequential):
 
 
 _SE_ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Identity: None}
-_ACT_CODES = {None: 0, "relu": 1, "relu6": 2, "hardswish": 3}  # mobilenet_ext.ops.ACTIVATIONS
-_GATE_CODES = {"hardsigmoid": 0, "sigmoid": 1}  # mobilenet_ext.ops.SE_GATES
 _SE_GATES = {nn.Hardsigmoid: "hardsigmoid", nn.Sigmoid: "sigmoid"}
 
 
@@ -127,7 +126,8 @@ def se_forward(m: nn.Module, input: Tensor, scale_fn: Callable[[Tensor], Tensor]
                use_op: bool = True) -> Tensor:
     """The forward of an SE module ``m`` (torchvision's layout, see
     :func:`se_op_args`): in place when ``inplace`` and no autograd records
-    (:func:`scale_input`); else, on the CPU when ``use_op`` and ``m`` has the
+    (one :func:`mobilenet_ext.ops.squeeze_excitation_` call, or ``mul_``
+    when the op does not apply); else, on the CPU when ``use_op`` and ``m`` has the
     supported form, one :func:`mobilenet_ext.ops.squeeze_excitation` call
     (forward and backward in two passes over the activation each); else
     ``scale_fn(input) * input`` as torchvision."""
@@ -147,10 +147,8 @@ def se_forward(m: nn.Module, input: Tensor, scale_fn: Callable[[Tensor], Tensor]
     if args is not None:
         if inplace and not recording and not _tracing():
             # one op call instead of ~6 module calls (batch 1: 20-40 us of Python a block)
-            _se_inplace(input, w1, b1, w2, b2, _ACT_CODES[args[0]], _GATE_CODES[args[1]])
+            _se_inplace(input, w1, b1, w2, b2, ops.ACTIVATIONS[args[0]], ops.SE_GATES[args[1]])
             return input
-        from .. import ops
-
         # also what a trace / export records: the same kernels as the in-place op (same bits)
         return ops.squeeze_excitation(input, w1, b1, w2, b2, *args)
     if inplace and not recording:
