@@ -38,15 +38,16 @@ bool conv2d_small_cin_forward_scalar(const SmallCinConvShape& s, const T* x, con
 
 #if defined(__x86_64__) || defined(_M_X64)
 const SmallCinConvKernels<float>& conv2d_small_cin_kernels_avx2();  // avx2/conv2d_small_cin_avx2.cpp
+const SmallCinConvKernels<float>& conv2d_small_cin_kernels_avx512();  // avx512/conv2d_small_cin_avx512.cpp
 #endif
 #if defined(__aarch64__)
 const SmallCinConvKernels<float>& conv2d_small_cin_kernels_neon();  // neon/conv2d_small_cin_neon.cpp
 #endif
 
-// Selected family (conv2d_small_cin_dispatch.cpp): the AVX2 or NEON
-// instantiation of generic/conv2d_small_cin.h for float32 (same rule as the
-// other families: MOBILENET_EXT_ISA=scalar forces the reference), the scalar
-// reference for float64.
+// Selected family (conv2d_small_cin_dispatch.cpp): the AVX2 (AVX-512 when
+// cpu_use_avx512()) or NEON instantiation of generic/conv2d_small_cin.h for
+// float32 (same rule as the other families: MOBILENET_EXT_ISA=scalar forces
+// the reference), the scalar reference for float64.
 const SmallCinConvKernels<float>& conv2d_small_cin_kernels_f32();
 const SmallCinConvKernels<float>& conv2d_small_cin_kernels_scalar_f32();
 const SmallCinConvKernels<double>& conv2d_small_cin_kernels_f64();

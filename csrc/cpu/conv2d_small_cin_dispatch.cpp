@@ -17,7 +17,9 @@ const SmallCinConvKernels<float>& conv2d_small_cin_kernels_scalar_f32() { return
 const SmallCinConvKernels<float>& conv2d_small_cin_kernels_f32() {
   const char* isa = selected_isa();
 #if defined(__x86_64__) || defined(_M_X64)
-  if (std::strcmp(isa, "avx2") == 0) return conv2d_small_cin_kernels_avx2();
+  if (std::strcmp(isa, "avx2") == 0)
+    return cpu_use_avx512() ? conv2d_small_cin_kernels_avx512()  // coverage: needs avx512f
+                            : conv2d_small_cin_kernels_avx2();
 #endif
 #if defined(__aarch64__)
   if (std::strcmp(isa, "neon") == 0) return conv2d_small_cin_kernels_neon();

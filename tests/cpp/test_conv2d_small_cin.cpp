@@ -148,6 +148,7 @@ int main() {
       {1, 3, 3, 3, 9, 3, 3, 1, 4},     // padding wider than the input: rows wholly in the padding
       {1, 2, 2, 40, 8, 3, 3, 2, 1},    // one full vector, wide rows
       {1, 3, 5, 9, 64, 3, 3, 1, 0},    // many channel blocks
+      {1, 3, 9, 38, 80, 3, 3, 2, 1},   // AVX-512: 4 vectors then 1; 19 = 12 + 4 + 2 + 1 pixels
   };
   uint32_t seed = 1;
   for (Layout l : {Layout::NCHW, Layout::NHWC})

@@ -1,5 +1,5 @@
 // Small-Cin dense convolution (../conv2d_small_cin.h), written once over the
-// vector layer V (float32) and instantiated per ISA (avx2/, neon/).
+// vector layer V (float32) and instantiated per ISA (avx2/, avx512/, neon/).
 //
 // Per call and thread: the weights are laid out tap-major with the output
 // channels contiguous, wt[(ci * KH + kh) * KW + kw][Cp] (Cp = Cout rounded up
@@ -9,7 +9,9 @@
 // has no bounds checks. The register
 // tile is P output pixels x CB channel vectors: per tap CB weight loads, P
 // broadcasts of an input value, P * CB FMAs (AVX2: 6 x 2 = 12 accumulators
-// of 16 registers; NEON: 6 x 4 = 24 of 32). NHWC output is stored from the
+// of 16 registers; AVX-512 and NEON, 32 registers: 6 x 4 = 24, and 12 x 2 or
+// 12 x 1 for the last channel vectors, e.g. 32 or 16 output channels on
+// AVX-512). NHWC output is stored from the
 // tile; NCHW output goes through a row buffer [OW][Cp] transposed into the
 // Cout planes (8x8 register transposes where the ISA has them).
 #pragma once
@@ -79,20 +81,40 @@ struct SmallCinConv {
       }
   }
 
-  // One output row: every pixel and channel block into dst (row stride ldd,
-  // `cols` channels stored).
-  template <int P>
-  static void row_pixels(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
-                         const float* bp, int64_t ow0, Activation act, float* dst, int64_t ldd, int64_t cols) {
+  // Output pixels per tile for a tile of CB channel vectors: enough
+  // independent FMA chains to cover the FMA latency on two pipes, within
+  // the register file (P * CB accumulators + CB weights + 1 broadcast).
+  template <int CB>
+  static constexpr int pixels() {
+    return V::registers >= 32 && CB < 4 ? 12 : kP;
+  }
+
+  // Channels [c0, c0 + CB * width) of one output row, every pixel, into dst
+  // (row stride ldd, `cols` channels stored in all).
+  template <int CB>
+  static void row_channels(const SmallCinConvShape& s, const Strip& st, const float* wt,
+                           int64_t Cp, const float* bp, int64_t c0, Activation act, float* dst,
+                           int64_t ldd, int64_t cols) {
+    constexpr int P = pixels<CB>();
+    const int valid = static_cast<int>(std::min<int64_t>(kW, cols - (c0 + (CB - 1) * kW)));
+    int64_t ow0 = 0;
+    for (; ow0 + P <= s.OW; ow0 += P) tile<P, CB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+    // the last pixels in tiles of 4, 2, 1: a 1-pixel tile has only CB FMA
+    // chains and waits on their latency (112 = 18 * 6 + 4 columns)
+    for (; ow0 + 4 <= s.OW; ow0 += 4) tile<4, CB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+    for (; ow0 + 2 <= s.OW; ow0 += 2) tile<2, CB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+    for (; ow0 < s.OW; ++ow0) tile<1, CB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+  }
+
+  // One output row: every pixel and channel block, in channel groups of kCB
+  // vectors (then 2, then 1).
+  static void row(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
+                  const float* bp, Activation act, float* dst, int64_t ldd, int64_t cols) {
     int64_t c0 = 0;
-    for (; c0 + kCB * kW <= Cp; c0 += kCB * kW) {
-      const int valid = static_cast<int>(std::min<int64_t>(kW, cols - (c0 + (kCB - 1) * kW)));
-      tile<P, kCB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
-    }
-    for (; c0 < Cp; c0 += kW) {
-      const int valid = static_cast<int>(std::min<int64_t>(kW, cols - c0));
-      tile<P, 1>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
-    }
+    if constexpr (kCB == 4)
+      for (; c0 + 4 * kW <= Cp; c0 += 4 * kW) row_channels<4>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols);
+    for (; c0 + 2 * kW <= Cp; c0 += 2 * kW) row_channels<2>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols);
+    for (; c0 < Cp; c0 += kW) row_channels<1>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols);
   }
 
   static bool forward(const SmallCinConvShape& s, const float* x, const float* w, const float* bias, float* y,
@@ -138,23 +160,18 @@ struct SmallCinConv {
       float* dst = nhwc ? y + (n * s.OH + oh) * s.OW * s.Cout : rowbuf;
       const int64_t ldd = nhwc ? s.Cout : Cp;
       const int64_t cols = nhwc ? s.Cout : Cp;
-      int64_t ow0 = 0;
-      for (; ow0 + kP <= s.OW; ow0 += kP) row_pixels<kP>(s, st, wt, Cp, bp, ow0, act, dst, ldd, cols);
-      // the last 1-5 pixels in tiles of 4, 2, 1: a 1-pixel tile has only CB
-      // FMA chains and waits on their latency (112 = 18 * 6 + 4 columns)
-      for (; ow0 + 4 <= s.OW; ow0 += 4) row_pixels<4>(s, st, wt, Cp, bp, ow0, act, dst, ldd, cols);
-      for (; ow0 + 2 <= s.OW; ow0 += 2) row_pixels<2>(s, st, wt, Cp, bp, ow0, act, dst, ldd, cols);
-      for (; ow0 < s.OW; ++ow0) row_pixels<1>(s, st, wt, Cp, bp, ow0, act, dst, ldd, cols);
+      row(s, st, wt, Cp, bp, act, dst, ldd, cols);
       if (nhwc) continue;
       // the row buffer [OW][Cp] into the Cout planes of image n, row oh
       float* yr = y + n * s.Cout * OHW + oh * s.OW;
       int64_t c = 0;
-      if constexpr (V::transpose_n == kW) {
-        for (; c + kW <= s.Cout; c += kW) {
+      constexpr int TN = V::transpose_n;  // the ISA's register transpose (AVX-512: AVX2's 8x8)
+      if constexpr (TN > 1) {
+        for (; c + TN <= s.Cout; c += TN) {
           int64_t o = 0;
-          for (; o + kW <= s.OW; o += kW) V::transpose(rowbuf + o * Cp + c, Cp, yr + c * OHW + o, OHW);
+          for (; o + TN <= s.OW; o += TN) V::transpose(rowbuf + o * Cp + c, Cp, yr + c * OHW + o, OHW);
           for (; o < s.OW; ++o)
-            for (int64_t k = 0; k < kW; ++k) yr[(c + k) * OHW + o] = rowbuf[o * Cp + c + k];
+            for (int64_t k = 0; k < TN; ++k) yr[(c + k) * OHW + o] = rowbuf[o * Cp + c + k];
         }
       }
       for (; c < s.Cout; ++c)
