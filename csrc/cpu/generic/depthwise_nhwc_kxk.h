@@ -117,14 +117,20 @@ inline void dwkxk_border_pixel(const float* const* rows, int64_t C, int64_t W,
   }
 }
 
-// Prefetch of the input rows the next output row adds (the S rows below
-// this row's window), for the input columns [c0, c1): called once per group,
-// so the touches are spread over the row's compute. Stride 2 only: measured
-// on Zen 5, one thread, batch 1, with the caches flushed before each call
-// 96x112x112 stride 2 took 485 -> 227-324 us and 32x112x112 stride 1
-// 337 -> 257 us, but inside fused mobilenet_v2 only the stride-2 layers
-// gained (96 channels at 112x112: 181-408 -> 156-164 us) while the stride-1
-// ones did not and lost 5-10% when hot. Prefetches never fault.
+// Prefetches for the next output row, one slice per 8-pixel group so the
+// touches are spread over the row's compute: the input rows it adds (the S
+// rows below this row's window, columns [c0, c1)), and, for writing, its
+// output pixels under this group. In a network both are cold (the input
+// was written by the producing layer and left L2; the output buffer was
+// last used a layer or more ago): at batch 1, one thread, Zen 5, a layer
+// whose output lines are not in cache took 2-3x its time in a loop
+// (32x112x112: 92 -> 255 us; with the prefetches 168 us), and the
+// hardware prefetchers do little for the group's C-strided reads and
+// stores. In-process A/B on fused channels_last models (alternating
+// forwards, median of ratios): v2 0.958-0.967x at batch 1 (1 and 2
+// threads), 0.922x at batch 32; v3-large 0.99x / 0.97x; v3-small 1.00x.
+// A layer run in a loop (its data in L2) is 3-10% slower. Prefetches never
+// fault.
 inline int64_t dwkxk_imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 template <int S>
@@ -136,6 +142,11 @@ inline void dwkxk_prefetch_next(const float* const* next, int64_t C, int64_t c0,
     const char* e = reinterpret_cast<const char*>(next[i] + c1 * C);
     for (; p < e; p += 64) __builtin_prefetch(p, 0, 3);
   }
+}
+
+inline void dwkxk_prefetch_out(const float* p, int64_t n) {
+  const char* q = reinterpret_cast<const char*>(p);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(float)); b += 64) __builtin_prefetch(q + b, 1, 3);
 }
 
 template <class V, int K, int S, bool kMasked>
@@ -158,7 +169,7 @@ void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt
     const float* next[S];
     for (int i = 0; i < S; ++i) {
       const int64_t ih = (oh + 1) * S - s.PH + K - S + i;
-      next[i] = (S == 2 && u + 1 < end && oh + 1 < s.OH && ih >= 0 && ih < s.H)
+      next[i] = (u + 1 < end && oh + 1 < s.OH && ih >= 0 && ih < s.H)
                     ? x + (n * s.H + ih) * W * C
                     : nullptr;
     }
@@ -170,6 +181,7 @@ void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt
     for (; ow + 8 <= hi; ow += 8) {
       // this group reads columns [ow*S - P, ow*S - P + 7*S + K)
       dwkxk_prefetch_next<S>(next, C, dwkxk_imin(ow * S - P + K, W), dwkxk_imin(ow * S - P + 8 * S + K, W));
+      if (u + 1 < end) dwkxk_prefetch_out(yr + (OW + ow) * C, 8 * C);
       dwkxk_groups<V, K, S, 8, kMasked>(rows, C, ow * S - P, wt, bias, yr + ow * C, act);
     }
     dwkxk_prefetch_next<S>(next, C, dwkxk_imin(ow * S - P + K, W), W);
