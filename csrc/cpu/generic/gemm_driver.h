@@ -161,8 +161,12 @@ inline bool gemm_rows_first(const GemmArgs& g) {
 // touch per 64-byte line. The prepacked weights of a layer are read once per
 // call (channels_last B panels at small maps, NCHW A panels), so at batch 1
 // in a network they come from L3 or memory; the hardware prefetchers start
-// late on each new panel. Measured on Zen 5, fused mobilenet_v2 at batch 1,
-// one thread: see the commit. Prefetches never fault.
+// late on each new panel. In-process A/B at batch 1, 1 thread, Zen 5,
+// fused models, median of ratios against no prefetch (against prefetching
+// only weights of 256 KiB and more): with ONNX Runtime run between forwards
+// (the benchmark's cache state) v2 0.97x (0.99x), v3-small 0.98x (0.97x);
+// the model alone v3-large 0.96-0.98x (0.99x), v3-small 0.98-1.00x
+// (1.00-1.02x). Prefetches never fault.
 inline void gemm_prefetch_span(const float* p, int64_t n, int64_t i, int64_t parts) {
   constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(float));
   const int64_t lines = (n + kLine - 1) / kLine;
@@ -212,10 +216,6 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
   const bool direct_a = Kern::kDirectA && g.a_cs == 1 && !virt && g.a_panel == 0;
   const int64_t G = kNC / TN, MG = kMC / TM, MGO = kMCO / TM;
   const bool rows_first = gemm_rows_first(g);
-  // prefetch of prepacked weights (gemm_prefetch_span) only for weights of
-  // 256 KiB and more: smaller ones stay in L2 across calls (mobilenet_v3_small
-  // at batch 1: its 1x1 layers were 2.5% slower with it)
-  const bool prefetch_w = g.K * (g.a_panel ? g.M : g.N) >= (int64_t(1) << 16);
 
   GemmBuffers& buf = gemm_tls();
   float* Bp = g.b_panel ? nullptr : gemm_reserve(buf.b, buf.b_cap, g_imax(kcb, 1) * kNC);
@@ -333,7 +333,7 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
             // Prepacked A (the weights, NCHW): on the block's first column
             // panel, prefetch the next row panel's kc x MR weights, which
             // stream from L3 or memory (see gemm_prefetch_span)
-            if (prefetch_w && Af && jp == 0 && m + MR < g.M)
+            if (Af && jp == 0 && m + MR < g.M)
               gemm_prefetch_span(Af + (m + MR) * K + k0 * MR, kc * MR, 0, 1);
             if (mr == MR && nr == NR) {
               Kern::ukr(kc, ap, g.a_rs, dir, bp, cp, g.ldc, !first, last ? &epi : nullptr, m, n,
@@ -368,7 +368,7 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
             for (int64_t mt = mc; mt < mc_hi; ++mt)
               ntile += (g_imin(g.M, mt * TM + TM) - mt * TM + MR - 1) / MR;
             for (int64_t jp = 0; jp < npan; ++jp) {
-              const float* nb = prefetch_w && mc == mo && g.b_panel && jp + 1 < npan
+              const float* nb = mc == mo && g.b_panel && jp + 1 < npan
                                     ? B + (((n_lo + (jp + 1) * NR) / NR) * K + k0) * NR
                                     : nullptr;
               int64_t t = 0;
