@@ -100,7 +100,8 @@ kernel_libs = [
         "mnx_cpu_kernels",
         {
             "sources": ["csrc/cpu/dispatch.cpp", "csrc/cpu/batchnorm_act_dispatch.cpp",
-                        "csrc/cpu/conv2d_small_cin_dispatch.cpp", "csrc/cpu/channel_scale_dispatch.cpp"]
+                        "csrc/cpu/conv2d_small_cin_dispatch.cpp", "csrc/cpu/channel_scale_dispatch.cpp",
+                        "csrc/cpu/inverted_residual.cpp"]
             + sorted(glob.glob("csrc/cpu/scalar/*.cpp")),
             "cflags": common_cflags,
             "obj_deps": {"": kernel_headers},
@@ -149,7 +150,8 @@ define_macros = [("MNX_TORCH_VERSION", f'"{torch_version}"')]
 cxx_flags = ["-O3", "-fopenmp"]
 link_flags = ["-fopenmp"]
 sources = ["csrc/ops.cpp", "csrc/glue/common.cpp", "csrc/glue/cpu_ops.cpp", "csrc/glue/cpu_output_cache.cpp",
-           "csrc/glue/batchnorm_ops.cpp", "csrc/glue/squeeze_excitation_ops.cpp"]
+           "csrc/glue/batchnorm_ops.cpp", "csrc/glue/squeeze_excitation_ops.cpp",
+           "csrc/glue/inverted_residual_ops.cpp"]
 
 if with_cuda:
     define_macros.append(("MNX_WITH_CUDA", None))

@@ -90,6 +90,18 @@ TORCH_LIBRARY(mobilenet_ext, m) {
   m.def(
       "squeeze_excitation_(Tensor(a!) input, Tensor weight1, Tensor? bias1, "
       "Tensor weight2, Tensor? bias2, int activation, int gate) -> ()");
+  // A channels_last MobileNet block in one pass (csrc/glue/inverted_residual_ops.cpp),
+  // CPU, float32, inference: y = act_p(pointwise(act_d(depthwise(act_e(
+  // pointwise(input, expand_weight) + expand_bias)) + dw_bias)) +
+  // project_bias) (+ input when residual); expand and project optional
+  // (weight and its pointwise_pack_weight form given together), square
+  // depthwise kernel, dilation 1. Equals the three ops in that order.
+  m.def(
+      "inverted_residual_fused(Tensor input, Tensor? expand_weight, Tensor? expand_packed, "
+      "Tensor? expand_bias, int expand_activation, Tensor dw_weight, Tensor? dw_bias, "
+      "int stride, int padding, int dw_activation, Tensor? project_weight, "
+      "Tensor? project_packed, Tensor? project_bias, int project_activation, "
+      "bool residual) -> Tensor");
   m.def(
       "squeeze_excitation_backward(Tensor grad_output, Tensor input, "
       "Tensor weight1, Tensor? bias1, Tensor weight2, Tensor? bias2, "

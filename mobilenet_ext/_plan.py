@@ -292,6 +292,7 @@ def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
         result = (_VAL, produced[id(out)])
     else:
         return _Unplannable(key)
+    steps = _fuse_blocks(steps, keep, x, result)
     # free each value after its last read (the result is read at the end)
     last: Dict[int, int] = {}
 
@@ -319,6 +320,113 @@ def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
     edges = [(parent, name, child) for parent in root.modules()
              for name, child in parent._modules.items() if child is not None]
     return _Plan(key, [tuple(s) for s in steps], result, list(consts.values()), edges, n, root)
+
+
+# --- MobileNet blocks on one op ----------------------------------------------
+# A recorded expand 1x1 -> depthwise -> project 1x1 (+ residual) sequence on
+# channels_last float32 tensors, each intermediate read only by the next
+# op, is replayed as one inverted_residual_fused call (csrc/cpu/
+# inverted_residual.h: the block in bands of output rows, so the expanded
+# and depthwise tensors stay in cache); expand -> depthwise and depthwise ->
+# project pairs likewise. Bitwise the same result (the same kernels on the
+# bands). Only where the expanded tensor is large enough for the bands to
+# pay (BLOCK_FUSION_MIN_BYTES per image, measured: see the commit).
+BLOCK_FUSION_MIN_BYTES = 1 << 16
+
+
+def _fuse_blocks(steps, keep, x, result):
+    if BLOCK_FUSION_MIN_BYTES is None:
+        return steps
+    ops = torch.ops.mobilenet_ext
+    pw_op, dw_op = ops.pointwise_conv2d_packed.default, ops.depthwise_conv2d_fused.default
+    reads: Dict[int, int] = {}
+
+    def count(sp):
+        if type(sp) is tuple:
+            if sp[0] == _VAL:
+                reads[sp[1]] = reads.get(sp[1], 0) + 1
+        else:
+            for e in sp:
+                count(e)
+
+    for st in steps:
+        for sp in list(st[1]) + list(st[2].values()):
+            count(sp)
+    if result[0] == _VAL:
+        reads[result[1]] = reads.get(result[1], 0) + 1
+
+    def tensor(sp):
+        if sp[0] == _IN:
+            return x
+        if sp[0] == _VAL:
+            return keep[sp[1]]
+        return None
+
+    def nhwc_f32(t):
+        return (isinstance(t, torch.Tensor) and t.dim() == 4 and t.dtype == torch.float32
+                and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous())
+
+    def is_pw(st):
+        return (st[0] is pw_op and not st[2] and type(st[3]) is int and len(st[1]) == 6
+                and nhwc_f32(tensor(st[1][0])))
+
+    def is_dw(st):
+        if not (st[0] is dw_op and not st[2] and type(st[3]) is int and len(st[1]) == 7):
+            return False
+        a = st[1]
+        w = a[1][1] if a[1][0] == _CONST else None
+        stride, pad, dil = a[3][1], a[4][1], a[5][1]
+        return (nhwc_f32(tensor(a[0])) and isinstance(w, torch.Tensor) and w.dim() == 4
+                and w.shape[1] == 1 and w.shape[2] == w.shape[3] and list(dil) == [1, 1]
+                and stride[0] == stride[1] and pad[0] == pad[1] and pad[0] < w.shape[2]
+                and w.shape[0] == tensor(a[0]).shape[1])
+
+    def only_read_by_next(st):
+        return st[3] != (result[1] if result[0] == _VAL else None) and reads.get(st[3], 0) == 1
+
+    def same(a, b):  # two argument specs name the same value (no tensor ==)
+        if type(a) is not tuple or type(b) is not tuple or a[0] != b[0]:
+            return False
+        return a[0] == _IN or a[1] is b[1] or (a[0] == _VAL and a[1] == b[1])
+
+    out = []
+    j = 0
+    none = (3, None)
+    while j < len(steps):
+        st = steps[j]
+        e = st if is_pw(st) and same(st[1][5], none) else None
+        jd = j + 1 if e is not None else j
+        d = steps[jd] if jd < len(steps) and is_dw(steps[jd]) else None
+        if d is not None and e is not None and not (same(d[1][0], (_VAL, e[3])) and only_read_by_next(e)):
+            e, jd, d = None, j, (st if is_dw(st) else None)
+        if d is None:
+            out.append(st)
+            j += 1
+            continue
+        p = steps[jd + 1] if jd + 1 < len(steps) else None
+        if not (p is not None and is_pw(p) and same(p[1][0], (_VAL, d[3])) and only_read_by_next(d)):
+            p = None
+        block_in = e[1][0] if e is not None else d[1][0]
+        if p is not None and not same(p[1][5], none) and not same(p[1][5], block_in):
+            p = None  # a residual other than the block's input
+        t = tensor(d[1][0])
+        big = t.shape[1] * t.shape[2] * t.shape[3] * 4 >= BLOCK_FUSION_MIN_BYTES
+        if (e is None and p is None) or not big:
+            out.append(st)
+            j += 1
+            continue
+        a = d[1]
+        args = [block_in]
+        args += [e[1][1], e[1][2], e[1][3], e[1][4]] if e is not None else [none, none, none, (3, 0)]
+        args += [a[1], a[2], (3, a[3][1][0]), (3, a[4][1][0]), a[6]]
+        if p is not None:
+            args += [p[1][1], p[1][2], p[1][3], p[1][4], (3, not same(p[1][5], none))]
+        else:
+            args += [none, none, none, (3, 0), (3, False)]
+        last = p if p is not None else d
+        out.append([ops.inverted_residual_fused.default, args, {}, last[3], []])
+        j = (jd + 2) if p is not None else (jd + 1)
+    return out
 
 
 def _hook_counter() -> int:
