@@ -348,6 +348,19 @@ def _(input, weight, packed, bias, activation, residual):
     return _pw_fake_out(input, weight, bias, residual)
 
 
+@torch.library.register_fake("mobilenet_ext::inverted_residual_fused")
+def _(input, expand_weight, expand_packed, expand_bias, expand_activation, dw_weight, dw_bias, stride,
+      padding, dw_activation, project_weight, project_packed, project_bias, project_activation, residual):
+    op = "inverted_residual_fused"
+    _check_fake(input.dim() == 4, f"{op}: input must be 4-D [N, C, H, W], got shape {tuple(input.shape)}")
+    _check_fake_same(op, input, expand_weight=expand_weight, dw_weight=dw_weight, project_weight=project_weight)
+    k = dw_weight.shape[2]
+    oh = _out_size(input.shape[2], k, stride, padding, 1)
+    ow = _out_size(input.shape[3], k, stride, padding, 1)
+    cout = project_weight.shape[0] if project_weight is not None else dw_weight.shape[0]
+    return input.new_empty((input.shape[0], cout, oh, ow)).contiguous(memory_format=torch.channels_last)
+
+
 @torch.library.register_fake("mobilenet_ext::conv2d_small_cin_fused")
 def _(input, weight, bias, stride, padding, activation):
     _check_fake(input.dim() == 4 and weight.dim() == 4 and weight.shape[1] == input.shape[1],

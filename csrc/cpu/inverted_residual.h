@@ -18,6 +18,8 @@
 // arithmetic as the separate ops compute it (GEMM elements do not depend on
 // the rows around them; the depthwise kernels' do not depend on the rows
 // computed with them), so the result is bitwise the three ops' result when
+// the 1x1 weights come packed (as the op passes them; unpacked, a band of at
+// most kGemmSmallM rows runs its GEMM as dot products, equal to rounding) and
 // the routing gives the band the separate op's depthwise kernel.
 //
 // Work units: output rows (n, oh); a call computes rows [begin, end), any
