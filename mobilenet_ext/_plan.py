@@ -13,7 +13,14 @@ the ops they dispatch (TorchDispatchMode); later calls replay that list:
 each op with the same constant arguments (weights, packed weights, biases)
 and the outputs of earlier ops in place of the recorded ones, each
 intermediate freed after its last use. The result is bitwise the module
-tree's.
+tree's (for a float32 NCHW input: the module tree's on the input in
+channels_last, and in channels_last, see CHANNELS_LAST_INSIDE).
+
+Two rewrites of the recorded list make the replay faster than the modules
+themselves: a float32 NCHW input is converted to channels_last once and the
+whole forward replayed in channels_last (CHANNELS_LAST_INSIDE), and
+expand 1x1 -> depthwise -> project 1x1 sequences run on one
+inverted_residual_fused call each (_fuse_blocks).
 
 A replay runs only when it is equivalent: a plain CPU tensor as input, no
 autograd recording, not tracing / compiling / exporting, no functorch
@@ -90,6 +97,9 @@ class _Plan:
         self.owner_keys = [(d, n) for _, _, d, n in consts if d is not None]
         self.owner_ids = [id(t) for t, _, d, _ in consts if d is not None]
         self.hook_id = _hook_counter()
+        # the forward was recorded on the input converted to channels_last
+        # (CHANNELS_LAST_INSIDE); the replay converts it too
+        self.to_cl = False
 
     def valid(self, root: nn.Module) -> bool:
         if root is not self.root:
@@ -135,6 +145,9 @@ class _Plan:
         return fast
 
     def run(self, x: Tensor):
+        return self._run(x.contiguous(memory_format=torch.channels_last) if self.to_cl else x)
+
+    def _run(self, x: Tensor):
         fast = self.__dict__.get("_fast", False)
         if fast is False:
             fast = self.__dict__["_fast"] = self._fast_steps()
@@ -207,11 +220,23 @@ def _input_key(x: Tensor):
     return (tuple(x.shape), x.stride(), x.dtype)
 
 
+def _nchw_to_cl(x: Tensor) -> bool:
+    """Whether a replay of a forward on ``x`` runs on channels_last (see
+    CHANNELS_LAST_INSIDE): a float32 NCHW-contiguous 4-D input whose layout
+    is not also channels_last."""
+    return (CHANNELS_LAST_INSIDE and x.dim() == 4 and x.dtype == torch.float32 and x.is_contiguous()
+            and not x.is_contiguous(memory_format=torch.channels_last))
+
+
 def _record(root: "PlannedSequential", x: Tensor, key):
+    to_cl = _nchw_to_cl(x)
+    xr = x.contiguous(memory_format=torch.channels_last) if to_cl else x
     rec = _Recorder()
     with rec:
-        out = nn.Sequential.forward(root, x)
-    plan = _build(root, x, key, rec.calls, out)
+        out = nn.Sequential.forward(root, xr)
+    plan = _build(root, xr, key, rec.calls, out)
+    if to_cl and type(plan) is _Plan:
+        plan.to_cl = True
     return out, plan
 
 
@@ -332,6 +357,17 @@ def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
 # bands). Only where the expanded tensor is large enough for the bands to
 # pay (BLOCK_FUSION_MIN_BYTES per image, measured: see the commit).
 BLOCK_FUSION_MIN_BYTES = 1 << 16
+
+# A float32 NCHW input is converted to channels_last once at the start of
+# the forward (first call, recording and replays alike), and the result is
+# the channels_last one (the same values; PyTorch's ops take either layout):
+# the channels_last ops are the faster ones here, and only they run the
+# blocks on one op. The result is bitwise the module tree's on the
+# channels_last input, and equal to rounding to its NCHW result: the
+# convolutions compute every element with the same arithmetic in either
+# layout, the squeeze-excitation means (in double) and PyTorch's average
+# pool sum in another order (tests/test_plan.py checks both).
+CHANNELS_LAST_INSIDE = True
 
 
 def _fuse_blocks(steps, keep, x, result):
@@ -474,6 +510,8 @@ class PlannedSequential(nn.Sequential):
                 return super().forward(input)
         elif plan is None or plan.key != key:
             self.__dict__["_mnx_plan"] = _Pending(key)
+            if _nchw_to_cl(input):  # as the recording and the replays will
+                input = input.contiguous(memory_format=torch.channels_last)
             return super().forward(input)
         if (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())) or _has_hooks(self):
             return super().forward(input)  # keep the stale plan: recorded again once this passes

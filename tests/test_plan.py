@@ -27,6 +27,15 @@ def _unplanned(model):
     return m
 
 
+def _tree(model, x):
+    """The module tree's result on ``x`` as the replay sees it: a float32
+    NCHW input in channels_last (_plan.CHANNELS_LAST_INSIDE)."""
+    if x.dim() == 4 and x.dtype == torch.float32 and x.is_contiguous() and not x.is_contiguous(
+            memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return _unplanned(model)(x)
+
+
 def _plan_of(model):
     return model.features.__dict__.get("_mnx_plan")
 
@@ -40,10 +49,17 @@ def test_replay_is_bitwise_the_module_tree(name, fmt):
     for batch in (1, 2):
         x = torch.randn(batch, 3, 96, 96).to(memory_format=fmt)
         with torch.no_grad():
-            want = ref(x)
+            # an NCHW input is replayed in channels_last (CHANNELS_LAST_INSIDE):
+            # bitwise the module tree on the channels_last input, equal to
+            # rounding (squeeze-excitation means) to it on the NCHW one
+            want = ref(x.contiguous(memory_format=torch.channels_last))
+            want_nchw = ref(x)
+            torch.testing.assert_close(want_nchw, want, rtol=1e-5, atol=1e-5)
             for i in range(3):
                 got = fast(x)
                 assert torch.equal(got, want), f"call {i}"
+                feats = fast.features(x)
+                assert feats.is_contiguous(memory_format=torch.channels_last)
         assert type(_plan_of(fast)) is _Plan and _plan_of(fast).key[0] == tuple(x.shape)
     # grad mode with nothing requiring grad: replays too
     assert torch.equal(fast(x), want)
@@ -59,19 +75,19 @@ def test_recorded_again_when_something_changes():
         assert type(plan) is _Plan
         # a weight updated in place
         fast.features[2].block[0][0].weight.mul_(1.5)
-        assert torch.equal(fast(x), _unplanned(fast)(x))
+        assert torch.equal(fast(x), _tree(fast, x))
         assert _plan_of(fast) is not plan
         # a module replaced (same class: the plan must not run the old one)
         fast.features[4] = copy.deepcopy(fast.features[4])
         fast.features[4].block[0][0].weight.mul_(0.5)
-        assert torch.equal(fast(x), _unplanned(fast)(x))
+        assert torch.equal(fast(x), _tree(fast, x))
         # a parameter object replaced
         conv = fast.features[5].block[0][0]
         conv.weight = tnn.Parameter(conv.weight * 2, requires_grad=False)
-        assert torch.equal(fast(x), _unplanned(fast)(x))
+        assert torch.equal(fast(x), _tree(fast, x))
         # an Identity replaced by an activation
         fast.features[0][1] = tnn.ReLU()
-        assert torch.equal(fast(x), _unplanned(fast)(x))
+        assert torch.equal(fast(x), _tree(fast, x))
         # a hook: runs (the modules run while it is registered)
         seen = []
         h = fast.features[3].register_forward_hook(lambda m, i, o: seen.append(o.shape))
@@ -79,7 +95,7 @@ def test_recorded_again_when_something_changes():
         fast(x)
         assert len(seen) == 2
         h.remove()
-        assert torch.equal(fast(x), _unplanned(fast)(x))
+        assert torch.equal(fast(x), _tree(fast, x))
         fast(x)
         kept = _plan_of(fast)
         # a hook made elsewhere (a tensor hook) leaves the plan as it is
@@ -88,12 +104,12 @@ def test_recorded_again_when_something_changes():
         assert _plan_of(fast) is kept
         # another input shape
         y = torch.randn(2, 3, 80, 72)
-        assert torch.equal(fast(y), _unplanned(fast)(y))
+        assert torch.equal(fast(y), _tree(fast, y))
         # a plain attribute changed: seen after clear_plans
         fast(x)
         fast.features[1].block[1].use_op = False
         clear_plans(fast)
-        assert torch.equal(fast(x), _unplanned(fast)(x))
+        assert torch.equal(fast(x), _tree(fast, x))
 
 
 def test_not_used_when_autograd_or_tracing_records():
@@ -146,7 +162,7 @@ def test_mx_models_and_plain_sequential():
     assert any(type(s) is PlannedSequential for s in fast.modules())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        want = _unplanned(fast)(x)
+        want = _tree(fast, x)
         for _ in range(3):
             assert torch.equal(fast(x), want)
     seq = tnn.Sequential(tnn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), tnn.BatchNorm2d(8), tnn.ReLU(),
@@ -155,7 +171,7 @@ def test_mx_models_and_plain_sequential():
     assert type(fs) is PlannedSequential
     z = torch.randn(2, 8, 5, 5)
     with torch.no_grad():
-        want = _unplanned(fs)(z)
+        want = _tree(fs, z)
         for _ in range(3):
             assert torch.equal(fs(z), want)
 
@@ -177,7 +193,7 @@ def test_data_dependent_and_mutating_forwards_are_not_replayed():
         assert type(fs.__dict__["_mnx_plan"]) is _Unplannable
         for sign in (1, -1, 1, -1):
             z = x * sign * 100
-            assert torch.equal(fs(z), _unplanned(fs)(z))
+            assert torch.equal(fs(z), _tree(fs, z))
     # training-mode BatchNorm updates its buffers in place: not replayed
     bn = PlannedSequential(tnn.Conv2d(4, 4, 1), tnn.BatchNorm2d(4)).train()
     for p in bn.parameters():
@@ -199,7 +215,7 @@ def test_general_and_fast_replay_paths_agree():
     fs = mx.fuse(mx.convert(seq).eval())
     x = torch.randn(2, 4, 5, 5)
     with torch.no_grad():
-        want = _unplanned(fs)(x)
+        want = _tree(fs, x)
         for _ in range(3):
             assert torch.equal(fs(x), want)
         plan = fs.__dict__["_mnx_plan"]
@@ -211,4 +227,4 @@ def test_general_and_fast_replay_paths_agree():
             fast(y)
         plan = _plan_of(fast)
         assert plan.__dict__["_fast"] is not None
-        assert torch.equal(plan.run(y), plan._run_general(y))
+        assert torch.equal(plan.run(y), plan._run_general(y.contiguous(memory_format=torch.channels_last)))
