@@ -27,6 +27,7 @@ __all__ = [
     "conv2d_small_cin_fused",
     "linear_fused",
     "linear_packed",
+    "inverted_residual_fused",
     "gemm_panel",
     "ACTIVATIONS",
 ]
@@ -220,6 +221,46 @@ def linear_packed(input: Tensor, weight: Tensor, packed: Tensor, bias: Optional[
     bits. CPU float32."""
     return _call(_ops.linear_packed, (input, weight, packed, bias), input, weight, packed, bias,
                  _activation_code(activation))
+
+
+def inverted_residual_fused(
+    input: Tensor,
+    dw_weight: Tensor,
+    dw_bias: Optional[Tensor] = None,
+    stride: int = 1,
+    padding: int = 1,
+    dw_activation: Optional[str] = None,
+    expand: Optional[Tuple[Tensor, Tensor, Optional[Tensor], Optional[str]]] = None,
+    project: Optional[Tuple[Tensor, Tensor, Optional[Tensor], Optional[str]]] = None,
+    residual: bool = False,
+) -> Tensor:
+    """A MobileNet block in one pass, channels_last, for inference (CPU
+    float32, not differentiable)::
+
+        e = act_e(pointwise(input, W_e) + b_e)        # expand, if given
+        d = act_d(depthwise(e, dw_weight) + dw_bias)  # KxK, stride, padding
+        y = act_p(pointwise(d, W_p) + b_p) + input    # project if given; + input if residual
+
+    computed in bands of output rows so the expanded and depthwise tensors
+    are never written whole; the result is bitwise that of
+    :func:`pointwise_conv2d_packed`, :func:`depthwise_conv2d_fused` and
+    :func:`pointwise_conv2d_packed` in that order. ``mx.fuse``'s replay uses
+    it for the blocks of a fused model by itself.
+
+    Shapes: input ``[N, C_in, H, W]`` channels_last-contiguous;
+    ``expand = (W_e [C_exp, C_in, 1, 1], pointwise_pack_weight(W_e,
+    gemm_panel(True)), b_e [C_exp] or None, activation)``; dw_weight
+    ``[C_exp, 1, K, K]`` (C_exp = C_in without expand), dw_bias ``[C_exp]``
+    or None; ``project = (W_p [C_out, C_exp, 1, 1], its packed form, b_p,
+    activation)``; output ``[N, C_out, OH, OW]`` channels_last with ``OH =
+    (H + 2 * padding - K) // stride + 1`` (C_out = C_exp without project).
+    ``residual`` needs a project layer and an output of the input's shape.
+    Activations: None, 'relu', 'relu6' or 'hardswish'."""
+    e = expand if expand is not None else (None, None, None, None)
+    p = project if project is not None else (None, None, None, None)
+    return _ops.inverted_residual_fused(
+        input, e[0], e[1], e[2], _activation_code(e[3]), dw_weight, dw_bias, int(stride), int(padding),
+        _activation_code(dw_activation), p[0], p[1], p[2], _activation_code(p[3]), bool(residual))
 
 
 def pointwise_pack_weight(weight: Tensor, panel: int) -> Tensor:

@@ -177,3 +177,17 @@ def test_opcheck():
             p["pb"], a[2], p["res"])
     torch.library.opcheck(ops.inverted_residual_fused.default, args,
                           test_utils=("test_schema", "test_faketensor"))
+
+
+def test_functional_wrapper():
+    p = _block(CASES[0], (2, 2, 0))
+    y = mx.ops.inverted_residual_fused(p["x"], p["dw"], p["db"], stride=1, padding=1, dw_activation="relu6",
+                                       expand=(p["ew"], p["ep"], p["eb"], "relu6"),
+                                       project=(p["pw"], p["pp"], p["pb"], None), residual=True)
+    assert torch.equal(y, _separate(p))
+    q = _block(CASES[4], (3, 3, 0))
+    y = mx.ops.inverted_residual_fused(q["x"], q["dw"], q["db"], stride=2, padding=2, dw_activation="hardswish",
+                                       expand=(q["ew"], q["ep"], q["eb"], "hardswish"))
+    assert torch.equal(y, _separate(q))
+    with pytest.raises(ValueError, match="activation"):
+        mx.ops.inverted_residual_fused(q["x"], q["dw"], q["db"], dw_activation="gelu")
