@@ -26,18 +26,7 @@ int64_t imax_ir(int64_t a, int64_t b) { return a > b ? a : b; }
 void pointwise_rows(int64_t M, int64_t M_layer, int64_t Ci, int64_t Co, const float* A,
                     const float* w, const float* packed, int64_t panel, const float* b,
                     Activation act, const float* residual, float* C) {
-  GemmArgs g;
-  g.M = M;
-  g.N = Co;
-  g.K = Ci;
-  g.batch = 1;
-  g.a_rs = Ci;
-  g.a_cs = 1;
-  g.b_rs = 1;
-  g.b_cs = Ci;
-  g.ldc = Co;
-  g.bias_per_row = false;
-  g.act = act;
+  GemmArgs g = gemm_rows_times_weight_t(M, Ci, Co, act);
   GemmArgs layer = g;
   layer.M = M_layer;
   const bool use_packed = packed && panel > 0 && !gemm_small_m_applies(layer);

@@ -244,11 +244,7 @@ GemmArgs pointwise_forward_gemm(const PointwiseShape& s) {
     g.ldc = HW; g.c_bs = s.Cout * HW;
     g.bias_per_row = true;
   } else {
-    g.M = s.N * HW; g.N = s.Cout; g.K = s.Cin; g.batch = 1;
-    g.a_rs = s.Cin; g.a_cs = 1;                        // X
-    g.b_rs = 1; g.b_cs = s.Cin;                        // W^T
-    g.ldc = s.Cout;
-    g.bias_per_row = false;
+    g = gemm_rows_times_weight_t(s.N * HW, s.Cin, s.Cout, Activation::None);  // X W^T
   }
   return g;
 }

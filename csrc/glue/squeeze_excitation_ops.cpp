@@ -109,17 +109,7 @@ SeArgs check_se(const char* op, const at::Tensor& input, const at::Tensor& weigh
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, Activation act = Activation::None) {
   const int64_t N = x.size(0), K = x.size(1), M = w.size(0);
   at::Tensor y = at::empty({N, M}, x.options());
-  GemmArgs g;
-  g.M = N;
-  g.N = M;
-  g.K = K;
-  g.a_rs = K;
-  g.a_cs = 1;
-  g.b_rs = 1;
-  g.b_cs = K;
-  g.ldc = M;
-  g.bias_per_row = false;
-  g.act = act;
+  const GemmArgs g = gemm_rows_times_weight_t(N, K, M, act);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "squeeze_excitation linear", [&] {
     cpu_gemm<scalar_t>(g, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
                        b.defined() ? b.data_ptr<scalar_t>() : nullptr, nullptr);

@@ -123,6 +123,26 @@ struct GemmArgs {
   int64_t a_panel = 0, b_panel = 0;
 };
 
+// C[M, Co] = act(A[M, Ci] W^T + bias): A's rows Ci floats apart (NHWC
+// pixels, or a batch of vectors), W [Co, Ci] row-major read as B = W^T, bias
+// per column. The channels_last 1x1 forward, the linear layers of
+// squeeze-excitation and the band steps of the MobileNet block op.
+inline GemmArgs gemm_rows_times_weight_t(int64_t M, int64_t Ci, int64_t Co, Activation act) {
+  GemmArgs g;
+  g.M = M;
+  g.N = Co;
+  g.K = Ci;
+  g.batch = 1;
+  g.a_rs = Ci;
+  g.a_cs = 1;
+  g.b_rs = 1;
+  g.b_cs = Ci;
+  g.ldc = Co;
+  g.bias_per_row = false;
+  g.act = act;
+  return g;
+}
+
 // A GEMM is split into tiles of C (kGemmTileM x kGemmTileN) per batch entry
 // (or per C when sum_batch). Each tile reduces its full K (and batch), so
 // tiles are independent and results do not depend on the thread count.

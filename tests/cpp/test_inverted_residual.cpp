@@ -32,21 +32,6 @@ struct Packed {
   ~Packed() { std::free(p); }
 };
 
-mnx::GemmArgs pw_args(int64_t M, int64_t Ci, int64_t Co, Activation act) {
-  mnx::GemmArgs g;
-  g.M = M;
-  g.N = Co;
-  g.K = Ci;
-  g.a_rs = Ci;
-  g.a_cs = 1;
-  g.b_rs = 1;
-  g.b_cs = Ci;
-  g.ldc = Co;
-  g.bias_per_row = false;
-  g.act = act;
-  return g;
-}
-
 bool run_case(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cexp, int64_t K, int64_t S,
               int64_t Cout, bool residual, bool packed, uint32_t seed) {
   InvertedResidualShape s;
@@ -88,7 +73,7 @@ bool run_case(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cexp, int64_
   Buffer e(s.expand ? P_in * s.Cexp : 0), d(P_out * s.Cexp), ref(P_out * s.Cout);
   auto gemm = [&](int64_t M, int64_t Ci, int64_t Co, const float* A, const float* w, const float* pk,
                   const float* b, Activation act, const float* res, float* C) {
-    mnx::GemmArgs g = pw_args(M, Ci, Co, act);
+    mnx::GemmArgs g = mnx::gemm_rows_times_weight_t(M, Ci, Co, act);
     const bool use_pk = packed && !mnx::gemm_small_m_applies(g);
     if (use_pk) g.b_panel = panel;
     gk.run(g, A, use_pk ? pk : w, C, b, res, 0, mnx::gemm_units(g));
