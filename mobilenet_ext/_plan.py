@@ -14,7 +14,7 @@ each op with the same constant arguments (weights, packed weights, biases)
 and the outputs of earlier ops in place of the recorded ones, each
 intermediate freed after its last use. The result is bitwise the module
 tree's (for a float32 NCHW input: the module tree's on the input in
-channels_last, and in channels_last, see CHANNELS_LAST_INSIDE).
+channels_last, see CHANNELS_LAST_INSIDE).
 
 Two rewrites of the recorded list make the replay faster than the modules
 themselves: a float32 NCHW input is converted to channels_last once and the
@@ -98,7 +98,8 @@ class _Plan:
         self.owner_ids = [id(t) for t, _, d, _ in consts if d is not None]
         self.hook_id = _hook_counter()
         # the forward was recorded on the input converted to channels_last
-        # (CHANNELS_LAST_INSIDE); the replay converts it too
+        # (CHANNELS_LAST_INSIDE); the replay converts it too, and a 4-D
+        # result back to NCHW
         self.to_cl = False
 
     def valid(self, root: nn.Module) -> bool:
@@ -145,7 +146,9 @@ class _Plan:
         return fast
 
     def run(self, x: Tensor):
-        return self._run(x.contiguous(memory_format=torch.channels_last) if self.to_cl else x)
+        if self.to_cl:
+            return _to_nchw(self._run(x.contiguous(memory_format=torch.channels_last)))
+        return self._run(x)
 
     def _run(self, x: Tensor):
         fast = self.__dict__.get("_fast", False)
@@ -220,24 +223,38 @@ def _input_key(x: Tensor):
     return (tuple(x.shape), x.stride(), x.dtype)
 
 
-def _nchw_to_cl(x: Tensor) -> bool:
-    """Whether a replay of a forward on ``x`` runs on channels_last (see
+def _nchw_to_cl(root: nn.Module, x: Tensor) -> bool:
+    """Whether ``root``'s forward on ``x`` runs on channels_last (see
     CHANNELS_LAST_INSIDE): a float32 NCHW-contiguous 4-D input whose layout
-    is not also channels_last."""
+    is not also channels_last, unless the modules failed on channels_last
+    before."""
     return (CHANNELS_LAST_INSIDE and x.dim() == 4 and x.dtype == torch.float32 and x.is_contiguous()
-            and not x.is_contiguous(memory_format=torch.channels_last))
+            and not x.is_contiguous(memory_format=torch.channels_last)
+            and not root.__dict__.get("_mnx_no_cl", False))
+
+
+def _to_nchw(out):
+    """A 4-D result of a forward run on channels_last, back in NCHW."""
+    return out.contiguous() if type(out) is torch.Tensor and out.dim() == 4 else out
 
 
 def _record(root: "PlannedSequential", x: Tensor, key):
-    to_cl = _nchw_to_cl(x)
-    xr = x.contiguous(memory_format=torch.channels_last) if to_cl else x
+    if _nchw_to_cl(root, x):
+        try:
+            rec = _Recorder()
+            xr = x.contiguous(memory_format=torch.channels_last)
+            with rec:
+                out = nn.Sequential.forward(root, xr)
+            plan = _build(root, xr, key, rec.calls, out)
+            if type(plan) is _Plan:
+                plan.to_cl = True
+            return _to_nchw(out), plan
+        except Exception:  # modules that need NCHW (a .view on the layout, say)
+            root.__dict__["_mnx_no_cl"] = True
     rec = _Recorder()
     with rec:
-        out = nn.Sequential.forward(root, xr)
-    plan = _build(root, xr, key, rec.calls, out)
-    if to_cl and type(plan) is _Plan:
-        plan.to_cl = True
-    return out, plan
+        out = nn.Sequential.forward(root, x)
+    return out, _build(root, x, key, rec.calls, out)
 
 
 def _owners(root: nn.Module) -> Dict[int, Tuple[dict, str]]:
@@ -359,14 +376,15 @@ def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
 BLOCK_FUSION_MIN_BYTES = 1 << 16
 
 # A float32 NCHW input is converted to channels_last once at the start of
-# the forward (first call, recording and replays alike), and the result is
-# the channels_last one (the same values; PyTorch's ops take either layout):
-# the channels_last ops are the faster ones here, and only they run the
-# blocks on one op. The result is bitwise the module tree's on the
-# channels_last input, and equal to rounding to its NCHW result: the
-# convolutions compute every element with the same arithmetic in either
-# layout, the squeeze-excitation means (in double) and PyTorch's average
-# pool sum in another order (tests/test_plan.py checks both).
+# the forward (first call, recording and replays alike) and a 4-D result
+# back to NCHW at the end: the channels_last ops are the faster ones here,
+# and only they run the blocks on one op. The result is bitwise the module
+# tree's on the channels_last input (made NCHW-contiguous), and equal to
+# rounding to its result on the NCHW input: the convolutions compute every
+# element with the same arithmetic in either layout, the squeeze-excitation
+# means (in double) sum in another order (tests/test_plan.py checks both).
+# Modules that fail on channels_last (a .view that assumes NCHW strides)
+# make the container run NCHW from then on.
 CHANNELS_LAST_INSIDE = True
 
 
@@ -510,8 +528,11 @@ class PlannedSequential(nn.Sequential):
                 return super().forward(input)
         elif plan is None or plan.key != key:
             self.__dict__["_mnx_plan"] = _Pending(key)
-            if _nchw_to_cl(input):  # as the recording and the replays will
-                input = input.contiguous(memory_format=torch.channels_last)
+            if _nchw_to_cl(self, input):  # as the recording and the replays will
+                try:
+                    return _to_nchw(super().forward(input.contiguous(memory_format=torch.channels_last)))
+                except Exception:  # modules that need NCHW: run them as given from now on
+                    self.__dict__["_mnx_no_cl"] = True
             return super().forward(input)
         if (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())) or _has_hooks(self):
             return super().forward(input)  # keep the stale plan: recorded again once this passes

@@ -27,13 +27,25 @@ def _unplanned(model):
     return m
 
 
+def _nchw_f32(x):
+    return x.dim() == 4 and x.dtype == torch.float32 and x.is_contiguous() and not x.is_contiguous(
+        memory_format=torch.channels_last)
+
+
 def _tree(model, x):
-    """The module tree's result on ``x`` as the replay sees it: a float32
-    NCHW input in channels_last (_plan.CHANNELS_LAST_INSIDE)."""
-    if x.dim() == 4 and x.dtype == torch.float32 and x.is_contiguous() and not x.is_contiguous(
-            memory_format=torch.channels_last):
-        x = x.contiguous(memory_format=torch.channels_last)
-    return _unplanned(model)(x)
+    """The module tree's result on ``x`` as the replay computes it
+    (_plan.CHANNELS_LAST_INSIDE): each PlannedSequential runs a float32
+    NCHW input in channels_last and gives a 4-D result back in NCHW."""
+    m = _unplanned(model)
+    for s in m.modules():
+        if isinstance(s, PlannedSequential):
+            def fwd(inp, s=s):
+                if _nchw_f32(inp):
+                    out = tnn.Sequential.forward(s, inp.contiguous(memory_format=torch.channels_last))
+                    return out.contiguous() if out.dim() == 4 else out
+                return tnn.Sequential.forward(s, inp)
+            s.forward = fwd
+    return m(x)
 
 
 def _plan_of(model):
@@ -52,14 +64,13 @@ def test_replay_is_bitwise_the_module_tree(name, fmt):
             # an NCHW input is replayed in channels_last (CHANNELS_LAST_INSIDE):
             # bitwise the module tree on the channels_last input, equal to
             # rounding (squeeze-excitation means) to it on the NCHW one
-            want = ref(x.contiguous(memory_format=torch.channels_last))
-            want_nchw = ref(x)
-            torch.testing.assert_close(want_nchw, want, rtol=1e-5, atol=1e-5)
+            want = _tree(fast, x)
+            torch.testing.assert_close(ref(x), want, rtol=1e-5, atol=1e-5)
             for i in range(3):
                 got = fast(x)
                 assert torch.equal(got, want), f"call {i}"
                 feats = fast.features(x)
-                assert feats.is_contiguous(memory_format=torch.channels_last)
+                assert feats.is_contiguous(memory_format=fmt)
         assert type(_plan_of(fast)) is _Plan and _plan_of(fast).key[0] == tuple(x.shape)
     # grad mode with nothing requiring grad: replays too
     assert torch.equal(fast(x), want)
@@ -156,6 +167,23 @@ def test_copy_and_pickle_drop_the_plan():
             assert torch.equal(other(x), fast(x))
 
 
+class _ViewFlatten(tnn.Module):
+    def forward(self, x):
+        return x.view(x.shape[0], -1)  # assumes NCHW strides: fails on channels_last
+
+
+def test_modules_that_need_nchw_run_nchw():
+    seq = tnn.Sequential(tnn.Conv2d(8, 8, 3, padding=1, groups=8), tnn.ReLU(), tnn.Conv2d(8, 16, 1),
+                         _ViewFlatten(), tnn.Linear(16 * 25, 4)).eval()
+    fs = mx.fuse(mx.convert(seq).eval())
+    z = torch.randn(2, 8, 5, 5)
+    with torch.no_grad():
+        want = _unplanned(fs)(z)
+        for _ in range(3):
+            assert torch.equal(fs(z), want)
+    assert fs.__dict__.get("_mnx_no_cl") is True
+
+
 def test_mx_models_and_plain_sequential():
     m = mx.models.mobilenet_v2(width_mult=0.5).eval()
     fast = mx.fuse(m)
@@ -227,4 +255,4 @@ def test_general_and_fast_replay_paths_agree():
             fast(y)
         plan = _plan_of(fast)
         assert plan.__dict__["_fast"] is not None
-        assert torch.equal(plan.run(y), plan._run_general(y.contiguous(memory_format=torch.channels_last)))
+        assert torch.equal(plan.run(y), plan._run_general(y.contiguous(memory_format=torch.channels_last)).contiguous())
