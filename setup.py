@@ -151,7 +151,7 @@ cxx_flags = ["-O3", "-fopenmp"]
 link_flags = ["-fopenmp"]
 sources = ["csrc/ops.cpp", "csrc/glue/common.cpp", "csrc/glue/cpu_ops.cpp", "csrc/glue/cpu_output_cache.cpp",
            "csrc/glue/batchnorm_ops.cpp", "csrc/glue/squeeze_excitation_ops.cpp",
-           "csrc/glue/inverted_residual_ops.cpp"]
+           "csrc/glue/inverted_residual_ops.cpp", "csrc/glue/replay.cpp"]
 
 if with_cuda:
     define_macros.append(("MNX_WITH_CUDA", None))

@@ -236,7 +236,35 @@ PyObject* py_cpu_cache_set_limit(PyObject*, PyObject* args) {
   return cache_call([bytes] { return PyLong_FromLongLong(mnx::glue::cpu_cache_set_limit(bytes)); });
 }
 
+// _same_items(dicts, keys, objs) -> bool: dicts[i].get(keys[i]) is objs[i]
+// for every i (the replay's validity check, mobilenet_ext/_plan.py: the
+// submodules, parameters and training flags of a recorded forward still in
+// place). Identity only: no Python code runs, no object is made.
+PyObject* py_same_items(PyObject*, PyObject* args) {
+  PyObject *dicts = nullptr, *keys = nullptr, *objs = nullptr;
+  if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &dicts, &PyList_Type, &keys, &PyList_Type, &objs))
+    return nullptr;
+  const Py_ssize_t n = PyList_GET_SIZE(dicts);
+  if (PyList_GET_SIZE(keys) != n || PyList_GET_SIZE(objs) != n) {
+    PyErr_SetString(PyExc_ValueError, "_same_items: dicts, keys and objs must have the same length");
+    return nullptr;
+  }
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* d = PyList_GET_ITEM(dicts, i);
+    if (!PyDict_Check(d)) {
+      PyErr_Format(PyExc_TypeError, "_same_items: dicts[%zd] is a %s, not a dict", i, Py_TYPE(d)->tp_name);
+      return nullptr;
+    }
+    PyObject* v = PyDict_GetItemWithError(d, PyList_GET_ITEM(keys, i));  // borrowed
+    if (v == nullptr && PyErr_Occurred()) return nullptr;
+    if (v != PyList_GET_ITEM(objs, i)) Py_RETURN_FALSE;
+  }
+  Py_RETURN_TRUE;
+}
+
 PyMethodDef kMethods[] = {
+    {"_same_items", py_same_items, METH_VARARGS,
+     "_same_items(dicts, keys, objs) -> bool: dicts[i].get(keys[i]) is objs[i] for every i."},
     {"fma_peak_gflops", py_fma_peak_gflops, METH_VARARGS,
      "fma_peak_gflops(threads=1, seconds=0.05) -> (GFLOP/s, isa): float32 FMA "
      "throughput of the CPU on that many threads."},

@@ -59,6 +59,9 @@ def convert(
     backward (torchvision's module gets a subclass with the same
     parameters; the tree is unchanged).
 
+    Each new layer (and each nn.Identity put in an activation's place) has
+    the training flag of the module it replaces.
+
     Weights are kept (the new layers hold the same parameters and buffers,
     so ``state_dict`` keys are unchanged); every other module is untouched.
 
@@ -92,15 +95,15 @@ def convert(
                 and nxt is not None
                 and type(nxt[1]) in ACTIVATION_MODULES
             ):
-                setattr(parent, name, BatchNormAct2d.from_bn(child, ACTIVATION_MODULES[type(nxt[1])]))
-                setattr(parent, nxt[0], nn.Identity())
+                setattr(parent, name, BatchNormAct2d.from_bn(child, ACTIVATION_MODULES[type(nxt[1])]).train(child.training))
+                setattr(parent, nxt[0], nn.Identity().train(nxt[1].training))
                 absorbed.add(nxt[0])
                 counts["batchnorm_act"] += 1
             elif type(child) is nn.Conv2d and is_pointwise_conv(child):
-                setattr(parent, name, PointwiseConv2d.from_conv(child))
+                setattr(parent, name, PointwiseConv2d.from_conv(child).train(child.training))
                 counts["pointwise"] += 1
             elif type(child) is nn.Conv2d and is_depthwise_conv(child):
-                setattr(parent, name, DepthwiseConv2d.from_conv(child))
+                setattr(parent, name, DepthwiseConv2d.from_conv(child).train(child.training))
                 counts["depthwise"] += 1
             else:
                 if _use_se_op(child):

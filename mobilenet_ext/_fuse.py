@@ -43,6 +43,11 @@ def fold_batchnorm(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter(new_bias.to(w.dtype))
 
 
+def _eval(m: nn.Module) -> nn.Module:
+    """A module fuse() puts into the (eval-mode) model, in eval mode too."""
+    return m.train(False)
+
+
 def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Return an inference copy of ``model`` (which must be in eval mode)
     where, inside every nn.Sequential, each mobilenet_ext conv followed by a
@@ -112,7 +117,7 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
             ):
                 bn = seq._modules[names[i + 1]]
                 fold_batchnorm(conv, bn)
-                seq._modules[names[i + 1]] = nn.Identity()
+                seq._modules[names[i + 1]] = _eval(nn.Identity())
                 if type(bn) is BatchNormAct2d:
                     # convert() fused the activation into the BatchNorm (its
                     # module after it is an nn.Identity): into the kernel now
@@ -123,16 +128,16 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                     act = _act_name(seq._modules[names[i + 2]])
                     if act is not None:
                         conv.activation = act
-                        seq._modules[names[i + 2]] = nn.Identity()
+                        seq._modules[names[i + 2]] = _eval(nn.Identity())
                         i += 1
                 i += 2
             elif type(conv) is nn.Linear:
                 # a classifier layer: our GEMM on a packed weight, with the
                 # activation right after it in its epilogue
                 act = _act_name(seq._modules[names[i + 1]]) if i + 1 < len(names) else None
-                seq._modules[names[i]] = PackedLinear.from_linear(conv, act)
+                seq._modules[names[i]] = _eval(PackedLinear.from_linear(conv, act))
                 if act is not None:
-                    seq._modules[names[i + 1]] = nn.Identity()
+                    seq._modules[names[i + 1]] = _eval(nn.Identity())
                 i += 2 if act is not None else 1
             elif (
                 type(conv) is nn.Conv2d
@@ -154,12 +159,12 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                 if is_small_cin_conv(conv):
                     if act_after:
                         act = _act_name(seq._modules[names[i + 2]])
-                        seq._modules[names[i + 2]] = nn.Identity()
-                    seq._modules[names[i]] = SmallCinConv2d.from_conv(conv, act)
-                    seq._modules[names[i + 1]] = nn.Identity()
+                        seq._modules[names[i + 2]] = _eval(nn.Identity())
+                    seq._modules[names[i]] = _eval(SmallCinConv2d.from_conv(conv, act))
+                    seq._modules[names[i + 1]] = _eval(nn.Identity())
                 else:
-                    seq._modules[names[i + 1]] = (_ACT_MODULE_OF[act](inplace=True) if act is not None
-                                                  else nn.Identity())
+                    seq._modules[names[i + 1]] = _eval(_ACT_MODULE_OF[act](inplace=True) if act is not None
+                                                       else nn.Identity())
                 i += 2
             else:
                 i += 1

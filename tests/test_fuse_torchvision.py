@@ -124,3 +124,15 @@ def test_fuse_packs_the_classifier():
     cls = fused.classifier
     assert type(cls[0]) is mx.nn.PackedLinear and cls[0].activation == "hardswish" and type(cls[1]) is tnn.Identity
     assert type(cls[3]) is mx.nn.PackedLinear and cls[3].activation is None
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])
+def test_convert_and_fuse_keep_training_flags(name):
+    # the layers convert() and fuse() put in keep the mode of what they
+    # replace: an eval model stays eval all through, a training one training
+    m = torchvision_eval_model(name)
+    conv = mx.convert(m)
+    fused = mx.fuse(conv)
+    assert not any(s.training for s in conv.modules())
+    assert not any(s.training for s in fused.modules())
+    assert all(s.training for s in mx.convert(m.train()).modules())

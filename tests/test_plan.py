@@ -256,3 +256,78 @@ def test_general_and_fast_replay_paths_agree():
         plan = _plan_of(fast)
         assert plan.__dict__["_fast"] is not None
         assert torch.equal(plan.run(y), plan._run_general(y.contiguous(memory_format=torch.channels_last)).contiguous())
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_cpp_and_python_replay_loops_agree(name, fmt, monkeypatch):
+    import mobilenet_ext._plan as P
+
+    fast = _fused(name)
+    x = torch.randn(2, 3, 80, 64).to(memory_format=fmt)
+    with torch.no_grad():
+        for _ in range(3):
+            got = fast(x)
+        plans = [s.__dict__["_mnx_plan"] for s in fast.modules() if isinstance(s, PlannedSequential)]
+        assert len(plans) == 2
+        for p in plans:  # the C++ loop ran
+            assert isinstance(p.__dict__.get("_cpp"), torch.ScriptObject)
+            assert p.__dict__["_cpp"].num_steps() == len(p.steps)
+        monkeypatch.setattr(P, "CPP_REPLAY", False)
+        clear_plans(fast)
+        for _ in range(3):
+            want = fast(x)
+        for s in fast.modules():
+            if isinstance(s, PlannedSequential):
+                assert s.__dict__["_mnx_plan"].__dict__.get("_cpp", "unset") is None
+    assert torch.equal(got, want)
+    assert torch.equal(got, _tree(fast, x))
+
+
+def test_validity_checks_training_flags_guards_and_bad_plans():
+    from mobilenet_ext._native import _C
+
+    fast = _fused("mobilenet_v3_small")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for _ in range(3):
+            fast(x)
+    plan = _plan_of(fast)
+    assert plan.same is not None and plan.valid(fast.features)
+    # one submodule's training flag flipped (not the root's)
+    sub = fast.features[3].block[1]
+    flags = [m.training for m in sub.modules()]
+    sub.train(not sub.training)
+    assert not plan.valid(fast.features)
+    for m, f in zip(sub.modules(), flags):
+        m.training = f
+    assert plan.valid(fast.features)
+    # the C++ plan's guards: a weight that needs grad with grad mode on, a
+    # weight updated in place
+    xc = x.contiguous(memory_format=torch.channels_last)
+    w = fast.features[2].block[0][0].weight
+    w.requires_grad_(True)
+    assert plan.run(xc) is None
+    with torch.no_grad():
+        assert plan.run(xc) is not None
+        w.requires_grad_(False)
+        w.add_(0.0)
+        assert plan.run(xc) is None
+    # the pieces reject what they cannot take
+    with pytest.raises(ValueError, match="same length"):
+        _C._same_items([{}], [], [])
+    with pytest.raises(TypeError, match="not a dict"):
+        _C._same_items([1], ["a"], [None])
+    assert _C._same_items([{"a": x}], ["a"], [x]) and not _C._same_items([{"a": x}], ["b"], [x])
+    rp = torch.classes.mobilenet_ext.ReplayPlan(2, 1)
+    with pytest.raises(RuntimeError, match="takes 2 arguments"):
+        rp.add_step("aten::mul", "Tensor", [None], [0], [-1], 0, [])
+    with pytest.raises(RuntimeError, match="bad output slot"):
+        rp.add_step("aten::mul", "Tensor", [None, x], [0], [-1], 5, [])
+    with pytest.raises(RuntimeError, match="bad patch"):
+        rp.add_step("aten::mul", "Tensor", [None, x], [3], [-1], 0, [])
+    with pytest.raises(RuntimeError, match="bad slots"):
+        torch.classes.mobilenet_ext.ReplayPlan(1, 4)
+    rp.add_step("aten::mul", "Tensor", [None, x], [0], [-1], 0, [])
+    rp.add_step("aten::add", "Tensor", [None, x, 1], [0], [0], 1, [0])
+    assert torch.equal(rp.run(x), x * x + x)
