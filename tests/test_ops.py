@@ -310,3 +310,29 @@ def test_depthwise_specialised_forward(case):
     assert_close(y, ref, torch.float32, "fused forward")
     y = ops.depthwise_conv2d(x, w, None, case["s"], case["p"], 1)
     assert_close(y, conv_reference(x, w, None, case["s"], case["p"], 1, groups=case["C"]), torch.float32, "forward")
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("c", [16, 20, 3])
+def test_depthwise_grad_weight_channels_last_rows(k, stride, c):
+    # the channels_last weight gradient's row kernel (3x3 any width, 5x5 /
+    # 7x7 on rows of 28 pixels and more; csrc/cpu/generic/depthwise_nhwc.h)
+    # and the per-tap column sums it leaves the channel tail and narrow rows
+    # to, against the float64 reference: border columns, padding wider than
+    # the taps reach, odd widths, several batches and row chunks
+    ops = torch.ops.mobilenet_ext
+    torch.manual_seed(k * 100 + stride * 10 + c)
+    for h, w, p in ((9, 28, k // 2), (6, 31, k // 2 + 1), (5, 13, 0), (40, 30, k // 2)):
+        oh, ow = (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
+        if oh < 1 or ow < 1:
+            continue
+        x = torch.randn(3, c, h, w).contiguous(memory_format=torch.channels_last)
+        g = torch.randn(3, c, oh, ow).contiguous(memory_format=torch.channels_last)
+        wt = torch.randn(c, 1, k, k)
+        got = ops.depthwise_conv2d_backward_weight(g, x, wt, [stride, stride], [p, p], [1, 1])
+        want = torch.nn.grad.conv2d_weight(x.double(), wt.shape, g.double(), stride=stride, padding=p, groups=c)
+        # each element sums 3 * oh * ow float32 products: bound by the sum of |g x|
+        bound = 4 * 3 * oh * ow * 2 ** -24 * torch.nn.grad.conv2d_weight(
+            x.double().abs(), wt.shape, g.double().abs(), stride=stride, padding=p, groups=c) + 1e-30
+        assert ((got.double() - want).abs() <= bound).all(), (h, w, p)

@@ -293,27 +293,30 @@ template <class V>
   }
 }
 
-// 3x3 taps (any stride and padding, dilation 1), multiplier 1, rows
-// [r0, r1) added to the chunk's partial sums P for the channels [0, cvec)
-// (whole vectors): per row and vector of channels the 9 tap sums stay in
-// registers across the row's output columns, each gy vector loaded once and
-// each x vector once per tap that reads it (1.1 loads per FMA; the per-tap
-// column sums take 2 and read the gy row once per tap). Each element's sum
-// runs over the rows in order, each row's columns in order.
-template <class V>
-void dwnhwc3x3_grad_weight_rows(const DepthwiseShape& s, const float* gy, const float* x, float* P,
-                                int64_t r0, int64_t r1, int64_t cvec) {
+// K x K taps (K = 3, 5, 7; any stride and padding, dilation 1), multiplier
+// 1, rows [r0, r1) added to the chunk's partial sums P for the channels
+// [0, cvec) (whole vectors): per row and vector of channels the tap sums of
+// RG tap rows at a time (RG * K <= 9 registers: all 3 rows of a 3x3, one
+// row of a 5x5 / 7x7) stay in registers across the row's output columns,
+// each gy vector loaded once per group and each x vector once per tap that
+// reads it (1.1-1.2 loads per FMA; the per-tap column sums take 2 and read
+// the gy row once per tap). Each element's sum runs over the rows in order,
+// each row's columns in order.
+template <class V, int K, int RG>
+void dwnhwc_kxk_grad_weight_rows(const DepthwiseShape& s, const float* gy, const float* x, float* P,
+                                 int64_t r0, int64_t r1, int64_t cvec) {
+  static_assert(K % RG == 0 && RG * K <= 9, "tap row groups");
   using R = typename V::reg;
   constexpr int L = V::width;
   const int64_t C = s.C, SW = s.SW, W = s.W;
-  // output columns whose 3 taps are all inside the row: [lo, hi)
+  // output columns whose K taps are all inside the row: [lo, hi)
   const int64_t lo = dwnhwc_min(s.OW, (s.PW + SW - 1) / SW);
-  const int64_t hi = W - 3 + s.PW < 0 ? lo : dwnhwc_min(s.OW, (W - 3 + s.PW) / SW + 1);
+  const int64_t hi = W - K + s.PW < 0 ? lo : dwnhwc_min(s.OW, (W - K + s.PW) / SW + 1);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / s.OH, oh = r % s.OH;
     const float* gr = gy + r * s.OW * C;
-    const float* xr[3];
-    for (int kh = 0; kh < 3; ++kh) {
+    const float* xr[K];
+    for (int kh = 0; kh < K; ++kh) {
       const int64_t ih = oh * s.SH - s.PH + kh;
       xr[kh] = ih >= 0 && ih < s.H ? x + (n * s.H + ih) * W * C : nullptr;
     }
@@ -328,71 +331,85 @@ void dwnhwc3x3_grad_weight_rows(const DepthwiseShape& s, const float* gy, const 
     if (r + 1 < s.N * s.OH) {
       const int64_t n1 = (r + 1) / s.OH, oh1 = (r + 1) % s.OH;
       nx[nn++] = gy + (r + 1) * s.OW * C;
-      for (int kh = 0; kh < 3 && nn < 3; ++kh) {
+      for (int kh = 0; kh < K && nn < 3; ++kh) {
         const int64_t ih = oh1 * s.SH - s.PH + kh;
         const int64_t cur = ih - (oh * s.SH - s.PH);  // its tap row in this row, if one
-        if (ih >= 0 && ih < s.H && (n1 != n || cur < 0 || cur > 2)) nx[nn++] = x + (n1 * s.H + ih) * W * C;
+        if (ih >= 0 && ih < s.H && (n1 != n || cur < 0 || cur >= K)) nx[nn++] = x + (n1 * s.H + ih) * W * C;
       }
     }
     const int64_t nvec = cvec / L;
     for (int64_t c = 0; c < cvec; c += L) {
-      R a[9];
-      for (int t = 0; t < 9; ++t) a[t] = V::load(P + t * C + c);
       for (int64_t i = 0; i < nn; ++i) {
         const int64_t len = (i == 0 ? s.OW : W) * C * static_cast<int64_t>(sizeof(float));
         const int64_t per = (len + nvec - 1) / nvec, b0 = c / L * per, b1 = dwnhwc_min(len, b0 + per);
         const char* q = reinterpret_cast<const char*>(nx[i]);
         for (int64_t o = b0; o < b1; o += 64) __builtin_prefetch(q + o, 0, 3);
       }
-      auto checked = [&](int64_t ow) {  // a border column: taps outside the row skipped
-        const R g = V::load(gr + ow * C + c);
-        for (int kh = 0; kh < 3; ++kh) {
-          if (!xr[kh]) continue;
-          for (int kw = 0; kw < 3; ++kw) {
-            const int64_t iw = ow * SW - s.PW + kw;
-            if (iw >= 0 && iw < W) a[kh * 3 + kw] = V::fma(g, V::load(xr[kh] + iw * C + c), a[kh * 3 + kw]);
+      for (int k0 = 0; k0 < K; k0 += RG) {
+        bool any = false;
+        for (int j = 0; j < RG; ++j) any = any || xr[k0 + j];
+        if (!any) continue;
+        R a[RG * K];
+        for (int t = 0; t < RG * K; ++t) a[t] = V::load(P + (k0 * K + t) * C + c);
+        auto checked = [&](int64_t ow) {  // a border column: taps outside the row skipped
+          const R g = V::load(gr + ow * C + c);
+          for (int j = 0; j < RG; ++j) {
+            if (!xr[k0 + j]) continue;
+            for (int kw = 0; kw < K; ++kw) {
+              const int64_t iw = ow * SW - s.PW + kw;
+              if (iw >= 0 && iw < W) a[j * K + kw] = V::fma(g, V::load(xr[k0 + j] + iw * C + c), a[j * K + kw]);
+            }
+          }
+        };
+        int64_t ow = 0;
+        for (; ow < lo; ++ow) checked(ow);
+        for (; ow < hi; ++ow) {
+          const R g = V::load(gr + ow * C + c);
+          const int64_t off = (ow * SW - s.PW) * C + c;
+          for (int j = 0; j < RG; ++j) {
+            if (!xr[k0 + j]) continue;
+            const float* xp = xr[k0 + j] + off;
+            for (int kw = 0; kw < K; ++kw) a[j * K + kw] = V::fma(g, V::load(xp + kw * C), a[j * K + kw]);
           }
         }
-      };
-      int64_t ow = 0;
-      for (; ow < lo; ++ow) checked(ow);
-      for (; ow < hi; ++ow) {
-        const R g = V::load(gr + ow * C + c);
-        const int64_t off = (ow * SW - s.PW) * C + c;
-        for (int kh = 0; kh < 3; ++kh) {
-          if (!xr[kh]) continue;
-          const float* xp = xr[kh] + off;
-          a[kh * 3] = V::fma(g, V::load(xp), a[kh * 3]);
-          a[kh * 3 + 1] = V::fma(g, V::load(xp + C), a[kh * 3 + 1]);
-          a[kh * 3 + 2] = V::fma(g, V::load(xp + 2 * C), a[kh * 3 + 2]);
-        }
+        for (; ow < s.OW; ++ow) checked(ow);
+        for (int t = 0; t < RG * K; ++t) V::store(P + (k0 * K + t) * C + c, a[t]);
       }
-      for (; ow < s.OW; ++ow) checked(ow);
-      for (int t = 0; t < 9; ++t) V::store(P + t * C + c, a[t]);
     }
   }
 }
 
 // Partial sums per chunk of (n, oh) rows (params.h), multiplier 1: per row,
 // tap and channel block the valid output columns [lo, hi) are contiguous.
-// 3x3 taps: the channels in whole vectors by dwnhwc3x3_grad_weight_rows,
-// the channel tail by the per-tap column sums. In-process A/B against the
-// column sums for all channels, 19 3x3 shapes of v2 / v3 at batch 32 (Zen 5,
-// AVX2 family): the sum of times 0.75x on 2 threads, 0.67x on 1; per shape
-// 0.43-0.96x, except [32, 96, 28, 28] stride 2 at 1.08x (150 us).
-// Other kernel sizes: the column sums.
+// 3x3 taps, and 5x5 / 7x7 on rows of 28 pixels and more: the channels in
+// whole vectors by dwnhwc_kxk_grad_weight_rows, the channel tail by the
+// per-tap column sums. In-process A/B against the column sums for all
+// channels (Zen 5, AVX2 family, batch 32): 19 3x3 shapes of v2 / v3, the sum
+// of times 0.75x on 2 threads, 0.67x on 1, per shape 0.43-0.96x except
+// [32, 96, 28, 28] stride 2 at 1.08x (150 us); 5x5 / 7x7 at 28x28 and more
+// 0.63-0.69x ([32, 96, 28, 28] 5x5 stride 2: 1.01x), at 14x14 and 7x7
+// 0.91-1.18x: those keep the column sums. Other kernel sizes: the column
+// sums.
 template <class V>
 void dwnhwc_grad_weight_partial(const DepthwiseShape& s, const float* gy, const float* x,
                                 float* partial, int64_t begin, int64_t end) {
   const int64_t C = s.C, KK = s.KH * s.KW, rows = s.N * s.OH;
   const int64_t cs = depthwise_grad_weight_row_chunk_size(s);
-  const bool k3 = s.KH == 3 && s.KW == 3 && s.DH == 1 && s.DW == 1;
-  const int64_t cvec = k3 ? C / V::width * V::width : 0;  // channels the 3x3 rows take
+  const bool kxk = s.KH == s.KW && s.DH == 1 && s.DW == 1 &&
+                   (s.KH == 3 || ((s.KH == 5 || s.KH == 7) && s.W >= 28));
+  const int64_t cvec = kxk ? C / V::width * V::width : 0;  // channels the K x K rows take
   for (int64_t u = begin; u < end; ++u) {
     float* P = partial + u * KK * C;
     for (int64_t i = 0; i < KK * C; ++i) P[i] = 0.f;
     const int64_t r1 = dwnhwc_min(rows, (u + 1) * cs);
-    if (cvec > 0) dwnhwc3x3_grad_weight_rows<V>(s, gy, x, P, u * cs, r1, cvec);
+    if (cvec > 0) {
+      if (s.KH == 3)
+        dwnhwc_kxk_grad_weight_rows<V, 3, 3>(s, gy, x, P, u * cs, r1, cvec);
+      else if (s.KH == 5)
+        dwnhwc_kxk_grad_weight_rows<V, 5, 1>(s, gy, x, P, u * cs, r1, cvec);
+      else
+        dwnhwc_kxk_grad_weight_rows<V, 7, 1>(s, gy, x, P, u * cs, r1, cvec);
+    }
     if (cvec == C) continue;
     for (int64_t r = u * cs; r < r1; ++r) {
       const int64_t n = r / s.OH, oh = r % s.OH;
