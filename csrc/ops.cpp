@@ -102,10 +102,15 @@ TORCH_LIBRARY(mobilenet_ext, m) {
       "int stride, int padding, int dw_activation, Tensor? project_weight, "
       "Tensor? project_packed, Tensor? project_bias, int project_activation, "
       "bool residual) -> Tensor");
+  // The backward from the forward's output and the channel means of its
+  // input (squeeze_excitation_means: [N, C], the forward's own means), so
+  // autograd keeps the output (which the next layer keeps anyway) instead
+  // of the input.
   m.def(
-      "squeeze_excitation_backward(Tensor grad_output, Tensor input, "
+      "squeeze_excitation_backward(Tensor grad_output, Tensor output, Tensor means, "
       "Tensor weight1, Tensor? bias1, Tensor weight2, Tensor? bias2, "
       "int activation, int gate) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("squeeze_excitation_means(Tensor input) -> Tensor");
 }
 
 #ifndef MNX_TORCH_VERSION

@@ -874,21 +874,36 @@ def _(input, weight1, bias1, weight2, bias2, activation, gate):
 
 
 @torch.library.register_fake("mobilenet_ext::squeeze_excitation_backward")
-def _(grad_output, input, weight1, bias1, weight2, bias2, activation, gate):
-    _se_fake_check("squeeze_excitation_backward", input, weight1, bias1, weight2, bias2)
-    return (torch.empty_like(input, memory_format=_memory_format(input)), torch.empty_like(weight1),
-            input.new_empty((weight1.shape[0],)), torch.empty_like(weight2), input.new_empty((weight2.shape[0],)))
+def _(grad_output, output, means, weight1, bias1, weight2, bias2, activation, gate):
+    _se_fake_check("squeeze_excitation_backward", output, weight1, bias1, weight2, bias2)
+    _check_fake(tuple(means.shape) == tuple(output.shape[:2]),
+                f"squeeze_excitation_backward: means must have shape [N, C] = {list(output.shape[:2])}, "
+                f"got {list(means.shape)}")
+    return (torch.empty_like(output, memory_format=_memory_format(output)), torch.empty_like(weight1),
+            output.new_empty((weight1.shape[0],)), torch.empty_like(weight2), output.new_empty((weight2.shape[0],)))
+
+
+@torch.library.register_fake("mobilenet_ext::squeeze_excitation_means")
+def _(input):
+    _check_fake(input.dim() == 4, f"squeeze_excitation_means: input must be a 4-D tensor [N, C, H, W], got shape "
+                                  f"{tuple(input.shape)}")
+    return input.new_empty(tuple(input.shape[:2]))
 
 
 def _se_setup_context(ctx, inputs, output):
+    # keeps the output (the next layer keeps it too) and the [N, C] means,
+    # not the input: the input is freed after the forward (see
+    # csrc/glue/squeeze_excitation_ops.cpp). An in-place change of the
+    # output before the backward is reported by autograd.
     input, weight1, bias1, weight2, bias2, activation, gate = inputs
-    ctx.save_for_backward(input, weight1, bias1, weight2, bias2)
+    means = _ops.squeeze_excitation_means(input) if ctx.needs_input_grad[0] or any(ctx.needs_input_grad[1:5]) else None
+    ctx.save_for_backward(output, means, weight1, bias1, weight2, bias2)
     ctx.se_args = (int(activation), int(gate))
 
 
 def _se_backward(ctx, grad):
-    input, weight1, bias1, weight2, bias2 = ctx.saved_tensors
-    gi, gw1, gb1, gw2, gb2 = _ops.squeeze_excitation_backward(grad, input, weight1, bias1, weight2, bias2,
+    output, means, weight1, bias1, weight2, bias2 = ctx.saved_tensors
+    gi, gw1, gb1, gw2, gb2 = _ops.squeeze_excitation_backward(grad, output, means, weight1, bias1, weight2, bias2,
                                                               *ctx.se_args)
     need = ctx.needs_input_grad
     return (
@@ -926,7 +941,7 @@ def _register_se_flops() -> None:
         return 2 * 2 * int(input_shape[0] * weight1_shape[0] * weight1_shape[1])
 
     @register_flop_formula(_ops.squeeze_excitation_backward)
-    def _se_bwd_flop(grad_shape, input_shape, weight1_shape, *args, out_shape, **kw):
+    def _se_bwd_flop(grad_shape, input_shape, means_shape, weight1_shape, *args, out_shape, **kw):
         return 2 * 2 * 2 * int(input_shape[0] * weight1_shape[0] * weight1_shape[1])
 
 

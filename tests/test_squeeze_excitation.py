@@ -126,7 +126,49 @@ def test_opcheck():
     for xi in (x, x.to(memory_format=torch.channels_last)):
         torch.library.opcheck(ops.squeeze_excitation.default, (xi, *p, 3, 1))
         pd = [t.detach() for t in p]
-        torch.library.opcheck(ops.squeeze_excitation_backward.default, (torch.randn_like(xi), xi, *pd, 3, 1))
+        means = ops.squeeze_excitation_means(xi)
+        torch.testing.assert_close(means, xi.mean((2, 3)), rtol=1e-5, atol=1e-6)
+        torch.library.opcheck(ops.squeeze_excitation_means.default, (xi,))
+        y = ops.squeeze_excitation(xi, *pd, 3, 1)
+        torch.library.opcheck(ops.squeeze_excitation_backward.default, (torch.randn_like(xi), y, means, *pd, 3, 1))
+    with pytest.raises(ValueError, match="means must have shape"):
+        ops.squeeze_excitation_backward(torch.randn_like(x), x, torch.zeros(2, 3), *pd, 3, 1)
+    with pytest.raises(ValueError, match="4-D"):
+        ops.squeeze_excitation_means(torch.zeros(2, 3))
+
+
+def test_backward_keeps_the_output_not_the_input():
+    # autograd keeps the output (the next layer keeps it anyway) and the
+    # [N, C] means: the input is not among the saved tensors
+    ref = _reference(16, 8, "hardswish", "hardsigmoid")
+    p = [t.detach().requires_grad_(True) for t in _params(ref, torch.float32)]
+    x = torch.randn(2, 16, 7, 7, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = mx.ops.squeeze_excitation(x * 1.0, *p, activation="hardswish", gate="hardsigmoid")
+    ptrs = {t.untyped_storage().data_ptr() for t in saved}
+    assert y.untyped_storage().data_ptr() in ptrs
+    assert all(t.numel() < x.numel() or t.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
+               for t in saved)
+    # a gate saturated at 0 for some channels (hardsigmoid below -3): their
+    # scale is 0, the output there is 0, the gradients stay finite and right
+    with torch.no_grad():
+        p[3][:8] = -10.0  # bias2: channels 0-7 gated off
+    x64 = x.detach().double().requires_grad_(True)
+    p64 = [t.detach().double().requires_grad_(True) for t in p]
+    y64 = mx.ops.squeeze_excitation(x64, *p64, activation="hardswish", gate="hardsigmoid")
+    assert (y64[:, :8] == 0).all()
+    g = torch.randn_like(y64)
+    got = torch.autograd.grad(y64, [x64] + p64, g)
+    r = _reference(16, 8, "hardswish", "hardsigmoid").double()
+    with torch.no_grad():
+        for dst, src in zip((r.fc1.weight, r.fc1.bias, r.fc2.weight, r.fc2.bias), p64):
+            dst.copy_(src.reshape(dst.shape))
+    xr = x64.detach().clone().requires_grad_(True)
+    want = torch.autograd.grad(r(xr), [xr] + list(r.parameters()), g)
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b.reshape(a.shape), rtol=1e-10, atol=1e-12)
 
 
 def test_errors():
