@@ -95,33 +95,24 @@ class _Plan:
         self.steps = steps  # [(func, args spec, kwargs spec, out spec, frees)]
         self.result = result  # spec of the returned tensor
         self.n_vals = n_vals
-        # what valid() compares, as flat lists (list comprehensions and one
-        # list comparison each: ~25 us for a 200-module network, where a
-        # loop with the same tests took ~140 us at batch 1)
         self.root = root
         self.mods = [root] + [c for _, _, c in edges]
-        self.training = [m.training for m in self.mods]
-        self.edge_keys = [(p._modules, n) for p, n, _ in edges]
-        self.edge_ids = [id(c) for _, _, c in edges]
         self.tensors = [t for t, _, _, _ in consts]  # held: their ids stay theirs
         self.versions = [v for _, v, _, _ in consts]
-        self.owner_keys = [(d, n) for _, _, d, n in consts if d is not None]
-        self.owner_ids = [id(t) for t, _, d, _ in consts if d is not None]
         self.hook_id = _hook_counter()
-        # the identity checks of valid() as one C loop over (dict, key,
-        # object) triples (_C._same_items: no Python objects made, ~3x faster
-        # than the list comparisons warm, more with cold caches): every
-        # submodule under its name, every training flag (True / False are
-        # singletons; in each module's __dict__), every parameter and buffer
-        # the ops read in its owner's dict. None when a module keeps its
-        # flag elsewhere: the list comparisons then.
-        self.same = None
-        if all(type(m.__dict__.get("training")) is bool for m in self.mods):
-            dicts = [d for d, _ in self.edge_keys] + [m.__dict__ for m in self.mods] + [d for d, _ in self.owner_keys]
-            keys = [n for _, n in self.edge_keys] + ["training"] * len(self.mods) + [n for _, n in self.owner_keys]
-            objs = ([c for _, _, c in edges] + [m.__dict__["training"] for m in self.mods]
-                    + [d[n] for d, n in self.owner_keys])
-            self.same = (dicts, keys, objs)
+        # The identity checks of valid() as one C loop over (dict, key,
+        # object) triples (_C._same_items: no Python objects made; with cold
+        # caches 41-49 us where list comparisons took 112-207 us on v3-S):
+        # every submodule under its name, every parameter and buffer the ops
+        # read in its owner's dict, every training flag in its module's
+        # __dict__ (True / False are singletons). A module that keeps its
+        # flag elsewhere is compared in Python (`odd`).
+        owned = [(d, n) for _, _, d, n in consts if d is not None]
+        flagged = [m for m in self.mods if type(m.__dict__.get("training")) is bool]
+        self.odd = [(m, m.training) for m in self.mods if type(m.__dict__.get("training")) is not bool]
+        self.same = ([p._modules for p, _, _ in edges] + [d for d, _ in owned] + [m.__dict__ for m in flagged],
+                     [n for _, n, _ in edges] + [n for _, n in owned] + ["training"] * len(flagged),
+                     [c for _, _, c in edges] + [d[n] for d, n in owned] + [m.__dict__["training"] for m in flagged])
         # the forward was recorded on the input converted to channels_last
         # (CHANNELS_LAST_INSIDE); the replay converts it too, and a 4-D
         # result back to NCHW
@@ -130,16 +121,8 @@ class _Plan:
     def valid(self, root: nn.Module) -> bool:
         if root is not self.root:
             return False
-        if self.same is not None:
-            if not _same_items(*self.same):
-                return False
-        else:
-            if [id(d.get(n)) for d, n in self.edge_keys] != self.edge_ids:
-                return False
-            if [m.training for m in self.mods] != self.training:
-                return False
-            if [id(d.get(n)) for d, n in self.owner_keys] != self.owner_ids:
-                return False
+        if not _same_items(*self.same) or any(m.training != f for m, f in self.odd):
+            return False
         if self.__dict__.get("_cpp") is None:  # (the C++ plan checks these itself)
             if [t._version for t in self.tensors] != self.versions:
                 return False

@@ -896,8 +896,7 @@ def _se_setup_context(ctx, inputs, output):
     # csrc/glue/squeeze_excitation_ops.cpp). An in-place change of the
     # output before the backward is reported by autograd.
     input, weight1, bias1, weight2, bias2, activation, gate = inputs
-    means = _ops.squeeze_excitation_means(input) if ctx.needs_input_grad[0] or any(ctx.needs_input_grad[1:5]) else None
-    ctx.save_for_backward(output, means, weight1, bias1, weight2, bias2)
+    ctx.save_for_backward(output, _ops.squeeze_excitation_means(input), weight1, bias1, weight2, bias2)
     ctx.se_args = (int(activation), int(gate))
 
 

@@ -43,20 +43,17 @@ def _block(case, acts, seed=0):
     panel = mx.ops.gemm_panel(True)
     p = {"x": x, "K": K, "S": S, "P": K // 2, "res": res, "acts": acts}
     C = Cexp or Cin
-    if Cexp:
-        p["ew"] = torch.randn(Cexp, Cin, 1, 1, generator=g) / Cin ** 0.5
-        p["ep"] = mx.ops.pointwise_pack_weight(p["ew"], panel)
-        p["eb"] = torch.randn(Cexp, generator=g)
-    else:
-        p["ew"] = p["ep"] = p["eb"] = None
+
+    def pointwise(co, ci):  # weight, its packed form, bias (None without the layer)
+        if not co:
+            return None, None, None
+        w = torch.randn(co, ci, 1, 1, generator=g) / ci ** 0.5
+        return w, mx.ops.pointwise_pack_weight(w, panel), torch.randn(co, generator=g)
+
+    p["ew"], p["ep"], p["eb"] = pointwise(Cexp, Cin)
     p["dw"] = torch.randn(C, 1, K, K, generator=g) / K
     p["db"] = torch.randn(C, generator=g)
-    if Cout:
-        p["pw"] = torch.randn(Cout, C, 1, 1, generator=g) / C ** 0.5
-        p["pp"] = mx.ops.pointwise_pack_weight(p["pw"], panel)
-        p["pb"] = torch.randn(Cout, generator=g)
-    else:
-        p["pw"] = p["pp"] = p["pb"] = None
+    p["pw"], p["pp"], p["pb"] = pointwise(Cout, C)
     return p
 
 

@@ -52,6 +52,16 @@ def _plan_of(model):
     return model.features.__dict__.get("_mnx_plan")
 
 
+def _replayed(name, x, calls=3):
+    """The fused model after ``calls`` calls on ``x`` (the third replays),
+    and the last call's result."""
+    fast = _fused(name)
+    with torch.no_grad():
+        for _ in range(calls):
+            out = fast(x)
+    return fast, out
+
+
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"])
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 def test_replay_is_bitwise_the_module_tree(name, fmt):
@@ -77,11 +87,9 @@ def test_replay_is_bitwise_the_module_tree(name, fmt):
 
 
 def test_recorded_again_when_something_changes():
-    fast = _fused("mobilenet_v3_small")
     x = torch.randn(1, 3, 64, 64)
+    fast, _ = _replayed("mobilenet_v3_small", x)
     with torch.no_grad():
-        for _ in range(3):
-            fast(x)
         plan = _plan_of(fast)
         assert type(plan) is _Plan
         # a weight updated in place
@@ -248,11 +256,9 @@ def test_general_and_fast_replay_paths_agree():
             assert torch.equal(fs(x), want)
         plan = fs.__dict__["_mnx_plan"]
         assert type(plan) is _Plan and plan.__dict__["_fast"] is None  # the list argument
-    fast = _fused("mobilenet_v3_small")
     y = torch.randn(1, 3, 64, 64)
+    fast, _ = _replayed("mobilenet_v3_small", y)
     with torch.no_grad():
-        for _ in range(3):
-            fast(y)
         plan = _plan_of(fast)
         assert plan.__dict__["_fast"] is not None
         assert torch.equal(plan.run(y), plan._run_general(y.contiguous(memory_format=torch.channels_last)).contiguous())
@@ -263,11 +269,9 @@ def test_general_and_fast_replay_paths_agree():
 def test_cpp_and_python_replay_loops_agree(name, fmt, monkeypatch):
     import mobilenet_ext._plan as P
 
-    fast = _fused(name)
     x = torch.randn(2, 3, 80, 64).to(memory_format=fmt)
+    fast, got = _replayed(name, x)
     with torch.no_grad():
-        for _ in range(3):
-            got = fast(x)
         plans = [s.__dict__["_mnx_plan"] for s in fast.modules() if isinstance(s, PlannedSequential)]
         assert len(plans) == 2
         for p in plans:  # the C++ loop ran
@@ -287,13 +291,10 @@ def test_cpp_and_python_replay_loops_agree(name, fmt, monkeypatch):
 def test_validity_checks_training_flags_guards_and_bad_plans():
     from mobilenet_ext._native import _C
 
-    fast = _fused("mobilenet_v3_small")
     x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        for _ in range(3):
-            fast(x)
+    fast, _ = _replayed("mobilenet_v3_small", x)
     plan = _plan_of(fast)
-    assert plan.same is not None and plan.valid(fast.features)
+    assert plan.same is not None and not plan.odd and plan.valid(fast.features)
     # one submodule's training flag flipped (not the root's)
     sub = fast.features[3].block[1]
     flags = [m.training for m in sub.modules()]

@@ -79,24 +79,31 @@ struct SeArgs {
   Gate gate;
 };
 
-SeArgs check_se(const char* op, const at::Tensor& input, const at::Tensor& weight1,
-                const c10::optional<at::Tensor>& bias1, const at::Tensor& weight2,
-                const c10::optional<at::Tensor>& bias2, int64_t activation, int64_t gate) {
+// The checks on the activation and its channel shape, shared by every op here.
+ChannelShape check_se_input(const char* op, const at::Tensor& input) {
   TORCH_CHECK_VALUE(input.dim() == 4, op, ": input must be a 4-D tensor [N, C, H, W], got shape ", input.sizes());
   check_dtype_supported(op, input);
   TORCH_CHECK_VALUE(input.device().is_cpu(), op, ": input must be a CPU tensor, got ", input.device());
   TORCH_CHECK_VALUE(input.size(1) > 0, op, ": input must have at least one channel, got shape ", input.sizes());
   TORCH_CHECK_VALUE(input.size(2) > 0 && input.size(3) > 0, op,
                     ": input must have a non-empty spatial size (H, W > 0), got shape ", input.sizes());
+  ChannelShape s;
+  s.N = input.size(0);
+  s.C = input.size(1);
+  s.HW = input.size(2) * input.size(3);
+  s.layout = layout_of(input);
+  return s;
+}
+
+SeArgs check_se(const char* op, const at::Tensor& input, const at::Tensor& weight1,
+                const c10::optional<at::Tensor>& bias1, const at::Tensor& weight2,
+                const c10::optional<at::Tensor>& bias2, int64_t activation, int64_t gate) {
+  SeArgs a;
+  a.s = check_se_input(op, input);
   TORCH_CHECK_VALUE(weight1.dim() == 2 || weight1.dim() == 4, op,
                     ": weight1 must have shape [squeeze_channels, C] or [squeeze_channels, C, 1, 1], got ",
                     weight1.sizes());
   TORCH_CHECK_VALUE(gate == 0 || gate == 1, op, ": gate must be 0 (hardsigmoid) or 1 (sigmoid), got ", gate);
-  SeArgs a;
-  a.s.N = input.size(0);
-  a.s.C = input.size(1);
-  a.s.HW = input.size(2) * input.size(3);
-  a.s.layout = layout_of(input);
   const int64_t S = weight1.size(0);
   a.w1 = check_fc_weight(op, "weight1", weight1, S, a.s.C, input);
   a.w2 = check_fc_weight(op, "weight2", weight2, a.s.C, S, input);
@@ -199,14 +206,20 @@ at::Tensor from_sums(const std::vector<double>& v, double factor, const ChannelS
   return t;
 }
 
+// The channel means [N, C] of x (contiguous in s.layout): sums in double.
+template <typename T>
+at::Tensor channel_means(const ChannelShape& s, const at::Tensor& x) {
+  std::vector<double> sx(s.N * s.C);
+  run_sums<T>(s, x.data_ptr<T>(), nullptr, sx.data(), nullptr);
+  return from_sums(sx, 1.0 / s.HW, s, x.options());
+}
+
 // y = x * scale(x) for x contiguous in s.layout (y may be x)
 void se_forward_into(const SeArgs& a, const at::Tensor& x, at::Tensor& y) {
   const ChannelShape& s = a.s;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "squeeze_excitation", [&] {
     using T = scalar_t;
-    std::vector<double> sx(s.N * s.C);
-    run_sums<T>(s, x.data_ptr<T>(), nullptr, sx.data(), nullptr);
-    const at::Tensor scale = se_scale(a, from_sums(sx, 1.0 / s.HW, s, x.options()), false).scale.contiguous();
+    const at::Tensor scale = se_scale(a, channel_means<T>(s, x), false).scale.contiguous();
     run_scale<T>(s, x.data_ptr<T>(), scale.data_ptr<T>(), nullptr, y.data_ptr<T>());
   });
 }
@@ -236,26 +249,13 @@ void squeeze_excitation_inplace_cpu(const at::Tensor& input, const at::Tensor& w
 
 // The channel means of x as the forward computes them ([N, C]).
 at::Tensor squeeze_excitation_means_cpu(const at::Tensor& input) {
-  const char* op = "squeeze_excitation_means";
-  TORCH_CHECK_VALUE(input.dim() == 4, op, ": input must be a 4-D tensor [N, C, H, W], got shape ", input.sizes());
-  check_dtype_supported(op, input);
-  TORCH_CHECK_VALUE(input.device().is_cpu(), op, ": input must be a CPU tensor, got ", input.device());
-  TORCH_CHECK_VALUE(input.size(2) > 0 && input.size(3) > 0, op,
-                    ": input must have a non-empty spatial size (H, W > 0), got shape ", input.sizes());
-  ChannelShape s;
-  s.N = input.size(0);
-  s.C = input.size(1);
-  s.HW = input.size(2) * input.size(3);
-  s.layout = layout_of(input);
-  if (s.N == 0 || s.C == 0) return at::empty({s.N, s.C}, input.options());
+  const ChannelShape s = check_se_input("squeeze_excitation_means", input);
+  if (s.N == 0) return at::empty({s.N, s.C}, input.options());
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor x = contiguous_in(input, s.layout);
   at::Tensor p;
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "squeeze_excitation_means", [&] {
-    std::vector<double> sx(s.N * s.C);
-    run_sums<scalar_t>(s, x.data_ptr<scalar_t>(), nullptr, sx.data(), nullptr);
-    p = from_sums(sx, 1.0 / s.HW, s, input.options());
-  });
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "squeeze_excitation_means",
+                             [&] { p = channel_means<scalar_t>(s, x); });
   return p;
 }
 
