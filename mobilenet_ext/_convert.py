@@ -48,8 +48,11 @@ def convert(
     nn.BatchNorm2d directly followed by an nn.ReLU, nn.ReLU6 or nn.Hardswish
     becomes a :class:`~mobilenet_ext.nn.BatchNormAct2d` with that activation
     (one fused op, training and eval) and the activation module becomes
-    nn.Identity. :func:`mobilenet_ext.fuse` folds a BatchNormAct2d like a
-    BatchNorm2d.
+    nn.Identity; every other nn.BatchNorm2d (e.g. after a projecting 1x1
+    conv) becomes a BatchNormAct2d without an activation, which runs the same
+    op (BatchNorm2d's exact semantics; PyTorch's own CPU BatchNorm was most of
+    a MobileNetV3 training step's BatchNorm time). :func:`mobilenet_ext.fuse`
+    folds a BatchNormAct2d like a BatchNorm2d.
 
     Each squeeze-excitation module with torchvision's form
     (``torchvision.ops.SqueezeExcitation`` or
@@ -71,15 +74,16 @@ def convert(
         verbose: print how many layers of each kind were replaced (always
             logged at INFO level on the ``mobilenet_ext`` logger).
         return_counts: also return ``{"depthwise": n, "pointwise": m,
-            "batchnorm_act": k, "squeeze_excitation": j}``.
-        fuse_batchnorm: fuse BatchNorm2d + activation (see above); False
-            leaves them as they are.
+            "batchnorm_act": k, "batchnorm": b, "squeeze_excitation": j}``
+            (``batchnorm``: BatchNorm2d without an activation after it).
+        fuse_batchnorm: BatchNorm2d (+ activation) on the fused op (see
+            above); False leaves them as they are.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not inplace:
         model = copy.deepcopy(model)
-    counts = {"depthwise": 0, "pointwise": 0, "batchnorm_act": 0, "squeeze_excitation": 0}
+    counts = {"depthwise": 0, "pointwise": 0, "batchnorm_act": 0, "batchnorm": 0, "squeeze_excitation": 0}
 
     def visit(parent: nn.Module) -> None:
         children = list(parent.named_children())
@@ -99,6 +103,9 @@ def convert(
                 setattr(parent, nxt[0], nn.Identity().train(nxt[1].training))
                 absorbed.add(nxt[0])
                 counts["batchnorm_act"] += 1
+            elif fuse_batchnorm and type(child) is nn.BatchNorm2d:
+                setattr(parent, name, BatchNormAct2d.from_bn(child, None))
+                counts["batchnorm"] += 1
             elif type(child) is nn.Conv2d and is_pointwise_conv(child):
                 setattr(parent, name, PointwiseConv2d.from_conv(child).train(child.training))
                 counts["pointwise"] += 1
@@ -116,6 +123,7 @@ def convert(
     visit(model)
     msg = (f"mobilenet_ext.convert: replaced {counts['depthwise']} depthwise and {counts['pointwise']} pointwise "
            f"nn.Conv2d, fused {counts['batchnorm_act']} BatchNorm2d + activation, "
+           f"{counts['batchnorm']} BatchNorm2d alone on the same op, "
            f"{counts['squeeze_excitation']} squeeze-excitation on one op")
     log.info(msg)
     if verbose:

@@ -276,12 +276,15 @@ def test_convert_fuses_batchnorm_activation_and_fuse_folds_it():
         tnn.Conv2d(16, 16, 1, bias=False), tnn.BatchNorm2d(16), tnn.ReLU(),
     )
     conv, counts = mx.convert(net, return_counts=True)
-    assert counts == {"depthwise": 1, "pointwise": 2, "batchnorm_act": 3, "squeeze_excitation": 0}
+    assert counts == {"depthwise": 1, "pointwise": 2, "batchnorm_act": 3, "batchnorm": 1, "squeeze_excitation": 0}
     assert type(conv[1]) is mx.nn.BatchNormAct2d and conv[1].activation == "relu6"
-    assert type(conv[2]) is tnn.Identity and type(conv[7]) is tnn.BatchNorm2d
+    # the BatchNorm2d with no activation after it runs on the same op, without one
+    assert type(conv[2]) is tnn.Identity and type(conv[7]) is mx.nn.BatchNormAct2d and conv[7].activation is None
+    assert conv[7].training and conv[7].num_features == 16
     assert conv.state_dict().keys() == net.state_dict().keys()
     plain, counts2 = mx.convert(net, return_counts=True, fuse_batchnorm=False)
-    assert counts2["batchnorm_act"] == 0 and type(plain[1]) is tnn.BatchNorm2d and type(plain[2]) is tnn.ReLU6
+    assert counts2["batchnorm_act"] == counts2["batchnorm"] == 0
+    assert type(plain[1]) is tnn.BatchNorm2d and type(plain[2]) is tnn.ReLU6 and type(plain[7]) is tnn.BatchNorm2d
     x = torch.randn(2, 3, 10, 10)
     for _ in range(2):
         assert_close(conv(x), net(x).double(), torch.float32)
@@ -302,8 +305,11 @@ def test_converted_torchvision_mobilenet_v2_train_outputs_and_grads():
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(num_classes=10)
     conv_model, counts = mx.convert(model, return_counts=True)
-    n_bn_act = sum(1 for m in conv_model.modules() if isinstance(m, mx.nn.BatchNormAct2d))
+    n_bn_act = sum(1 for m in conv_model.modules() if isinstance(m, mx.nn.BatchNormAct2d) and m.activation)
     assert counts["batchnorm_act"] == n_bn_act == 35
+    # the 17 projections' BatchNorm2d (no activation after them) run on the op too
+    assert counts["batchnorm"] == 17
+    assert not any(type(m) is tnn.BatchNorm2d for m in conv_model.modules())
     # torchvision weights load strictly into the converted model
     conv_model.load_state_dict(model.state_dict(), strict=True)
     for layout in ("nchw", "nhwc"):

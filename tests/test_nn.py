@@ -75,7 +75,7 @@ def test_convert_small_net_outputs_and_grads_equal():
     torch.manual_seed(0)
     net = _small_net()
     conv_net, counts = mx.convert(net, return_counts=True)
-    assert counts == {"depthwise": 2, "pointwise": 2, "batchnorm_act": 3, "squeeze_excitation": 0}
+    assert counts == {"depthwise": 2, "pointwise": 2, "batchnorm_act": 3, "batchnorm": 0, "squeeze_excitation": 0}
     assert type(net[3]) is tnn.Conv2d  # not inplace
     assert isinstance(conv_net[3], mx.nn.DepthwiseConv2d)
     assert isinstance(conv_net[0], tnn.Conv2d)  # the dense 3x3 stays
