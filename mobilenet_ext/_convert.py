@@ -9,7 +9,8 @@ from typing import Dict, Tuple, Union
 from torch import nn
 
 from .models._layers import SqueezeExcitation, se_op_args
-from .nn import (ACTIVATION_MODULES, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d, is_depthwise_conv,
+from .nn import (ACTIVATION_MODULES, BatchNormAct2d, DepthwiseConv2d, PointwiseConv2d, SmallCinConv2d,
+                 is_depthwise_conv, is_small_cin_conv,
                  is_pointwise_conv)
 
 __all__ = ["convert"]
@@ -42,7 +43,11 @@ def convert(
     """Return ``model`` with every depthwise nn.Conv2d (groups == in_channels,
     out_channels a multiple of it, zero padding) replaced by
     :class:`~mobilenet_ext.nn.DepthwiseConv2d` and every pointwise one (1x1,
-    stride 1, groups 1, no padding) by :class:`~mobilenet_ext.nn.PointwiseConv2d`.
+    stride 1, groups 1, no padding) by :class:`~mobilenet_ext.nn.PointwiseConv2d`;
+    a dense nn.Conv2d with at most 4 input channels (the stem; see
+    :func:`~mobilenet_ext.nn.is_small_cin_conv`) becomes a
+    :class:`~mobilenet_ext.nn.SmallCinConv2d` (our forward kernel, PyTorch's
+    backward).
 
     With ``fuse_batchnorm`` (the default), inside every nn.Sequential each
     nn.BatchNorm2d directly followed by an nn.ReLU, nn.ReLU6 or nn.Hardswish
@@ -74,8 +79,10 @@ def convert(
         verbose: print how many layers of each kind were replaced (always
             logged at INFO level on the ``mobilenet_ext`` logger).
         return_counts: also return ``{"depthwise": n, "pointwise": m,
-            "batchnorm_act": k, "batchnorm": b, "squeeze_excitation": j}``
-            (``batchnorm``: BatchNorm2d without an activation after it).
+            "small_cin": s, "batchnorm_act": k, "batchnorm": b,
+            "squeeze_excitation": j}`` (``small_cin``: dense convs with few
+            input channels; ``batchnorm``: BatchNorm2d without an activation
+            after it).
         fuse_batchnorm: BatchNorm2d (+ activation) on the fused op (see
             above); False leaves them as they are.
     """
@@ -83,7 +90,8 @@ def convert(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not inplace:
         model = copy.deepcopy(model)
-    counts = {"depthwise": 0, "pointwise": 0, "batchnorm_act": 0, "batchnorm": 0, "squeeze_excitation": 0}
+    counts = {"depthwise": 0, "pointwise": 0, "small_cin": 0, "batchnorm_act": 0, "batchnorm": 0,
+              "squeeze_excitation": 0}
 
     def visit(parent: nn.Module) -> None:
         children = list(parent.named_children())
@@ -112,6 +120,9 @@ def convert(
             elif type(child) is nn.Conv2d and is_depthwise_conv(child):
                 setattr(parent, name, DepthwiseConv2d.from_conv(child).train(child.training))
                 counts["depthwise"] += 1
+            elif type(child) is nn.Conv2d and is_small_cin_conv(child):
+                setattr(parent, name, SmallCinConv2d.from_conv(child).train(child.training))
+                counts["small_cin"] += 1
             else:
                 if _use_se_op(child):
                     counts["squeeze_excitation"] += 1
@@ -122,7 +133,7 @@ def convert(
                         "nn.Conv2d use DepthwiseConv2d.from_conv or PointwiseConv2d.from_conv")
     visit(model)
     msg = (f"mobilenet_ext.convert: replaced {counts['depthwise']} depthwise and {counts['pointwise']} pointwise "
-           f"nn.Conv2d, fused {counts['batchnorm_act']} BatchNorm2d + activation, "
+           f"nn.Conv2d, {counts['small_cin']} few-input-channel nn.Conv2d (the stem), fused {counts['batchnorm_act']} BatchNorm2d + activation, "
            f"{counts['batchnorm']} BatchNorm2d alone on the same op, "
            f"{counts['squeeze_excitation']} squeeze-excitation on one op")
     log.info(msg)

@@ -140,7 +140,7 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                     seq._modules[names[i + 1]] = _eval(nn.Identity())
                 i += 2 if act is not None else 1
             elif (
-                type(conv) is nn.Conv2d
+                (type(conv) is nn.Conv2d or (type(conv) is SmallCinConv2d and conv.activation is None))
                 and i + 1 < len(names)
                 and type(seq._modules[names[i + 1]]) in (nn.BatchNorm2d, BatchNormAct2d)
             ):

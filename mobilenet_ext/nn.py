@@ -480,12 +480,16 @@ def is_small_cin_conv(conv: nn.Module) -> bool:
 class SmallCinConv2d(_ActivationAfter, nn.Conv2d):
     """An ``nn.Conv2d`` (groups 1, dilation 1, zero padding) with few input
     channels, e.g. a network's stem, plus an optional activation, for
-    inference: on the CPU (float32 / float64, no gradient needed) it runs
-    :func:`mobilenet_ext.ops.conv2d_small_cin_fused`, which writes
-    ``act(conv + bias)`` once in the input's layout; otherwise (CUDA, other
-    dtypes, autograd) ``F.conv2d`` and the activation. Parameters and
-    state_dict keys are nn.Conv2d's. :func:`mobilenet_ext.fuse` puts it in
-    place of a stem conv (``in_channels <= 4``) followed by a BatchNorm.
+    inference and training: on the CPU (float32 / float64, no gradient
+    needed) it runs :func:`mobilenet_ext.ops.conv2d_small_cin_fused`, which
+    writes ``act(conv + bias)`` once in the input's layout; with autograd and
+    no activation, :func:`mobilenet_ext.ops.conv2d_small_cin` (the same
+    forward, PyTorch's backward); otherwise (CUDA, other dtypes, autograd
+    with an activation) ``F.conv2d`` and the activation. Parameters and
+    state_dict keys are nn.Conv2d's. :func:`mobilenet_ext.convert` puts it
+    (without an activation) in place of every nn.Conv2d that
+    :func:`is_small_cin_conv` accepts; :func:`mobilenet_ext.fuse` in place
+    of such a conv followed by a BatchNorm, with the activation.
 
     Shapes: input ``[N, C_in, H, W]``, output ``[N, C_out, OH, OW]`` as
     nn.Conv2d. Measured (2 threads, batch 32, 3 -> 32 channels 3x3 stride 2
@@ -511,6 +515,10 @@ class SmallCinConv2d(_ActivationAfter, nn.Conv2d):
                 and input.dtype == self.weight.dtype and _use_fused(input, self.weight, self.bias)):
             return ops.conv2d_small_cin_fused(input, self.weight, self.bias, self.stride, self.padding,
                                               self.activation)
+        if (input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64)
+                and input.dtype == self.weight.dtype and self.activation is None):
+            # training (a converted model's stem): our forward, PyTorch's backward
+            return ops.conv2d_small_cin(input, self.weight, self.bias, self.stride, self.padding)
         y = F.conv2d(input, self.weight, self.bias, self.stride, self.padding)
         return self._activate(y)
 

@@ -75,10 +75,12 @@ def test_convert_small_net_outputs_and_grads_equal():
     torch.manual_seed(0)
     net = _small_net()
     conv_net, counts = mx.convert(net, return_counts=True)
-    assert counts == {"depthwise": 2, "pointwise": 2, "batchnorm_act": 3, "batchnorm": 0, "squeeze_excitation": 0}
+    assert counts == {"depthwise": 2, "pointwise": 2, "small_cin": 1, "batchnorm_act": 3, "batchnorm": 0,
+                      "squeeze_excitation": 0}
     assert type(net[3]) is tnn.Conv2d  # not inplace
     assert isinstance(conv_net[3], mx.nn.DepthwiseConv2d)
-    assert isinstance(conv_net[0], tnn.Conv2d)  # the dense 3x3 stays
+    # the dense 3x3 stem (3 input channels): our forward, PyTorch's backward
+    assert type(conv_net[0]) is mx.nn.SmallCinConv2d and conv_net[0].activation is None
     x = torch.randn(2, 3, 32, 32)
     y0, y1 = net(x), conv_net(x)
     assert_close(y1, y0.double(), torch.float32)

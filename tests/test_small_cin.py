@@ -148,3 +148,54 @@ def test_fuse_keeps_a_wide_dense_conv():
     seq = tnn.Sequential(tnn.Conv2d(8, 8, 3, padding=1), tnn.BatchNorm2d(8), tnn.ReLU()).eval()
     fused = mx.fuse(seq)
     assert type(fused[0]) is tnn.Conv2d and type(fused[2]) is tnn.ReLU
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", SHAPES[:5], ids=str)
+def test_differentiable_op_against_conv2d_float64(shape, layout):
+    # conv2d_small_cin: the kernel's forward, PyTorch's backward; every gradient
+    # against F.conv2d's in float64, and gradcheck
+    n, ci, h, w_, co, k, s, p = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    x = make_layout(torch.randn(n, ci, h, w_, generator=g, dtype=torch.float64), layout).requires_grad_()
+    w = torch.randn(co, ci, k, k, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(co, generator=g, dtype=torch.float64, requires_grad=True)
+    y = mx.ops.conv2d_small_cin(x, w, b, s, p)
+    y0 = F.conv2d(x, w, b, s, p)
+    with torch.no_grad():  # the same output, in the same layout, as the inference op
+        y_inf = mx.ops.conv2d_small_cin_fused(x, w, b, s, p)
+    assert y.stride() == y_inf.stride() and torch.equal(y, y_inf)
+    torch.testing.assert_close(y, y0, rtol=1e-12, atol=1e-12)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad(y, (x, w, b), gy)
+    want = torch.autograd.grad(y0, (x, w, b), gy)
+    for a, e, name in zip(got, want, ("input", "weight", "bias")):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12, msg=name)
+    if shape == SHAPES[1]:
+        xs = x.detach()[:, :, :9, :8].clone().requires_grad_()
+        assert torch.autograd.gradcheck(lambda *t: mx.ops.conv2d_small_cin(*t, s, p), (xs, w, b))
+        assert torch.autograd.gradcheck(lambda t: mx.ops.conv2d_small_cin(t, w, None, s, p), (xs,))
+
+
+def test_differentiable_op_opcheck_compile_and_module():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 11, 9, generator=g)
+    w = torch.randn(8, 3, 3, 3, generator=g, requires_grad=True)
+    b = torch.randn(8, generator=g, requires_grad=True)
+    torch.library.opcheck(ext.conv2d_small_cin, (x, w, b, [2, 2], [1, 1]))
+    torch.library.opcheck(ext.conv2d_small_cin, (x.requires_grad_(), w, None, [1, 2], [0, 1]))
+    f = torch.compile(lambda t: mx.ops.conv2d_small_cin(t, w, b, 2, 1), fullgraph=True)
+    torch.testing.assert_close(f(x), F.conv2d(x, w, b, 2, 1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="weight must be a dense conv weight"):
+        mx.ops.conv2d_small_cin(x, torch.randn(4, 2, 3, 3, requires_grad=True))
+    # the module in training without an activation runs the op; convert() puts it in the stem
+    conv = tnn.Conv2d(3, 16, 3, stride=2, padding=1)
+    net = mx.convert(tnn.Sequential(conv, tnn.BatchNorm2d(16), tnn.ReLU()))
+    assert type(net[0]) is mx.nn.SmallCinConv2d and net[0].activation is None
+    xx = torch.randn(2, 3, 15, 17)
+    y = net[0](xx)
+    assert "conv2d_small_cin" in y.grad_fn.name()
+    y.sum().backward()
+    w0 = net[0].weight.detach().clone().requires_grad_()
+    F.conv2d(xx, w0, net[0].bias.detach(), 2, 1).sum().backward()
+    torch.testing.assert_close(net[0].weight.grad, w0.grad, rtol=1e-5, atol=1e-4)
