@@ -94,6 +94,10 @@ PW_CASES = [
         (1, 144, 24, 16, 16, False, "nchw"),
         (2, 300, 77, 9, 10, True, "nchw"),
         (2, 300, 77, 9, 10, True, "nhwc"),
+        # channels_last with Cin < Cout: the weight gradient as X^T gY (transposed
+        # product), with its reduction over N*H*W split across threads
+        (8, 16, 96, 28, 28, False, "nhwc"),
+        (4, 24, 88, 23, 19, True, "nhwc"),
         # 1x1 maps (squeeze-excitation): one GEMM with M = N in either layout
         (5, 72, 24, 1, 1, True, "nchw"),
         (5, 24, 72, 1, 1, False, "nhwc"),

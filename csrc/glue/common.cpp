@@ -286,5 +286,15 @@ GemmArgs pointwise_grad_weight_gemm(const PointwiseShape& s) {
   return g;
 }
 
+// NHWC, transposed: gW^T[Cin, Cout] = X^T[Cin, NHW] * gY[NHW, Cout].
+GemmArgs pointwise_grad_weight_t_gemm(const PointwiseShape& s) {
+  GemmArgs g;
+  g.M = s.Cin; g.N = s.Cout; g.ldc = s.Cout;
+  g.K = s.N * s.H * s.W; g.batch = 1;
+  g.a_rs = 1; g.a_cs = s.Cin;                          // X^T
+  g.b_rs = s.Cout; g.b_cs = 1;                         // gY
+  return g;
+}
+
 }  // namespace glue
 }  // namespace mnx

@@ -54,6 +54,7 @@ void check_dtype_supported(const char* op, const at::Tensor& input);
 GemmArgs pointwise_forward_gemm(const PointwiseShape& s);
 GemmArgs pointwise_grad_input_gemm(const PointwiseShape& s);
 GemmArgs pointwise_grad_weight_gemm(const PointwiseShape& s);
+GemmArgs pointwise_grad_weight_t_gemm(const PointwiseShape& s);  // NHWC: gW^T = X^T gY
 
 // C = act(A B + bias) (+ residual) on the CPU GEMM family the pointwise ops
 // use (threads over C's tiles; float32 and float64), for glue that computes

@@ -315,8 +315,28 @@ void cpu_pointwise_grad_input(const char* op, const PointwiseShape& s, const at:
   });
 }
 
+// channels_last: gW[Cout, Cin] = gY^T X, a GEMM whose N is Cin. With fewer
+// input than output channels (the expanding 1x1 layers) the micro-kernel's
+// column panels (32 wide on AVX-512) are mostly padding, so the transposed
+// product gW^T[Cin, Cout] = X^T gY runs instead, with Cout as N, and is
+// transposed into gW (Cin x Cout floats). Per element the same products in
+// the same k order; only the split of the reduction over threads can
+// differ. A/B at batch 32, 2 threads, Zen 5 (AVX-512): expanding layers of
+// V2 / V3 0.67-0.92x the time (16->64 at 112x112: 9.97 -> 7.43 ms), 0.96-1.05x
+// where both orientations fill their panels; the projections (Cin > Cout)
+// ran 1.02-1.44x slower transposed and keep the direct form.
 void cpu_pointwise_grad_weight(const char* op, const PointwiseShape& s, const at::Tensor& gy, const at::Tensor& x,
                                at::Tensor& gw) {
+  if (s.layout == Layout::NHWC && s.Cin < s.Cout) {
+    const GemmArgs g = pointwise_grad_weight_t_gemm(s);
+    at::Tensor gwt = at::empty({s.Cin, s.Cout}, gw.options());
+    MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
+      run_gemm_split_reduction<scalar_t>(g, x.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
+                                         gwt.data_ptr<scalar_t>(), gw.options());
+    });
+    gw.view({s.Cout, s.Cin}).copy_(gwt.t());
+    return;
+  }
   const GemmArgs g = pointwise_grad_weight_gemm(s);
   MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
     run_gemm_split_reduction<scalar_t>(g, gy.data_ptr<scalar_t>(),
