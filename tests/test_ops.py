@@ -98,6 +98,11 @@ PW_CASES = [
         # product), with its reduction over N*H*W split across threads
         (8, 16, 96, 28, 28, False, "nhwc"),
         (4, 24, 88, 23, 19, True, "nhwc"),
+        # 9-16 columns with a reduction >= 32: the gradient GEMMs on the 16-wide
+        # (AVX2) tile on AVX-512 machines (gemm_kernels_f32_backward)
+        (4, 16, 16, 15, 13, True, "nhwc"),
+        (3, 12, 48, 9, 11, False, "nhwc"),
+        (2, 16, 40, 12, 10, True, "nchw"),
         # 1x1 maps (squeeze-excitation): one GEMM with M = N in either layout
         (5, 72, 24, 1, 1, True, "nchw"),
         (5, 24, 72, 1, 1, False, "nhwc"),

@@ -121,6 +121,15 @@ const DepthwiseKernels<float>& depthwise_kernels_f32();
 const DepthwiseKernels<double>& depthwise_kernels_f64();
 const GemmKernels<float>& gemm_kernels_f32();
 const GemmKernels<double>& gemm_kernels_f64();
+// The float32 kernels of the pointwise gradient GEMMs (grad_input,
+// grad_weight) with N columns and a reduction of length K: gemm_kernels_f32(),
+// except on the avx512 path a GEMM with 9-16 columns and K >= 32 runs the
+// avx2 kernels, whose 16-wide tile it fills (half of the AVX-512 kernel's
+// 32-wide tile would be padding). A/B at batch 32, 2 threads, Zen 5:
+// channels_last 16 -> 16 weight gradient 0.62-0.69x the time, 16 -> 64 / 72
+// / 96 input gradient 0.60-0.76x; with K = 16 (16 -> 16 input gradient)
+// 0.96-1.40x, hence the K bound; 8 columns 1.02-1.05x (both tiles pad).
+const GemmKernels<float>& gemm_kernels_f32_backward(int64_t N, int64_t K);
 
 // Name of the ISA the float32 kernels use ("avx2", "neon" or "scalar").
 const char* selected_isa();

@@ -185,6 +185,15 @@ const GemmKernels<float>& gemm_kernels_f32() {
   }
 }
 
+const GemmKernels<float>& gemm_kernels_f32_backward(int64_t N, int64_t K) {
+#if MNX_X86
+  if (gemm_path() == GemmPath::avx512 && N > 8 && N <= 16 && K >= 32) return gemm_kernels_avx2();
+#endif
+  (void)N;
+  (void)K;
+  return gemm_kernels_f32();
+}
+
 // --- depthwise kernel names (depthwise_path.h) --------------------------------
 namespace {
 const char* const kDepthwisePathNames[kDepthwisePathCount] = {

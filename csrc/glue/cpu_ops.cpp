@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <atomic>
+#include <type_traits>
 #include <vector>
 #include <torch/library.h>
 
@@ -145,8 +146,7 @@ struct GemmJob {
 // tiles. A unit's result does not depend on the range it falls in, so the
 // output is bitwise identical for every thread count.
 template <typename scalar_t>
-void run_gemms(const std::vector<GemmJob<scalar_t>>& jobs) {
-  const auto& k = gemm_kernels<scalar_t>();
+void run_gemms(const std::vector<GemmJob<scalar_t>>& jobs, const cpu::GemmKernels<scalar_t>& k) {
   std::vector<int64_t> offset(jobs.size() + 1, 0);
   for (size_t j = 0; j < jobs.size(); ++j)
     offset[j + 1] = offset[j] + gemm_units(jobs[j].g);
@@ -197,9 +197,25 @@ void run_gemms(const std::vector<GemmJob<scalar_t>>& jobs) {
 }
 
 template <typename scalar_t>
+void run_gemms(const std::vector<GemmJob<scalar_t>>& jobs) {
+  run_gemms<scalar_t>(jobs, gemm_kernels<scalar_t>());
+}
+
+template <typename scalar_t>
 void run_gemm(const GemmArgs& g, const scalar_t* A, const scalar_t* B,
-              scalar_t* C, const scalar_t* bias, const scalar_t* residual) {
-  run_gemms<scalar_t>({GemmJob<scalar_t>{g, A, B, C, bias, residual}});
+              scalar_t* C, const scalar_t* bias, const scalar_t* residual,
+              const cpu::GemmKernels<scalar_t>& k = gemm_kernels<scalar_t>()) {
+  run_gemms<scalar_t>({GemmJob<scalar_t>{g, A, B, C, bias, residual}}, k);
+}
+
+// The kernels of the gradient GEMMs (cpu::gemm_kernels_f32_backward): chosen
+// on the whole product's N and reduction length.
+template <typename scalar_t>
+const cpu::GemmKernels<scalar_t>& backward_gemm_kernels(const GemmArgs& g) {
+  if constexpr (std::is_same<scalar_t, float>::value)
+    return cpu::gemm_kernels_f32_backward(g.N, g.K * (g.sum_batch ? g.batch : 1));
+  else
+    return gemm_kernels<scalar_t>();
 }
 
 // Weight gradients have few tiles (Cout x Cin) and a huge reduction
@@ -226,8 +242,9 @@ void run_gemm_split_reduction(const GemmArgs& g, const scalar_t* A,
                               const scalar_t* B, scalar_t* C,
                               const at::TensorOptions& opts) {
   const int64_t S = grad_weight_splits(g);
+  const auto& k = backward_gemm_kernels<scalar_t>(g);
   if (S <= 1) {
-    run_gemm<scalar_t>(g, A, B, C, nullptr, nullptr);
+    run_gemm<scalar_t>(g, A, B, C, nullptr, nullptr, k);
     return;
   }
   // C is dense [M, ldc] here (weight gradient)
@@ -254,7 +271,7 @@ void run_gemm_split_reduction(const GemmArgs& g, const scalar_t* A,
     scalar_t* Cs = s == 0 ? C : P + (s - 1) * csize;
     jobs.push_back(GemmJob<scalar_t>{sub, As, Bs, Cs, nullptr, nullptr});
   }
-  run_gemms<scalar_t>(jobs);
+  run_gemms<scalar_t>(jobs, k);
   at::parallel_for(0, csize, 4096, [&](int64_t i0, int64_t i1) {
     for (int64_t s = 1; s < S; ++s) {
       const scalar_t* ps = P + (s - 1) * csize;
@@ -311,7 +328,7 @@ void cpu_pointwise_grad_input(const char* op, const PointwiseShape& s, const at:
     const scalar_t* wp = w.data_ptr<scalar_t>();
     const scalar_t* A = sg.layout == Layout::NCHW ? wp : gyp;
     const scalar_t* B = sg.layout == Layout::NCHW ? gyp : wp;
-    run_gemm<scalar_t>(g, A, B, gx.data_ptr<scalar_t>(), nullptr, nullptr);
+    run_gemm<scalar_t>(g, A, B, gx.data_ptr<scalar_t>(), nullptr, nullptr, backward_gemm_kernels<scalar_t>(g));
   });
 }
 
