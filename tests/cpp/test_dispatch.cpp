@@ -45,6 +45,17 @@ int main() {
   const std::string isa = mnx::cpu::selected_isa();
   // the GEMM table entry is the one gemm_path() names
   t.check(std::string(gm.isa) == mnx::cpu::gemm_path_name(mnx::cpu::gemm_path()));
+  // the gradient GEMMs' routing: the AVX2 16-wide tile for 9-16 columns and a
+  // reduction >= 32 on the avx512 path, the gemm_kernels_f32() table otherwise
+  {
+    const bool avx512 = mnx::cpu::gemm_path() == mnx::cpu::GemmPath::avx512;
+    const auto& narrow = mnx::cpu::gemm_kernels_f32_backward(16, 64);
+    t.check(std::string(narrow.isa) == (avx512 ? "avx2" : gm.isa));
+    t.check(&mnx::cpu::gemm_kernels_f32_backward(12, 32) == &narrow);
+    t.check(&mnx::cpu::gemm_kernels_f32_backward(8, 4096) == &gm);
+    t.check(&mnx::cpu::gemm_kernels_f32_backward(17, 4096) == &gm);
+    t.check(&mnx::cpu::gemm_kernels_f32_backward(16, 31) == &gm);
+  }
   if (forced_scalar) {
     t.check(isa == "scalar" && dw.forward == mnx::cpu::depthwise_forward_scalar<float>);
     t.check(mnx::cpu::gemm_path() == mnx::cpu::GemmPath::scalar &&
