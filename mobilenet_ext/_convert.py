@@ -100,20 +100,15 @@ def convert(
             if name in absorbed:
                 continue
             nxt = children[i + 1] if i + 1 < len(children) else None
-            if (
-                fuse_batchnorm
-                and isinstance(parent, nn.Sequential)
-                and type(child) is nn.BatchNorm2d
-                and nxt is not None
-                and type(nxt[1]) in ACTIVATION_MODULES
-            ):
-                setattr(parent, name, BatchNormAct2d.from_bn(child, ACTIVATION_MODULES[type(nxt[1])]).train(child.training))
-                setattr(parent, nxt[0], nn.Identity().train(nxt[1].training))
-                absorbed.add(nxt[0])
-                counts["batchnorm_act"] += 1
-            elif fuse_batchnorm and type(child) is nn.BatchNorm2d:
-                setattr(parent, name, BatchNormAct2d.from_bn(child, None))
-                counts["batchnorm"] += 1
+            if fuse_batchnorm and type(child) is nn.BatchNorm2d:
+                # the activation right after it in an nn.Sequential, if any
+                act = (ACTIVATION_MODULES.get(type(nxt[1]))
+                       if isinstance(parent, nn.Sequential) and nxt is not None else None)
+                setattr(parent, name, BatchNormAct2d.from_bn(child, act))
+                if act is not None:
+                    setattr(parent, nxt[0], nn.Identity().train(nxt[1].training))
+                    absorbed.add(nxt[0])
+                counts["batchnorm_act" if act is not None else "batchnorm"] += 1
             elif type(child) is nn.Conv2d and is_pointwise_conv(child):
                 setattr(parent, name, PointwiseConv2d.from_conv(child).train(child.training))
                 counts["pointwise"] += 1

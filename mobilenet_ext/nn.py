@@ -512,13 +512,13 @@ class SmallCinConv2d(_ActivationAfter, nn.Conv2d):
 
     def forward(self, input: Tensor) -> Tensor:
         if (input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64)
-                and input.dtype == self.weight.dtype and _use_fused(input, self.weight, self.bias)):
-            return ops.conv2d_small_cin_fused(input, self.weight, self.bias, self.stride, self.padding,
-                                              self.activation)
-        if (input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64)
-                and input.dtype == self.weight.dtype and self.activation is None):
-            # training (a converted model's stem): our forward, PyTorch's backward
-            return ops.conv2d_small_cin(input, self.weight, self.bias, self.stride, self.padding)
+                and input.dtype == self.weight.dtype):
+            if _use_fused(input, self.weight, self.bias):
+                return ops.conv2d_small_cin_fused(input, self.weight, self.bias, self.stride, self.padding,
+                                                  self.activation)
+            if self.activation is None:
+                # training (a converted model's stem): our forward, PyTorch's backward
+                return ops.conv2d_small_cin(input, self.weight, self.bias, self.stride, self.padding)
         y = F.conv2d(input, self.weight, self.bias, self.stride, self.padding)
         return self._activate(y)
 

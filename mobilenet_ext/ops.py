@@ -615,13 +615,8 @@ def _register_flops():
     def _pwf_flop(input_shape, weight_shape, bias_shape, act, residual_shape, *, out_shape, **kw):
         return 2 * pointwise_macs(input_shape, weight_shape)
 
-    @register_flop_formula(_ops.conv2d_small_cin_fused)
-    def _scf_flop(input_shape, weight_shape, bias_shape, stride, padding, act, *, out_shape, **kw):
-        co, ci, kh, kw_ = weight_shape
-        return 2 * int(out_shape[0] * co * out_shape[2] * out_shape[3] * ci * kh * kw_)
-
-    @register_flop_formula(_ops.conv2d_small_cin)
-    def _sc_flop(input_shape, weight_shape, bias_shape, stride, padding, *, out_shape, **kw):
+    @register_flop_formula([_ops.conv2d_small_cin_fused, _ops.conv2d_small_cin])
+    def _scf_flop(input_shape, weight_shape, *args, out_shape, **kw):
         co, ci, kh, kw_ = weight_shape
         return 2 * int(out_shape[0] * co * out_shape[2] * out_shape[3] * ci * kh * kw_)
 
@@ -678,7 +673,7 @@ def _register_decompositions() -> None:
 
     @register_decomposition(_ops.conv2d_small_cin.default)
     def _sc(input, weight, bias, stride, padding):
-        return conv(input, weight, bias, stride, padding, [1, 1], 1)
+        return _scf(input, weight, bias, stride, padding, 0)
 
     @register_decomposition(_ops.linear_fused.default)
     def _lin(input, weight, bias, activation):

@@ -43,15 +43,7 @@ void check_channel_vector(const char* op, const char* name, const c10::optional<
 }
 
 BatchNormShape check_input(const char* op, const at::Tensor& input) {
-  TORCH_CHECK_VALUE(input.dim() == 4, op, ": input must be a 4-D tensor [N, C, H, W], got shape ", input.sizes());
-  check_dtype_supported(op, input);
-  TORCH_CHECK_VALUE(input.size(1) > 0, op, ": input must have at least one channel, got shape ", input.sizes());
-  BatchNormShape s;
-  s.N = input.size(0);
-  s.C = input.size(1);
-  s.HW = input.size(2) * input.size(3);
-  s.layout = layout_of(input);
-  return s;
+  return check_channel_input<BatchNormShape>(op, input);
 }
 
 // values of an optional [C] tensor as double (fill when absent)

@@ -49,6 +49,23 @@ PointwiseShape check_pointwise(const char* op, const at::Tensor& input,
 Activation check_activation(const char* op, int64_t activation);
 void check_dtype_supported(const char* op, const at::Tensor& input);
 
+// The checks every per-channel op (BatchNorm, squeeze-excitation) makes on
+// its activation, 4-D with a supported dtype and at least one channel, and
+// its N, C, H*W and layout, as a kernel shape struct with those fields
+// (cpu::BatchNormShape, cpu::ChannelShape).
+template <class Shape>
+Shape check_channel_input(const char* op, const at::Tensor& input) {
+  TORCH_CHECK_VALUE(input.dim() == 4, op, ": input must be a 4-D tensor [N, C, H, W], got shape ", input.sizes());
+  check_dtype_supported(op, input);
+  TORCH_CHECK_VALUE(input.size(1) > 0, op, ": input must have at least one channel, got shape ", input.sizes());
+  Shape s;
+  s.N = input.size(0);
+  s.C = input.size(1);
+  s.HW = input.size(2) * input.size(3);
+  s.layout = layout_of(input);
+  return s;
+}
+
 // GEMM arguments for the pointwise forward / grad_input / grad_weight on a
 // tensor as it lies in memory (see params.h).
 GemmArgs pointwise_forward_gemm(const PointwiseShape& s);

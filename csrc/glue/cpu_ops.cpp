@@ -197,11 +197,6 @@ void run_gemms(const std::vector<GemmJob<scalar_t>>& jobs, const cpu::GemmKernel
 }
 
 template <typename scalar_t>
-void run_gemms(const std::vector<GemmJob<scalar_t>>& jobs) {
-  run_gemms<scalar_t>(jobs, gemm_kernels<scalar_t>());
-}
-
-template <typename scalar_t>
 void run_gemm(const GemmArgs& g, const scalar_t* A, const scalar_t* B,
               scalar_t* C, const scalar_t* bias, const scalar_t* residual,
               const cpu::GemmKernels<scalar_t>& k = gemm_kernels<scalar_t>()) {
@@ -344,22 +339,16 @@ void cpu_pointwise_grad_input(const char* op, const PointwiseShape& s, const at:
 // ran 1.02-1.44x slower transposed and keep the direct form.
 void cpu_pointwise_grad_weight(const char* op, const PointwiseShape& s, const at::Tensor& gy, const at::Tensor& x,
                                at::Tensor& gw) {
-  if (s.layout == Layout::NHWC && s.Cin < s.Cout) {
-    const GemmArgs g = pointwise_grad_weight_t_gemm(s);
-    at::Tensor gwt = at::empty({s.Cin, s.Cout}, gw.options());
-    MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
-      run_gemm_split_reduction<scalar_t>(g, x.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
-                                         gwt.data_ptr<scalar_t>(), gw.options());
-    });
-    gw.view({s.Cout, s.Cin}).copy_(gwt.t());
-    return;
-  }
-  const GemmArgs g = pointwise_grad_weight_gemm(s);
+  const bool transposed = s.layout == Layout::NHWC && s.Cin < s.Cout;
+  const GemmArgs g = transposed ? pointwise_grad_weight_t_gemm(s) : pointwise_grad_weight_gemm(s);
+  at::Tensor out = transposed ? at::empty({s.Cin, s.Cout}, gw.options()) : gw;
   MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
-    run_gemm_split_reduction<scalar_t>(g, gy.data_ptr<scalar_t>(),
-                                       x.data_ptr<scalar_t>(),
-                                       gw.data_ptr<scalar_t>(), gw.options());
+    const scalar_t* gyp = gy.data_ptr<scalar_t>();
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    run_gemm_split_reduction<scalar_t>(g, transposed ? xp : gyp, transposed ? gyp : xp,
+                                       out.data_ptr<scalar_t>(), gw.options());
   });
+  if (transposed) gw.view({s.Cout, s.Cin}).copy_(out.t());
 }
 
 // --- the pointwise weight packed once (inference, float32) -------------------

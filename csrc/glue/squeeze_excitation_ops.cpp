@@ -81,17 +81,10 @@ struct SeArgs {
 
 // The checks on the activation and its channel shape, shared by every op here.
 ChannelShape check_se_input(const char* op, const at::Tensor& input) {
-  TORCH_CHECK_VALUE(input.dim() == 4, op, ": input must be a 4-D tensor [N, C, H, W], got shape ", input.sizes());
-  check_dtype_supported(op, input);
+  const ChannelShape s = check_channel_input<ChannelShape>(op, input);
   TORCH_CHECK_VALUE(input.device().is_cpu(), op, ": input must be a CPU tensor, got ", input.device());
-  TORCH_CHECK_VALUE(input.size(1) > 0, op, ": input must have at least one channel, got shape ", input.sizes());
   TORCH_CHECK_VALUE(input.size(2) > 0 && input.size(3) > 0, op,
                     ": input must have a non-empty spatial size (H, W > 0), got shape ", input.sizes());
-  ChannelShape s;
-  s.N = input.size(0);
-  s.C = input.size(1);
-  s.HW = input.size(2) * input.size(3);
-  s.layout = layout_of(input);
   return s;
 }
 
