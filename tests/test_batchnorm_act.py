@@ -4,10 +4,12 @@ float64."""
 from __future__ import annotations
 
 import copy
+import zlib
 
 import pytest
 import torch
 import torch.nn as tnn
+import torch.nn.functional as F
 
 import mobilenet_ext as mx
 from _helpers import assert_close, make_layout
@@ -31,12 +33,42 @@ def _pair(C, activation, dtype, **bn_kwargs):
     return ours, tnn.Sequential(ref_bn, ACTS[activation]())
 
 
+# where the activations' derivatives jump
+KINKS = {tnn.Identity: (), tnn.ReLU: (0.0,), tnn.ReLU6: (0.0, 6.0), tnn.Hardswish: (-3.0, 3.0)}
+
+
+def _away_from_kinks(ref, shape, dtype, mean, train):
+    """A random input (float64 values representable in dtype) whose
+    BatchNorm output z keeps a margin from every kink of the activation.
+
+    At a kink the derivative jumps, and a z within rounding of it (float32:
+    a few 1e-7 here) may fall on either side: the float64 reference and any
+    float32 implementation can then pick different sides and disagree on that
+    element's gradient, and through the channel's reductions on all of the
+    channel's input gradients (seen once in ~200 seeds, z = 2.8e-9). Such
+    draws are redrawn; the tolerance stays what it is."""
+    bn = ref[0]
+    kinks = KINKS[type(ref[1])]
+    margin = 1e-5 if dtype == torch.float32 else 1e-12
+    batch_stats = train or bn.running_mean is None
+    for _ in range(100):
+        x = (torch.randn(shape, dtype=torch.float64) * 2 + mean + torch.arange(shape[1]).view(1, -1, 1, 1) * 0.1)
+        x = x.to(dtype).to(torch.float64)
+        if not kinks or x.numel() == 0:
+            return x
+        z = F.batch_norm(x, None if batch_stats else bn.running_mean, None if batch_stats else bn.running_var,
+                         bn.weight, bn.bias, batch_stats, 0.0, bn.eps)
+        if all((z - k).abs().min().item() >= margin for k in kinks):
+            return x
+    raise AssertionError("no input away from the kinks in 100 draws")
+
+
 def _check_steps(ours, ref, shape, dtype, layout, steps=3, mean=0.0, train=True):
     ours.train(train)
     ref.train(train)
     bn = ref[0]
     for step in range(steps):
-        x = (torch.randn(shape, dtype=torch.float64) * 2 + mean + torch.arange(shape[1]).view(1, -1, 1, 1) * 0.1)
+        x = _away_from_kinks(ref, shape, dtype, mean, train)
         x = make_layout(x.to(dtype), layout).requires_grad_(True)
         x64 = x.detach().to(torch.float64).requires_grad_(True)
         y = ours(x)
@@ -66,7 +98,7 @@ def _check_steps(ours, ref, shape, dtype, layout, steps=3, mean=0.0, train=True)
 @pytest.mark.parametrize("activation", [None, "relu", "relu6", "hardswish"])
 @pytest.mark.parametrize("shape", [(4, 7, 5, 6), (1, 19, 3, 11), (3, 40, 9, 9)])
 def test_train_matches_batchnorm2d(dtype, layout, activation, shape):
-    torch.manual_seed(hash((str(dtype), layout, activation, shape)) % 1000)
+    torch.manual_seed(zlib.crc32(repr((dtype, layout, activation, shape)).encode()) % 1000)  # the same in every run
     ours, ref = _pair(shape[1], activation, dtype)
     _check_steps(ours, ref, shape, dtype, layout)
 

@@ -19,11 +19,13 @@
 // var = (S2 - S1^2 / M) / M do not cancel catastrophically when |mean| >> std.
 // The output is written in one pass as
 //   y = act((x - ctr[c]) * scale[c] + shift[c])
-// (training: ctr = x0, scale = gamma * invstd, shift = beta - (mean - x0) * scale,
-//  eval: ctr = running_mean, scale = gamma / sqrt(running_var + eps), shift = beta).
-// Backward recomputes z = (x - mean) * scale + beta (scale = gamma * invstd)
-// from x and the saved mean / invstd for the activation's mask (nothing but
-// x is kept from the forward), then
+// with ctr = the saved mean (rounded to T), scale = gamma * the saved invstd
+// (training: shift = beta - (mean - ctr) * scale, the rounding of the mean
+// folded back in; eval: mean = running_mean, shift = beta).
+// Backward recomputes z = (x - mean) * scale + beta with the same saved mean
+// and scale for the activation's mask (nothing but x is kept from the
+// forward; the forward's z differs only by the mean's rounding times scale),
+// then
 //   pass 1 (backward_reduce): sum dz, sum dz * (x - mean), dz = dy * act'(z)
 //   pass 2 (backward_dx):     dx = A * dz + B * (x - mean) + K
 // with per-channel A, B, K from bn_backward_coefficients.

@@ -116,24 +116,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
       cpu::bn_stats_finalize(s, partial.data(), dmean.data(), var.data());
       for (int64_t c = 0; c < s.C; ++c) {
         const T x0 = xp[s.layout == Layout::NCHW ? c * s.HW : c];  // the shift of the sums
-        const double invstd = 1.0 / std::sqrt(var[c] + eps);
-        const double sc = g[c] * invstd;
-        ctr[c] = x0;
+        const double mean = static_cast<double>(x0) + dmean[c];
+        mp[c] = static_cast<T>(mean);
+        ip[c] = static_cast<T>(1.0 / std::sqrt(var[c] + eps));
+        // centred on the saved (rounded) mean, with its rounding error folded
+        // into the shift: near z = 0 the error is then that of |x - mean|
+        // (small there), not of |x - x0|; scale as the backward rebuilds it
+        const double sc = g[c] * static_cast<double>(ip[c]);
+        ctr[c] = mp[c];
         scale[c] = static_cast<T>(sc);
-        shift[c] = static_cast<T>(b[c] - dmean[c] * sc);
-        mp[c] = static_cast<T>(static_cast<double>(x0) + dmean[c]);
-        ip[c] = static_cast<T>(invstd);
+        // mean - ctr as (x0 - ctr) + dmean, not from `mean` (rounded in
+        // double at |mean| >> std): x0 - ctr is exact for float32 and, when
+        // it matters (|mean| >> std, so x0 and ctr are close), for float64
+        shift[c] = static_cast<T>(b[c] - ((static_cast<double>(x0) - static_cast<double>(mp[c])) + dmean[c]) * sc);
       }
     } else {
       const std::vector<double> rm = channel_values<T>(running_mean, s.C, 0.0);
       const std::vector<double> rv = channel_values<T>(running_var, s.C, 1.0);
       for (int64_t c = 0; c < s.C; ++c) {
-        const double invstd = 1.0 / std::sqrt(rv[c] + eps);
-        ctr[c] = static_cast<T>(rm[c]);
-        scale[c] = static_cast<T>(g[c] * invstd);
-        shift[c] = static_cast<T>(b[c]);
         mp[c] = static_cast<T>(rm[c]);
-        ip[c] = static_cast<T>(invstd);
+        ip[c] = static_cast<T>(1.0 / std::sqrt(rv[c] + eps));
+        ctr[c] = mp[c];
+        scale[c] = static_cast<T>(g[c] * static_cast<double>(ip[c]));
+        shift[c] = static_cast<T>(b[c]);
       }
     }
     T* yp = y.data_ptr<T>();
