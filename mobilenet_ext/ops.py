@@ -611,9 +611,24 @@ def _register_flops():
     def _pw_flop(input_shape, weight_shape, bias_shape, *, out_shape, **kw):
         return 2 * pointwise_macs(input_shape, weight_shape)
 
-    @register_flop_formula(_ops.pointwise_conv2d_fused)
-    def _pwf_flop(input_shape, weight_shape, bias_shape, act, residual_shape, *, out_shape, **kw):
+    @register_flop_formula([_ops.pointwise_conv2d_fused, _ops.pointwise_conv2d_packed])
+    def _pwf_flop(input_shape, weight_shape, *args, out_shape, **kw):
         return 2 * pointwise_macs(input_shape, weight_shape)
+
+    @register_flop_formula(_ops.inverted_residual_fused)
+    def _irf_flop(input_shape, expand_weight_shape, expand_packed_shape, expand_bias_shape, expand_act,
+                  dw_weight_shape, dw_bias_shape, stride, padding, dw_act, project_weight_shape, *args,
+                  out_shape, **kw):
+        # expand 1x1 (when present) + depthwise + project 1x1 (when present)
+        n, ci, h, w = input_shape
+        e = expand_weight_shape[0] if expand_weight_shape is not None else ci
+        ho, wo = out_shape[2], out_shape[3]
+        macs = e * ho * wo * dw_weight_shape[2] * dw_weight_shape[3]
+        if expand_weight_shape is not None:
+            macs += h * w * ci * e
+        if project_weight_shape is not None:
+            macs += ho * wo * e * project_weight_shape[0]
+        return 2 * int(n * macs)
 
     @register_flop_formula([_ops.conv2d_small_cin_fused, _ops.conv2d_small_cin])
     def _scf_flop(input_shape, weight_shape, *args, out_shape, **kw):
@@ -997,7 +1012,7 @@ def _register_se_flops() -> None:
     # (1x1 convs / mm); the pooling and scaling are not counted there either
     from torch.utils.flop_counter import register_flop_formula
 
-    @register_flop_formula(_ops.squeeze_excitation)
+    @register_flop_formula([_ops.squeeze_excitation, _ops.squeeze_excitation_])
     def _se_flop(input_shape, weight1_shape, *args, out_shape, **kw):
         return 2 * 2 * int(input_shape[0] * weight1_shape[0] * weight1_shape[1])
 

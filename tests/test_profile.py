@@ -91,3 +91,24 @@ def test_cli_single_model_with_layers(capsys):
     assert main(p.parse_args(["--model", "mobilenet_v1", "--width", "0.25", "--resolution", "128", "--layers"])) == 0
     out = capsys.readouterr().out
     assert "features.1.pw.0" in out and "PointwiseConv2d" in out and "MACs in 1x1 convs" in out
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])
+def test_flop_counter_sees_fused_model_ops(name):
+    # the fused model runs other ops (inverted_residual_fused, the packed
+    # pointwise and linear, squeeze_excitation_ in place): the same FLOPs as
+    # the stock model, on the recording call and on the replays, both layouts
+    torch.manual_seed(0)
+    m = getattr(torchvision.models, name)().eval()
+    x = torch.randn(1, 3, 64, 64)
+
+    def count(mod, inp):
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            mod(inp)
+        return fc.get_total_flops()
+
+    ref = count(m, x)
+    fused = mx.fuse(mx.convert(m).eval())
+    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        for _ in range(2):
+            assert count(fused, inp) == ref
