@@ -10,7 +10,8 @@ PlannedSequential modules (the features, the classifier) have recorded the op
 calls they replay; each of those ops is then timed on its own recorded
 inputs: every call timed alone with perf_counter, the ops taken in turn
 (op 1, op 2, ..., op 1, ...) for ``--rounds`` rounds, the median per op. The
-whole model call is timed before, in as many rounds (median). Per op:
+whole model call is timed before, in 3 x ``--rounds`` rounds (median, and
+the fastest round: this machine's neighbours move the median). Per op:
 
 - time, and its share of the sum of the op times;
 - GFLOP/s (2 per multiply-add, from the ops' FLOP formulas through
@@ -190,8 +191,8 @@ def describe(c: OpCall) -> str:
     return "x".join(str(s) for s in c.shape)
 
 
-def time_model(model: torch.nn.Module, x: torch.Tensor, rounds: int, min_s: float = 0.02) -> float:
-    """Median seconds per model call (rounds of about min_s)."""
+def time_model(model: torch.nn.Module, x: torch.Tensor, rounds: int, min_s: float = 0.01) -> Tuple[float, float]:
+    """(median, fastest) seconds per model call over rounds of about min_s."""
     with torch.no_grad():
         t0 = time.perf_counter()
         model(x)
@@ -202,7 +203,7 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, rounds: int, min_s: floa
             for _ in range(reps):
                 model(x)
             samples.append((time.perf_counter() - t0) / reps)
-    return statistics.median(samples)
+    return statistics.median(samples), min(samples)
 
 
 def time_ops(calls: List[OpCall], rounds: int, min_s: float = 0.002) -> List[float]:
@@ -245,7 +246,7 @@ def profile_model(name: str, batch: int, threads: int, layout: str, rounds: int,
             model(x)
     # the model first: the recorded calls below keep every intermediate
     # alive, so the model's own outputs would come from fresh memory
-    model_t = time_model(model, x, rounds)
+    model_t, model_best = time_model(model, x, 3 * rounds)
     calls = record_calls(model, x)
     op_t = time_ops(calls, rounds)
     total = sum(op_t)
@@ -270,7 +271,8 @@ def profile_model(name: str, batch: int, threads: int, layout: str, rounds: int,
         f"{roof['fma_peak_GFLOPs']['f32']:.0f} GFLOP/s ({threads} thread{'s' if threads > 1 else ''}), sgemm "
         f"{roof['gemm_GFLOPs']['f32']:.0f} GFLOP/s, copy {roof['copy_GBps']:.1f} GB/s{ladder_text(roof)}.",
         "",
-        f"Model call: **{model_t * 1e3:.3f} ms** (median of {rounds} rounds); the {len(calls)} ops timed alone sum "
+        f"Model call: **{model_t * 1e3:.3f} ms** (median of {3 * rounds} rounds; fastest round "
+        f"{model_best * 1e3:.3f} ms); the {len(calls)} ops timed alone sum "
         f"to {total * 1e3:.3f} ms ({100 * total / model_t:.0f}%); outside the ops "
         f"{(model_t - total) * 1e3:.3f} ms. {fl_total / 1e9:.3f} GFLOP: "
         f"{fl_total / model_t / 1e9:.1f} GFLOP/s over the model call.",
