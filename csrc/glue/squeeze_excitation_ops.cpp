@@ -174,7 +174,10 @@ SeScale se_scale(const SeArgs& a, const at::Tensor& p, bool with_pre) {
 template <typename T>
 void run_sums(const ChannelShape& s, const T* x, const T* b, double* sum_a, double* sum_ab) {
   const auto& k = channel_kernels<T>();
-  const int64_t grain = s.layout == Layout::NCHW ? std::max<int64_t>(1, kMinElementsPerTask / s.HW) : 1;
+  // at least kMinElementsPerTask values per task in both layouts (an NHWC
+  // unit is HW rows of kChannelSumBlock channels)
+  const int64_t per_unit = s.layout == Layout::NCHW ? s.HW : s.HW * std::min<int64_t>(s.C, cpu::kChannelSumBlock);
+  const int64_t grain = std::max<int64_t>(1, kMinElementsPerTask / std::max<int64_t>(per_unit, 1));
   at::parallel_for(0, cpu::channel_sum_units(s), grain,
                    [&](int64_t b0, int64_t b1) { k.sums(s, x, b, sum_a, sum_ab, b0, b1); });
 }
