@@ -98,6 +98,9 @@ PW_CASES = [
         # product), with its reduction over N*H*W split across threads
         (8, 16, 96, 28, 28, False, "nhwc"),
         (4, 24, 88, 23, 19, True, "nhwc"),
+        # ... and the direct form where the transposed one's buffer would be
+        # large next to the activations (N*H*W < 16 * Cin)
+        (1, 40, 120, 5, 7, True, "nhwc"),
         # 9-16 columns with a reduction >= 32: the gradient GEMMs on the 16-wide
         # (AVX2) tile on AVX-512 machines (gemm_kernels_f32_backward)
         (4, 16, 16, 15, 13, True, "nhwc"),

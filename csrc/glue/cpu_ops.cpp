@@ -337,9 +337,18 @@ void cpu_pointwise_grad_input(const char* op, const PointwiseShape& s, const at:
 // V2 / V3 0.67-0.92x the time (16->64 at 112x112: 9.97 -> 7.43 ms), 0.96-1.05x
 // where both orientations fill their panels; the projections (Cin > Cout)
 // ran 1.02-1.44x slower transposed and keep the direct form.
+// The transposed product needs a Cin x Cout buffer besides gW: only where it
+// is at most 1/16 of grad_output (N*H*W >= 16 * Cin). Without that bound
+// the batch-1 layers on small maps (7x7, 14x14), whose weights outweigh
+// their activations, took up to 1.85x nn.Conv2d's peak memory of forward +
+// backward (320->1280 at 7x7) where they had taken 1.0x.
+bool pointwise_grad_weight_transposed(const PointwiseShape& s) {
+  return s.layout == Layout::NHWC && s.Cin < s.Cout && s.N * s.H * s.W >= 16 * s.Cin;
+}
+
 void cpu_pointwise_grad_weight(const char* op, const PointwiseShape& s, const at::Tensor& gy, const at::Tensor& x,
                                at::Tensor& gw) {
-  const bool transposed = s.layout == Layout::NHWC && s.Cin < s.Cout;
+  const bool transposed = pointwise_grad_weight_transposed(s);
   const GemmArgs g = transposed ? pointwise_grad_weight_t_gemm(s) : pointwise_grad_weight_gemm(s);
   at::Tensor out = transposed ? at::empty({s.Cin, s.Cout}, gw.options()) : gw;
   MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
