@@ -71,10 +71,11 @@ class OpCall:
         self.where, self.index, self.func, self.args = where, index, func, args
         schema = overload._schema
         self.name = schema.name.split("::")[-1]
-        self.inplace = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
-        self.saved = None
-        if self.inplace:  # restored before each timed call (the op scales its input)
-            self.saved = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
+        written = [i for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write]
+        self.inplace = bool(written)
+        # the arguments an in-place op writes, restored before each timed
+        # call (squeeze_excitation_ scales its input)
+        self.saved = [(args[i], args[i].clone()) for i in written if isinstance(args[i], torch.Tensor)]
         names = [a.name for a in schema.arguments]
         skip = set()
         for i, n in enumerate(names):  # a packed weight is read instead of its plain copy
@@ -84,11 +85,9 @@ class OpCall:
         self.shape = tuple(args[0].shape) if isinstance(args[0], torch.Tensor) else ()
 
     def restore(self) -> None:
-        if self.saved is not None:
-            with torch.no_grad():
-                for a, s in zip(self.args, self.saved):
-                    if s is not None:
-                        a.copy_(s)
+        with torch.no_grad():
+            for a, s in self.saved:
+                a.copy_(s)
 
     def __call__(self) -> Any:
         return self.func(*self.args)

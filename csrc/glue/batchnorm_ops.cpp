@@ -46,6 +46,13 @@ BatchNormShape check_input(const char* op, const at::Tensor& input) {
   return check_channel_input<BatchNormShape>(op, input);
 }
 
+// gamma * invstd as T, from the saved invstd: the forward's scale and the
+// one the backward rebuilds for the activation's mask are the same bits.
+template <typename T>
+T bn_scale(double gamma, double saved_invstd) {
+  return static_cast<T>(gamma * saved_invstd);
+}
+
 // values of an optional [C] tensor as double (fill when absent)
 template <typename T>
 std::vector<double> channel_values(const c10::optional<at::Tensor>& t, int64_t C, double fill) {
@@ -107,28 +114,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
     const auto& k = bn_kernels<T>();
     const T* xp = x.data_ptr<T>();
     const std::vector<double> g = channel_values<T>(weight, s.C, 1.0), b = channel_values<T>(bias, s.C, 0.0);
-    std::vector<T> ctr(s.C), scale(s.C), shift(s.C);
+    std::vector<T> scale(s.C), shift(s.C);
     T* mp = save_mean.data_ptr<T>();
     T* ip = save_invstd.data_ptr<T>();
     if (training) {
       std::vector<double> partial, dmean(s.C), var(s.C);
       run_reduce<T>(s, partial, [&](double* p, int64_t b0, int64_t b1) { k.stats(s, xp, p, b0, b1); });
       cpu::bn_stats_finalize(s, partial.data(), dmean.data(), var.data());
+      // The output is centred on the saved (rounded) mean, with the
+      // rounding folded into the shift: near z = 0 its error is then that of
+      // |x - mean| (small there), not of |x - x0|. mean - saved mean is taken
+      // as (x0 - saved mean) + dmean, not from `mean` (rounded in double at
+      // |mean| >> std): x0 - saved mean is exact for float32 and, where it
+      // matters (|mean| >> std, so the two are close), for float64.
       for (int64_t c = 0; c < s.C; ++c) {
         const T x0 = xp[s.layout == Layout::NCHW ? c * s.HW : c];  // the shift of the sums
-        const double mean = static_cast<double>(x0) + dmean[c];
-        mp[c] = static_cast<T>(mean);
+        mp[c] = static_cast<T>(static_cast<double>(x0) + dmean[c]);
         ip[c] = static_cast<T>(1.0 / std::sqrt(var[c] + eps));
-        // centred on the saved (rounded) mean, with its rounding error folded
-        // into the shift: near z = 0 the error is then that of |x - mean|
-        // (small there), not of |x - x0|; scale as the backward rebuilds it
-        const double sc = g[c] * static_cast<double>(ip[c]);
-        ctr[c] = mp[c];
-        scale[c] = static_cast<T>(sc);
-        // mean - ctr as (x0 - ctr) + dmean, not from `mean` (rounded in
-        // double at |mean| >> std): x0 - ctr is exact for float32 and, when
-        // it matters (|mean| >> std, so x0 and ctr are close), for float64
-        shift[c] = static_cast<T>(b[c] - ((static_cast<double>(x0) - static_cast<double>(mp[c])) + dmean[c]) * sc);
+        scale[c] = bn_scale<T>(g[c], ip[c]);
+        const double rounding = (static_cast<double>(x0) - static_cast<double>(mp[c])) + dmean[c];
+        shift[c] = static_cast<T>(b[c] - rounding * (g[c] * static_cast<double>(ip[c])));
       }
     } else {
       const std::vector<double> rm = channel_values<T>(running_mean, s.C, 0.0);
@@ -136,14 +141,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
       for (int64_t c = 0; c < s.C; ++c) {
         mp[c] = static_cast<T>(rm[c]);
         ip[c] = static_cast<T>(1.0 / std::sqrt(rv[c] + eps));
-        ctr[c] = mp[c];
-        scale[c] = static_cast<T>(g[c] * static_cast<double>(ip[c]));
+        scale[c] = bn_scale<T>(g[c], ip[c]);
         shift[c] = static_cast<T>(b[c]);
       }
     }
     T* yp = y.data_ptr<T>();
     at::parallel_for(0, cpu::bn_elementwise_units(s), elementwise_grain(s), [&](int64_t b0, int64_t b1) {
-      k.apply(s, xp, ctr.data(), scale.data(), shift.data(), act, yp, b0, b1);
+      k.apply(s, xp, mp, scale.data(), shift.data(), act, yp, b0, b1);
     });
   });
   return {y, save_mean, save_invstd};
@@ -181,7 +185,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
     const T* mean = mean_c.data_ptr<T>();
     std::vector<T> scale(s.C), beta(s.C), A(s.C), B(s.C), K(s.C);
     for (int64_t c = 0; c < s.C; ++c) {
-      scale[c] = static_cast<T>(g[c] * inv[c]);
+      scale[c] = bn_scale<T>(g[c], inv[c]);
       beta[c] = static_cast<T>(b[c]);
     }
     std::vector<double> partial, sdz(s.C), sdzd(s.C);
