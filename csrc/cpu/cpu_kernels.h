@@ -157,7 +157,8 @@ bool cpu_avx512_split();
 // does not cap the ISA at avx2 or scalar)
 bool cpu_use_avx512();
 // true on AMD CPUs (without MOBILENET_EXT_ISA=avx512): the NHWC depthwise
-// routing then takes nhwc_kxk_avx2 before nhwc_kxk_avx512 where both run
+// routing then takes nhwc_kxk_avx2 before nhwc_kxk_avx512 at stride 2 where
+// both run
 bool cpu_prefer_avx2_nhwc_depthwise();
 
 // FMA throughput probe on the widest float32 vectors the kernels use

@@ -72,10 +72,15 @@ bool cpu_use_avx512() {
 }
 
 // On AMD CPUs with AVX-512 the channels_last depthwise kernels prefer
-// nhwc_kxk_avx2 where it runs (Zen 5, EPYC family 1Ah: nhwc_kxk_avx512's
-// stride-1 forward measured 1.3-2.3x slower at batch 32, 1 thread, equal at
-// stride 2; the GEMM's AVX-512 kernel is 1.5-1.9x faster there and stays),
-// unless MOBILENET_EXT_ISA=avx512 asks for the AVX-512 kernels.
+// nhwc_kxk_avx2 at stride 2 where it runs, unless MOBILENET_EXT_ISA=avx512
+// asks for the AVX-512 kernels. Zen 5 (EPYC family 1Ah), in-process A/B of
+// the two on the suite's channels_last shapes, 2 threads, since the row
+// kernel runs its borders in groups (2026-12-03): at stride 1 the AVX-512
+// kernel takes 0.48-1.0x the AVX2 kernel's time at batch 32 (geomean of
+// all shapes 0.80x) and 0.63-1.03x at batch 1; at stride 2 0.94-1.15x at
+// batch 32 and 1.02-1.19x at batch 1. (Before, with borders pixel by
+// pixel, the AVX-512 stride-1 forward was 1.3-2.3x slower at batch 32,
+// 1 thread, and AMD took the AVX2 kernel at every stride.)
 bool cpu_prefer_avx2_nhwc_depthwise() {
   static const bool prefer = [] {
     const char* env = std::getenv("MOBILENET_EXT_ISA");

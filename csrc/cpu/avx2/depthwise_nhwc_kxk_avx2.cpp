@@ -3,27 +3,26 @@
 // multiplier 1, C a multiple of 8: the MobileNet / ConvNeXt cases; and
 // grad_input for the same kernels as a flipped correlation.
 //
-// Two kernels, both with one output row (n, oh) as the work unit:
-//  - direct (3x3, and stride 2): reads the input rows in place; the interior
-//    pixels run in groups of 8/4/1, the few border pixels check each tap
-//    (dwkxk_forward_rows of generic/depthwise_nhwc_kxk.h, written once for
-//    AVX2 and AVX-512; here over VecAvx2, whole vectors);
-//  - padded ring (5x5 and 7x7 at stride 1, where borders are wide): below.
-// Each input row the unit needs is
-// copied once into a per-thread ring of K zero-padded rows ([column][C]), so
-// no pixel needs border checks: every output row is computed in groups of 8
-// pixels by dwkxk_group (for each block of 8 channels, 8 independent
-// accumulators, the K weights of a tap row in registers and each input
-// column loaded once for all the (pixel, tap) pairs that read it). The last
-// group is shifted left to end at the row's end (a few pixels computed
-// twice, to the same values) instead of running narrow groups whose few FMA
-// chains stall on latency; rows narrower than 8 pixels are computed into a
-// scratch row. Tap rows outside the image are skipped.
+// The forward (one output row (n, oh) per work unit) is the direct row
+// kernel, dwkxk_forward_rows of generic/depthwise_nhwc_kxk.h (written once
+// for AVX2 and AVX-512; here over VecAvx2, whole vectors): it reads the
+// input rows in place, every row in groups of 8 pixels (borders included,
+// their taps outside the image skipped), the last group shifted left to
+// end at the row's end. Until 2026-12-03 the 5x5 / 7x7 stride-1 forward ran
+// the padded ring below instead (the direct kernel then ran its borders
+// pixel by pixel); with the borders in groups the direct kernel is faster
+// there too: in-process A/B, Zen 5 running these AVX2 kernels, 2 threads,
+// the suite's 5x5 / 7x7 stride-1 channels_last shapes, 0.57-0.91x the
+// ring's time at batch 32 and 0.77-1.08x (geomean 0.93x) at batch 1.
 //
 // grad_input is the stride-1 correlation of grad_output with the taps
-// flipped and padding K-1-P: at stride 1 the forward of either kernel; at
-// stride 2 the ring over grad_output zero-dilated by 2 (each row is laid
-// into a zeroed ring slot once; inserted zero rows are skipped).
+// flipped and padding K-1-P: at stride 1 the forward; at stride 2 a padded
+// ring over grad_output zero-dilated by 2: each row the unit needs is laid
+// once into a per-thread ring of K zeroed rows ([column][C]; inserted zero
+// rows are skipped), so no pixel needs border checks, and every output row
+// is computed in groups of 8 pixels by dwkxk_groups (the last group shifted
+// left to end at the row's end; rows narrower than 8 pixels into a scratch
+// row).
 #include <cstring>
 
 #include "../generic/depthwise_nhwc.h"
@@ -37,44 +36,39 @@ namespace {
 
 using namespace avx2;
 
-// Stride-S correlation of K x K taps over Hin x Win x C images whose pixels
-// are zero-dilated by D and padded by PH / PW, giving Hout x Wout x C.
-struct Corr {
+// Stride-1 correlation of K x K taps over Hin x Win x C images whose pixels
+// are zero-dilated by D (> 1) and padded by PH / PW, giving Hout x Wout x C.
+struct DilatedCorr {
   int64_t C, Hin, Win, Hout, Wout, PH, PW, D;
 };
 
-template <int K, int S>
-void corr_rows(const Corr& g, const float* x, const float* wt,
-               const float* bias, float* y, Activation act, int64_t begin,
-               int64_t end, float* ring, int64_t cols, float* tmp) {
+template <int K>
+void dilated_corr_rows(const DilatedCorr& g, const float* x, const float* wt, float* y,
+                       int64_t begin, int64_t end, float* ring, int64_t cols, float* tmp) {
   const int64_t C = g.C, slot = cols * C, last = (g.Hin - 1) * g.D;
   int64_t tag[K];
   for (int i = 0; i < K; ++i) tag[i] = -1;
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / g.Hout, oh = u % g.Hout;
     const float* rows[K];
-    ring_rows<K, S>(oh, g.PH, last, g.D, n * g.Hin, ring, slot, tag, rows,
+    ring_rows<K, 1>(oh, g.PH, last, g.D, n * g.Hin, ring, slot, tag, rows,
                     [=](int64_t ih, float* dst) {
       const float* src = x + (n * g.Hin + ih) * g.Win * C;
-      if (g.D == 1) {
-        std::memset(dst, 0, sizeof(float) * g.PW * C);
-        std::memcpy(dst + g.PW * C, src, sizeof(float) * g.Win * C);
-        std::memset(dst + (g.PW + g.Win) * C, 0, sizeof(float) * (cols - g.PW - g.Win) * C);
-      } else {
-        std::memset(dst, 0, sizeof(float) * slot);
-        for (int64_t iw = 0; iw < g.Win; ++iw)
-          std::memcpy(dst + (g.PW + iw * g.D) * C, src + iw * C, sizeof(float) * C);
-      }
+      std::memset(dst, 0, sizeof(float) * slot);
+      for (int64_t iw = 0; iw < g.Win; ++iw)
+        std::memcpy(dst + (g.PW + iw * g.D) * C, src + iw * C, sizeof(float) * C);
     });
     float* yr = y + u * g.Wout * C;
     if (g.Wout >= 8) {
       for (int64_t ow = 0;; ow += 8) {
         const int64_t o = imin(ow, g.Wout - 8);
-        dwkxk_groups<VecAvx2, K, S, 8, false>(rows, C, o * S, wt, bias, yr + o * C, act);
+        dwkxk_groups<VecAvx2, K, 1, 8, false>(rows, C, o, 0, 7 + K, wt, nullptr, yr + o * C,
+                                              Activation::None);
         if (o + 8 >= g.Wout) break;
       }
     } else {
-      dwkxk_groups<VecAvx2, K, S, 8, false>(rows, C, 0, wt, bias, tmp, act);
+      dwkxk_groups<VecAvx2, K, 1, 8, false>(rows, C, 0, 0, 7 + K, wt, nullptr, tmp,
+                                            Activation::None);
       std::memcpy(yr, tmp, sizeof(float) * g.Wout * C);
     }
   }
@@ -82,28 +76,18 @@ void corr_rows(const Corr& g, const float* x, const float* wt,
 
 // Runs `g` over output rows [begin, end); false (nothing written) when the
 // per-thread scratch could not be had.
-bool run_corr(const Corr& g, int64_t K, int64_t S, const float* x,
-              const float* wt, const float* bias, float* y, Activation act,
-              int64_t begin, int64_t end) {
+bool run_dilated_corr(const DilatedCorr& g, int64_t K, const float* x, const float* wt,
+                      float* y, int64_t begin, int64_t end) {
   // padded columns: every read of the (shifted) 8-pixel groups, and the row
-  const int64_t cols = imax(imax((g.Wout - 1) * S + K, 7 * S + K),
-                            g.PW + (g.Win - 1) * g.D + 1);
+  const int64_t cols = imax(imax(g.Wout - 1 + K, 7 + K), g.PW + (g.Win - 1) * g.D + 1);
   const int64_t need = K * cols * g.C + 8 * g.C;
   float* ring = thread_scratch<0>(need);
   if (!ring) return false;  // coverage: unreachable (only on std::bad_alloc)
   float* tmp = ring + K * cols * g.C;
-#define MNX_NHWC_CASE(KK, SS)                                                    \
-  if (K == KK && S == SS) {                                                      \
-    corr_rows<KK, SS>(g, x, wt, bias, y, act, begin, end, ring, cols, tmp);      \
-    return true;                                                                 \
-  }
-  // stride 1 only: the forward takes the ring at 5x5/7x7 stride 1, and
-  // grad_input is always a stride-1 correlation
-  MNX_NHWC_CASE(3, 1)
-  MNX_NHWC_CASE(5, 1)
-  MNX_NHWC_CASE(7, 1)
-#undef MNX_NHWC_CASE
-  return false;  // coverage: unreachable (the supported() checks come first)
+  if (K == 3) dilated_corr_rows<3>(g, x, wt, y, begin, end, ring, cols, tmp);
+  else if (K == 5) dilated_corr_rows<5>(g, x, wt, y, begin, end, ring, cols, tmp);
+  else dilated_corr_rows<7>(g, x, wt, y, begin, end, ring, cols, tmp);
+  return true;
 }
 
 bool forward_supported(const DepthwiseShape& s) {
@@ -116,24 +100,19 @@ bool forward_supported(const DepthwiseShape& s) {
 bool forward_tap_major(const DepthwiseShape& s, const float* x, const float* wt,
                        const float* bias, float* y, Activation act, int64_t begin,
                        int64_t end) {
-  // Which of the two: measured side by side on every suite shape (2 threads,
-  // batch 1 and 32), the ring won at 5x5/7x7 stride 1 (geomean 1.14-1.34x)
-  // and lost at 3x3 (0.77-1.14x; 0.42x at C = 1024, where the ring's rows
-  // alias in L1) and at stride 2 (0.84-1.06x).
-  if (s.KH == 3 || s.SH == 2) {
-#define MNX_DIRECT_CASE(KK, SS)                                          \
-  if (s.KH == KK && s.SH == SS) {                                        \
-    dwkxk_forward_rows<VecAvx2, KK, SS, false>(s, x, wt, bias, y, act, begin, end);     \
-    return true;                                                         \
+#define MNX_DIRECT_CASE(KK, SS)                                        \
+  if (s.KH == KK && s.SH == SS) {                                      \
+    dwkxk_forward_rows<VecAvx2, KK, SS>(s, x, wt, bias, y, act, begin, end); \
+    return true;                                                       \
   }
-    MNX_DIRECT_CASE(3, 1)
-    MNX_DIRECT_CASE(3, 2)
-    MNX_DIRECT_CASE(5, 2)
-    MNX_DIRECT_CASE(7, 2)
+  MNX_DIRECT_CASE(3, 1)
+  MNX_DIRECT_CASE(3, 2)
+  MNX_DIRECT_CASE(5, 1)
+  MNX_DIRECT_CASE(5, 2)
+  MNX_DIRECT_CASE(7, 1)
+  MNX_DIRECT_CASE(7, 2)
 #undef MNX_DIRECT_CASE
-  }
-  const Corr g{s.C, s.H, s.W, s.OH, s.OW, s.PH, s.PW, 1};
-  return run_corr(g, s.KH, s.SH, x, wt, bias, y, act, begin, end);
+  return false;  // coverage: unreachable (forward_supported() is checked first)
 }
 
 // `wf` is the tap-major copy of the flipped weights [KH * KW][C] (tap t holds
@@ -146,8 +125,8 @@ bool grad_input_flipped(const DepthwiseShape& s, const float* gy, const float* w
     return forward_tap_major(flipped_forward_shape(s), gy, wf, nullptr, gx,
                              Activation::None, begin, end);
   }
-  const Corr g{s.C, s.OH, s.OW, s.H, s.W, K - 1 - s.PH, K - 1 - s.PW, s.SH};
-  return run_corr(g, K, 1, gy, wf, nullptr, gx, Activation::None, begin, end);
+  const DilatedCorr g{s.C, s.OH, s.OW, s.H, s.W, K - 1 - s.PH, K - 1 - s.PW, s.SH};
+  return run_dilated_corr(g, K, gy, wf, gx, begin, end);
 }
 
 }  // namespace
@@ -160,8 +139,9 @@ bool depthwise_nhwc_kxk_avx2_supported(DepthwisePath p, const DepthwiseShape& s,
     return forward_supported(s) && (!gi || (s.PH <= s.KH - 1 && s.PW <= s.KW - 1));
 #if MNX_HAVE_AVX512
   if (p == DepthwisePath::nhwc_kxk_avx512 && cpu_use_avx512()) {
-    // AMD: nhwc_kxk_avx2 first where it runs (cpu_prefer_avx2_nhwc_depthwise)
-    if (cpu_prefer_avx2_nhwc_depthwise() &&  // coverage: needs avx512f
+    // AMD: nhwc_kxk_avx2 first at stride 2 where it runs
+    // (cpu_prefer_avx2_nhwc_depthwise)
+    if (cpu_prefer_avx2_nhwc_depthwise() && s.SH == 2 &&  // coverage: needs avx512f
         depthwise_nhwc_kxk_avx2_supported(DepthwisePath::nhwc_kxk_avx2, s, op))  // coverage: needs avx512f
       return false;  // coverage: needs avx512f
     if (!gi) return depthwise_forward_nhwc_kxk_avx512_supported(s);

@@ -36,7 +36,7 @@ void depthwise_forward_nhwc_kxk_avx512(const DepthwiseShape& s, const float* x,
                                        int64_t end) {
 #define MNX_NHWC512_CASE(KK, SS)                                        \
   if (s.KH == KK && s.SH == SS)                                         \
-    return dwkxk_forward_rows<VecAvx512, KK, SS, true>(s, x, wt, bias, y, act, begin, end);
+    return dwkxk_forward_rows<VecAvx512, KK, SS>(s, x, wt, bias, y, act, begin, end);
   MNX_NHWC512_CASE(3, 1)
   MNX_NHWC512_CASE(3, 2)
   MNX_NHWC512_CASE(5, 1)

@@ -29,8 +29,8 @@
 //                     their own)
 //   NHWC forward and grad_input
 //                     nhwc_kxk_avx512; nhwc_kxk_avx2; nhwc_direct; scalar
-//                     (on AMD, nhwc_kxk_avx512 declines shapes that
-//                     nhwc_kxk_avx2 runs: cpu_prefer_avx2_nhwc_depthwise)
+//                     (on AMD, nhwc_kxk_avx512 declines stride-2 shapes
+//                     that nhwc_kxk_avx2 runs: cpu_prefer_avx2_nhwc_depthwise)
 //   NHWC grad_weight  nhwc_direct; scalar (the glue runs the row-chunk
 //                     partial sums instead for multiplier 1)
 // Why (AVX2, measured, 2 threads unless said):

@@ -6,23 +6,39 @@
 // also the micro-kernel of avx2/depthwise_nchw_c8_kxk_avx2.cpp, on rows of 8
 // interleaved channels):
 //
-//   dwkxk_group        T output pixels from input column iw0 (all taps in
-//                      bounds), one block of `width` channels: T
-//                      accumulators, per tap row the K weights in registers
-//                      and each of the S*(T-1)+K input columns the group
-//                      touches loaded once and fed to every (pixel, tap)
-//                      pair that reads it
-//   dwkxk_border_pixel one pixel whose taps may fall outside the image
-//                      (columns checked)
-//   dwkxk_forward_rows output rows (n, oh) in [begin, end): border pixels,
-//                      then the interior in groups of 8, 4, 1 pixels
+//   dwkxk_group_cols   T output pixels from input column iw0, one block of
+//                      `width` channels: T accumulators, per tap row the K
+//                      weights in registers and each of the S*(T-1)+K input
+//                      columns the group touches loaded once and fed to
+//                      every (pixel, tap) pair that reads it. kEdge: only
+//                      the group's columns j in [jlo, jhi) are read (the
+//                      others lie outside the image: their taps are
+//                      skipped), so a group may cover the row's borders
+//   dwkxk_group        the same with every column inside the image
+//   dwkxk_groups       a group over all channel blocks: whole vectors, then
+//                      the channel tail (C % width lanes) masked
+//   dwkxk_forward_rows output rows (n, oh) in [begin, end): the whole row in
+//                      groups of 8 pixels, borders included; what is left
+//                      (1-7 pixels) by one group of 8 or 4 shifted left to
+//                      end at the row's end (a few pixels computed twice, to
+//                      the same values); rows of 7 pixels by one group of 7,
+//                      of 4-6 by two (overlapping) groups of 4, narrower ones
+//                      pixel by pixel
+//
+// Before (to 2026-12-03) the border pixels ran one at a time with each tap
+// checked, and the interior's remainder in groups of 4 and 1: on a 7x7 map
+// with 7x7 taps that was every pixel but one, on 14x14 / 28x28 rows 2-5 of
+// 14-28. Same bits now (each output element is one FMA chain in (kh, kw)
+// order from the bias in both); single-thread A/B on [32, C, H, W] rows
+// (Zen 5, AVX-512, tools in the commit message): 3x3 stride 1 0.75-0.93x
+// the time, 5x5 stride 2 0.59x, 7x7 on 7x7 maps 0.16x.
 //
 // rows[kh] is the input row of tap row kh or null (outside the image: the
 // tap row is skipped); `wt` is tap-major [K * K][C]; pixels are C floats
-// apart. kMasked: the last channel block holds C % width lanes (load_n /
-// store_n: masked lanes' memory is never touched); else C % width == 0 and
-// every access is a whole vector. Every output element is one FMA chain in
-// (kh, kw) order starting from the bias, whatever the unit split.
+// apart. kMasked: the channel block holds n < width lanes (load_n /
+// store_n: masked lanes' memory is never touched); else every access is a
+// whole vector. Every output element is one FMA chain in (kh, kw) order
+// starting from the bias, whatever the unit split and the grouping.
 #pragma once
 
 #include <cstdint>
@@ -33,12 +49,6 @@
 namespace mnx {
 namespace cpu {
 namespace {  // internal linkage: see vec/vec.h
-
-// Live lanes of the channel block at cb (kMasked), else the whole width.
-template <class V, bool kMasked>
-inline int dwkxk_lanes(int64_t C, int64_t cb) {
-  return kMasked && C - cb < V::width ? static_cast<int>(C - cb) : V::width;
-}
 
 template <class V, bool kMasked>
 inline typename V::reg dwkxk_load(const float* p, int n) {
@@ -54,11 +64,12 @@ inline void dwkxk_store(float* p, typename V::reg v, int n) {
 
 // The loops have compile-time bounds and are unrolled fully (the pragmas:
 // GCC 12 -O3 miscompiled the partially unrolled form, which test_depthwise
-// caught; -O2 and the full unroll are correct).
-template <class V, int K, int S, int T, bool kMasked>
-inline void dwkxk_group(const float* const* rows, int64_t C, int64_t cb, int n,
-                        int64_t iw0, const float* wt, const float* bias, float* out,
-                        Activation act) {
+// caught; -O2 and the full unroll are correct). Column pointers are formed
+// only for the columns read.
+template <class V, int K, int S, int T, bool kMasked, bool kEdge>
+inline void dwkxk_group_cols(const float* const* rows, int64_t C, int64_t cb, int n,
+                             int64_t iw0, int jlo, int jhi, const float* wt,
+                             const float* bias, float* out, Activation act) {
   using R = typename V::reg;
   constexpr int kCols = S * (T - 1) + K;
   R acc[T];
@@ -70,10 +81,10 @@ inline void dwkxk_group(const float* const* rows, int64_t C, int64_t cb, int n,
     R w[K];
     for (int kw = 0; kw < K; ++kw)
       w[kw] = dwkxk_load<V, kMasked>(wt + (kh * K + kw) * C + cb, n);
-    const float* p = r + iw0 * C + cb;
 #pragma GCC unroll 32
     for (int j = 0; j < kCols; ++j) {
-      const R v = dwkxk_load<V, kMasked>(p + j * C, n);
+      if (kEdge && (j < jlo || j >= jhi)) continue;
+      const R v = dwkxk_load<V, kMasked>(r + (iw0 + j) * C + cb, n);
       // pixel t reads column j with tap kw = j - S * t, 0 <= kw < K
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
@@ -86,35 +97,44 @@ inline void dwkxk_group(const float* const* rows, int64_t C, int64_t cb, int n,
     dwkxk_store<V, kMasked>(out + t * C + cb, activate<V>(acc[t], act), n);
 }
 
-// dwkxk_group over every channel block.
 template <class V, int K, int S, int T, bool kMasked>
-inline void dwkxk_groups(const float* const* rows, int64_t C, int64_t iw0,
-                         const float* wt, const float* bias, float* out,
-                         Activation act) {
-  for (int64_t cb = 0; cb < C; cb += V::width)
-    dwkxk_group<V, K, S, T, kMasked>(rows, C, cb, dwkxk_lanes<V, kMasked>(C, cb), iw0, wt,
-                                     bias, out, act);
+inline void dwkxk_group(const float* const* rows, int64_t C, int64_t cb, int n,
+                        int64_t iw0, const float* wt, const float* bias, float* out,
+                        Activation act) {
+  dwkxk_group_cols<V, K, S, T, kMasked, false>(rows, C, cb, n, iw0, 0, S * (T - 1) + K, wt,
+                                               bias, out, act);
 }
 
-template <class V, int K, bool kMasked>
-inline void dwkxk_border_pixel(const float* const* rows, int64_t C, int64_t W,
-                               int64_t iw0, const float* wt, const float* bias,
-                               float* out, Activation act) {
-  for (int64_t cb = 0; cb < C; cb += V::width) {
-    const int n = dwkxk_lanes<V, kMasked>(C, cb);
-    typename V::reg a = bias ? dwkxk_load<V, kMasked>(bias + cb, n) : V::zero();
-    for (int kh = 0; kh < K; ++kh) {
-      const float* r = rows[kh];
-      if (!r) continue;
-      for (int kw = 0; kw < K; ++kw) {
-        const int64_t iw = iw0 + kw;
-        if (iw < 0 || iw >= W) continue;
-        a = V::fma(dwkxk_load<V, kMasked>(r + iw * C + cb, n),
-                   dwkxk_load<V, kMasked>(wt + (kh * K + kw) * C + cb, n), a);
-      }
-    }
-    dwkxk_store<V, kMasked>(out + cb, activate<V>(a, act), n);
-  }
+// A group of T pixels from input column iw0 over every channel block:
+// whole vectors, then the tail (C % width lanes) masked. kEdge: see
+// dwkxk_group_cols.
+template <class V, int K, int S, int T, bool kEdge>
+inline void dwkxk_groups(const float* const* rows, int64_t C, int64_t iw0, int jlo, int jhi,
+                         const float* wt, const float* bias, float* out, Activation act) {
+  int64_t cb = 0;
+  for (; cb + V::width <= C; cb += V::width)
+    dwkxk_group_cols<V, K, S, T, false, kEdge>(rows, C, cb, V::width, iw0, jlo, jhi, wt, bias,
+                                               out, act);
+  if (cb < C)
+    dwkxk_group_cols<V, K, S, T, true, kEdge>(rows, C, cb, static_cast<int>(C - cb), iw0, jlo,
+                                              jhi, wt, bias, out, act);
+}
+
+// Output pixels [ow, ow + T) of a row of W input columns with padding P:
+// dwkxk_groups, the column checks only where the group's columns leave the
+// image.
+template <class V, int K, int S, int T>
+inline void dwkxk_group_at(const float* const* rows, int64_t C, int64_t W, int64_t P,
+                           int64_t ow, const float* wt, const float* bias, float* yr,
+                           Activation act) {
+  constexpr int kCols = S * (T - 1) + K;
+  const int64_t iw0 = ow * S - P;
+  const int jlo = iw0 < 0 ? static_cast<int>(iw0 < -kCols ? kCols : -iw0) : 0;
+  const int jhi = W - iw0 < kCols ? static_cast<int>(W - iw0 < 0 ? 0 : W - iw0) : kCols;
+  if (jlo == 0 && jhi == kCols)
+    dwkxk_groups<V, K, S, T, false>(rows, C, iw0, 0, kCols, wt, bias, yr + ow * C, act);
+  else
+    dwkxk_groups<V, K, S, T, true>(rows, C, iw0, jlo, jhi, wt, bias, yr + ow * C, act);
 }
 
 // Prefetches for the next output row, one slice per 8-pixel group so the
@@ -149,15 +169,12 @@ inline void dwkxk_prefetch_out(const float* p, int64_t n) {
   for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(float)); b += 64) __builtin_prefetch(q + b, 1, 3);
 }
 
-template <class V, int K, int S, bool kMasked>
+template <class V, int K, int S>
 void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt,
                         const float* bias, float* y, Activation act, int64_t begin,
                         int64_t end) {
   const int64_t C = s.C, W = s.W, P = s.PW, OW = s.OW;
-  // interior columns: ow * S - P >= 0 and ow * S - P + K - 1 <= W - 1
-  int64_t lo = (P + S - 1) / S, hi = W - K + P >= 0 ? (W - K + P) / S + 1 : 0;
-  if (hi > OW) hi = OW;
-  if (lo > hi) lo = hi;
+  auto col = [W](int64_t iw) { return iw < 0 ? 0 : dwkxk_imin(iw, W); };
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.OH, oh = u % s.OH;
     const float* rows[K];
@@ -173,24 +190,38 @@ void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt
                     ? x + (n * s.H + ih) * W * C
                     : nullptr;
     }
+    const bool more = u + 1 < end;
     float* yr = y + (n * s.OH + oh) * OW * C;
-    for (int64_t ow = 0; ow < lo; ++ow)
-      dwkxk_border_pixel<V, K, kMasked>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
-    dwkxk_prefetch_next<S>(next, C, 0, dwkxk_imin(lo * S + K, W));
-    int64_t ow = lo;
-    for (; ow + 8 <= hi; ow += 8) {
-      // this group reads columns [ow*S - P, ow*S - P + 7*S + K)
-      dwkxk_prefetch_next<S>(next, C, dwkxk_imin(ow * S - P + K, W), dwkxk_imin(ow * S - P + 8 * S + K, W));
-      if (u + 1 < end) dwkxk_prefetch_out(yr + (OW + ow) * C, 8 * C);
-      dwkxk_groups<V, K, S, 8, kMasked>(rows, C, ow * S - P, wt, bias, yr + ow * C, act);
+    if (OW >= 8) {
+      dwkxk_prefetch_next<S>(next, C, 0, col(K - P));
+      int64_t ow = 0;
+      for (; ow + 8 <= OW; ow += 8) {
+        // this group reads columns [ow*S - P, ow*S - P + 7*S + K)
+        dwkxk_prefetch_next<S>(next, C, col(ow * S - P + K), col(ow * S - P + 8 * S + K));
+        if (more) dwkxk_prefetch_out(yr + (OW + ow) * C, 8 * C);
+        dwkxk_group_at<V, K, S, 8>(rows, C, W, P, ow, wt, bias, yr, act);
+      }
+      if (ow < OW) {
+        dwkxk_prefetch_next<S>(next, C, col(ow * S - P + K), W);
+        if (more) dwkxk_prefetch_out(yr + (OW + ow) * C, (OW - ow) * C);
+        if (OW - ow > 4)
+          dwkxk_group_at<V, K, S, 8>(rows, C, W, P, OW - 8, wt, bias, yr, act);
+        else
+          dwkxk_group_at<V, K, S, 4>(rows, C, W, P, OW - 4, wt, bias, yr, act);
+      }
+      continue;
     }
-    dwkxk_prefetch_next<S>(next, C, dwkxk_imin(ow * S - P + K, W), W);
-    for (; ow + 4 <= hi; ow += 4)
-      dwkxk_groups<V, K, S, 4, kMasked>(rows, C, ow * S - P, wt, bias, yr + ow * C, act);
-    for (; ow < hi; ++ow)
-      dwkxk_groups<V, K, S, 1, kMasked>(rows, C, ow * S - P, wt, bias, yr + ow * C, act);
-    for (; ow < OW; ++ow)
-      dwkxk_border_pixel<V, K, kMasked>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
+    dwkxk_prefetch_next<S>(next, C, 0, W);
+    if (more) dwkxk_prefetch_out(yr + OW * C, OW * C);
+    if (OW == 7) {
+      dwkxk_group_at<V, K, S, 7>(rows, C, W, P, 0, wt, bias, yr, act);
+    } else if (OW >= 4) {
+      dwkxk_group_at<V, K, S, 4>(rows, C, W, P, 0, wt, bias, yr, act);
+      dwkxk_group_at<V, K, S, 4>(rows, C, W, P, OW - 4, wt, bias, yr, act);
+    } else {
+      for (int64_t ow = 0; ow < OW; ++ow)
+        dwkxk_group_at<V, K, S, 1>(rows, C, W, P, ow, wt, bias, yr, act);
+    }
   }
 }
 
