@@ -366,6 +366,12 @@ def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
         return (3, a)
 
     for func, args, kwargs, res in calls:
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, torch.Tensor) and a is not x and a.is_inference() and id(a) not in produced:
+                # a constant made under torch.inference_mode (a model built
+                # there): no version counter tells an in-place update, so
+                # the modules run as written
+                return _Unplannable(key)
         if not (res is None or isinstance(res, torch.Tensor) or (
                 isinstance(res, (tuple, list)) and all(r is None or isinstance(r, torch.Tensor) for r in res))):
             # a number or bool read back into Python (.item(), a comparison): the modules may branch on it

@@ -83,6 +83,8 @@ class _PackedWeight:
         layout (:func:`mobilenet_ext.ops.pointwise_pack_weight`), or None
         when the kernel has none."""
         w = self.weight
+        if w.is_inference():  # made under torch.inference_mode: no version to tell an update
+            return None
         # the panel is fixed per process and layout; the weight's identity
         # (weakref), storage and version tell a changed weight (its shape
         # cannot change without a new tensor or a version bump)
@@ -94,7 +96,12 @@ class _PackedWeight:
             if panel <= 0:
                 return None
             w4 = w.detach() if w.dim() == 4 else w.detach()[:, :, None, None]
-            hit = (weakref.ref(w), key, ops.pointwise_pack_weight(w4, panel))
+            # a normal tensor even when the first call runs under
+            # torch.inference_mode (inference tensors have no version
+            # counter, which the recorded plans read for every constant)
+            with torch.inference_mode(False):
+                packed = ops.pointwise_pack_weight(w4, panel)
+            hit = (weakref.ref(w), key, packed)
             cache[nhwc] = hit
         return hit[2]
 

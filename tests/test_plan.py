@@ -86,6 +86,30 @@ def test_replay_is_bitwise_the_module_tree(name, fmt):
     assert torch.equal(fast(x), want)
 
 
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_inference_mode(fmt):
+    # under torch.inference_mode the first calls pack the pointwise weights:
+    # those copies are normal tensors (a version counter the plan reads), so
+    # the forward is recorded and replayed as under no_grad, bitwise
+    x = torch.randn(2, 3, 64, 64).to(memory_format=fmt)
+    fast = _fused("mobilenet_v3_small")
+    with torch.no_grad():
+        want = _tree(fast, x)
+    with torch.inference_mode():
+        for i in range(3):
+            assert torch.equal(fast(x), want), f"call {i}"
+    assert type(_plan_of(fast)) is _Plan
+    # a model built under inference_mode (weights are inference tensors, no
+    # version counter): runs unpacked and unplanned, equal to rounding
+    with torch.inference_mode():
+        ref = mx.convert(torchvision_eval_model("mobilenet_v3_small")).eval()
+        built = mx.fuse(copy.deepcopy(ref))
+        want = ref(x)
+        for i in range(3):
+            torch.testing.assert_close(built(x), want, rtol=1e-4, atol=1e-5)
+    assert type(_plan_of(built)) is not _Plan
+
+
 def test_recorded_again_when_something_changes():
     x = torch.randn(1, 3, 64, 64)
     fast, _ = _replayed("mobilenet_v3_small", x)
