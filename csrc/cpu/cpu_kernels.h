@@ -156,10 +156,12 @@ bool cpu_avx512_split();
 // MOBILENET_EXT_ISA=avx512 or (not cpu_avx512_split() and MOBILENET_EXT_ISA
 // does not cap the ISA at avx2 or scalar)
 bool cpu_use_avx512();
-// true on AMD CPUs (without MOBILENET_EXT_ISA=avx512): the NHWC depthwise
-// routing then takes nhwc_kxk_avx2 before nhwc_kxk_avx512 at stride 2 where
-// both run
+// true on AMD CPUs (without MOBILENET_EXT_ISA=avx512)
 bool cpu_prefer_avx2_nhwc_depthwise();
+// On those, the NHWC depthwise routing takes nhwc_kxk_avx2 before
+// nhwc_kxk_avx512 where both run, except at 5x5 / 7x7, stride 1,
+// C % 16 == 0: true for the shapes that go to nhwc_kxk_avx2 first.
+bool cpu_nhwc_kxk_avx2_first(const DepthwiseShape& s);
 
 // FMA throughput probe on the widest float32 vectors the kernels use
 // (AVX-512 when cpu_use_avx512(), else the selected family): runs `iters`

@@ -72,15 +72,18 @@ bool cpu_use_avx512() {
 }
 
 // On AMD CPUs with AVX-512 the channels_last depthwise kernels prefer
-// nhwc_kxk_avx2 at stride 2 where it runs, unless MOBILENET_EXT_ISA=avx512
-// asks for the AVX-512 kernels. Zen 5 (EPYC family 1Ah), in-process A/B of
-// the two on the suite's channels_last shapes, 2 threads, since the row
-// kernel runs its borders in groups (2026-12-03): at stride 1 the AVX-512
-// kernel takes 0.48-1.0x the AVX2 kernel's time at batch 32 (geomean of
-// all shapes 0.80x) and 0.63-1.03x at batch 1; at stride 2 0.94-1.15x at
-// batch 32 and 1.02-1.19x at batch 1. (Before, with borders pixel by
-// pixel, the AVX-512 stride-1 forward was 1.3-2.3x slower at batch 32,
-// 1 thread, and AMD took the AVX2 kernel at every stride.)
+// nhwc_kxk_avx2 where it runs (unless MOBILENET_EXT_ISA=avx512 asks for the
+// AVX-512 kernels), except at 5x5 / 7x7, stride 1, C % 16 == 0
+// (cpu_nhwc_kxk_avx2_first). Zen 5 (EPYC family 1Ah), 2 threads, the
+// suite's channels_last rows, 3 alternating runs each side
+// (benchmarks/results/dw-cl-20261203-zen5/): with the 5x5 / 7x7 borders in
+// pixel groups, nhwc_kxk_avx512 at stride 1 took 0.57-0.83x the time of the
+// AVX2 kernel before it on those rows; at 3x3 it lost (up to 0.73x the
+// speed on 14x14 maps), and rows whose pixels are not whole 64-byte lines
+// (C % 16 == 8: half of the AVX-512 loads straddle two lines) lost up to
+// 0.56x. (Before 2026-12-03, with borders pixel by pixel, its stride-1
+// forward was 1.3-2.3x slower at batch 32, 1 thread.) The GEMM's AVX-512
+// kernel is 1.5-1.9x faster there and stays.
 bool cpu_prefer_avx2_nhwc_depthwise() {
   static const bool prefer = [] {
     const char* env = std::getenv("MOBILENET_EXT_ISA");
@@ -88,6 +91,10 @@ bool cpu_prefer_avx2_nhwc_depthwise() {
     return x86_features().amd && !forced;
   }();
   return prefer;
+}
+
+bool cpu_nhwc_kxk_avx2_first(const DepthwiseShape& s) {
+  return cpu_prefer_avx2_nhwc_depthwise() && (s.SH != 1 || s.KH == 3 || s.C % 16 != 0);
 }
 
 namespace {

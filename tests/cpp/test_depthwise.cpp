@@ -359,10 +359,13 @@ void check_routing(mnx_test::Counter& t) {
        nhwc, nhwc, nhwc},
   };
   for (const Case& c : cases) {
-    // AMD (cpu_prefer_avx2_nhwc_depthwise): nhwc_kxk_avx2 at stride 2 where it
-    // runs
+    // AMD: nhwc_kxk_avx2 first where it runs, but for 5x5 / 7x7 stride 1
+    // with C % 16 == 0
     P3 want = neon ? c.neon : use512 ? c.avx512 : c.avx2;
-    if (!neon && use512 && cpu::cpu_prefer_avx2_nhwc_depthwise() && c.s.SH == 2)
+    const bool avx2_first = cpu::cpu_prefer_avx2_nhwc_depthwise() &&
+                            (c.s.SH != 1 || c.s.KH == 3 || c.s.C % 16 != 0);
+    t.check(neon || cpu::cpu_nhwc_kxk_avx2_first(c.s) == avx2_first);
+    if (!neon && use512 && avx2_first)
       for (int i = 0; i < 3; ++i)
         if (c.avx2[i] == "nhwc_kxk_avx2") want[i] = "nhwc_kxk_avx2";
     for (int i = 0; i < 3; ++i) {
@@ -638,7 +641,8 @@ int main() {
               for (int nv : {1, 2, 3})
                 want.push_back("nchw_kxk_rows/forward" + ks(K, S) + "/nvec" + std::to_string(nv));
             if (neon || o == "grad_weight") continue;
-            const bool k512 = use512 && !(cpu::cpu_prefer_avx2_nhwc_depthwise() && S == 2);
+            // (on AMD only the 5x5 / 7x7 stride-1 shapes with C % 16 == 0)
+            const bool k512 = use512 && !(cpu::cpu_prefer_avx2_nhwc_depthwise() && (S == 2 || K == 3));
             if (k512 && (o == "forward" || S == 1))
               want.push_back("nhwc_kxk_avx512/" + o + ks(K, S));
             if (!k512 || (o == "grad_input" && S == 2))

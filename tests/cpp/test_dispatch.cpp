@@ -126,9 +126,8 @@ int main() {
 #if defined(__x86_64__)
     const DepthwisePath want =
         op == DepthwiseOp::grad_weight ? DepthwisePath::nhwc_direct
-        // (AMD: nhwc_kxk_avx2 first at stride 2 where it runs; stride 1 here)
-        : mnx::cpu::cpu_use_avx512() &&
-                !(mnx::cpu::cpu_prefer_avx2_nhwc_depthwise() && nhwc.SH == 2)
+        // (AMD: nhwc_kxk_avx2 first where it runs, as here with 3x3)
+        : mnx::cpu::cpu_use_avx512() && !mnx::cpu::cpu_prefer_avx2_nhwc_depthwise()
             ? DepthwisePath::nhwc_kxk_avx512
             : DepthwisePath::nhwc_kxk_avx2;
 #else

@@ -139,9 +139,9 @@ bool depthwise_nhwc_kxk_avx2_supported(DepthwisePath p, const DepthwiseShape& s,
     return forward_supported(s) && (!gi || (s.PH <= s.KH - 1 && s.PW <= s.KW - 1));
 #if MNX_HAVE_AVX512
   if (p == DepthwisePath::nhwc_kxk_avx512 && cpu_use_avx512()) {
-    // AMD: nhwc_kxk_avx2 first at stride 2 where it runs
-    // (cpu_prefer_avx2_nhwc_depthwise)
-    if (cpu_prefer_avx2_nhwc_depthwise() && s.SH == 2 &&  // coverage: needs avx512f
+    // AMD: nhwc_kxk_avx2 first where it runs, but for 5x5 / 7x7 stride 1
+    // with C % 16 == 0 (cpu_nhwc_kxk_avx2_first)
+    if (cpu_nhwc_kxk_avx2_first(s) &&  // coverage: needs avx512f
         depthwise_nhwc_kxk_avx2_supported(DepthwisePath::nhwc_kxk_avx2, s, op))  // coverage: needs avx512f
       return false;  // coverage: needs avx512f
     if (!gi) return depthwise_forward_nhwc_kxk_avx512_supported(s);

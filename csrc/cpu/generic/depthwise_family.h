@@ -29,8 +29,9 @@
 //                     their own)
 //   NHWC forward and grad_input
 //                     nhwc_kxk_avx512; nhwc_kxk_avx2; nhwc_direct; scalar
-//                     (on AMD, nhwc_kxk_avx512 declines stride-2 shapes
-//                     that nhwc_kxk_avx2 runs: cpu_prefer_avx2_nhwc_depthwise)
+//                     (on AMD, nhwc_kxk_avx512 declines the shapes that
+//                     nhwc_kxk_avx2 runs but for 5x5 / 7x7 stride 1 with
+//                     C % 16 == 0: cpu_nhwc_kxk_avx2_first)
 //   NHWC grad_weight  nhwc_direct; scalar (the glue runs the row-chunk
 //                     partial sums instead for multiplier 1)
 // Why (AVX2, measured, 2 threads unless said):

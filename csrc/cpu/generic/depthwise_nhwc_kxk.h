@@ -17,21 +17,28 @@
 //   dwkxk_group        the same with every column inside the image
 //   dwkxk_groups       a group over all channel blocks: whole vectors, then
 //                      the channel tail (C % width lanes) masked
-//   dwkxk_forward_rows output rows (n, oh) in [begin, end): the whole row in
-//                      groups of 8 pixels, borders included; what is left
-//                      (1-7 pixels) by one group of 8 or 4 shifted left to
-//                      end at the row's end (a few pixels computed twice, to
-//                      the same values); rows of 7 pixels by one group of 7,
-//                      of 4-6 by two (overlapping) groups of 4, narrower ones
-//                      pixel by pixel
+//   dwkxk_border_pixel one pixel whose taps may leave the image (columns
+//                      checked per tap)
+//   dwkxk_forward_rows output rows (n, oh) in [begin, end).
+//                      5x5 / 7x7: the whole row in groups of 8 pixels,
+//                      borders included; what is left (1-7 pixels) by one
+//                      group of 8 or 4 shifted left to end at the row's end
+//                      (a few pixels computed twice, to the same values);
+//                      rows of 7 pixels by one group of 7, of 4-6 by two
+//                      (overlapping) groups of 4, narrower ones pixel by
+//                      pixel.
+//                      3x3: the border pixels one at a time
+//                      (dwkxk_border_pixel), the interior in groups of 8,
+//                      then 4, then 1.
 //
-// Before (to 2026-12-03) the border pixels ran one at a time with each tap
-// checked, and the interior's remainder in groups of 4 and 1: on a 7x7 map
-// with 7x7 taps that was every pixel but one, on 14x14 / 28x28 rows 2-5 of
-// 14-28. Same bits now (each output element is one FMA chain in (kh, kw)
-// order from the bias in both); single-thread A/B on [32, C, H, W] rows
-// (Zen 5, AVX-512, tools in the commit message): 3x3 stride 1 0.75-0.93x
-// the time, 5x5 stride 2 0.59x, 7x7 on 7x7 maps 0.16x.
+// Why two schemes (Zen 5, suite rows, 3 alternating runs each side, 2
+// threads; benchmarks/results/dw-cl-20261203-zen5/): with the 5x5 / 7x7
+// borders in groups the forward of those rows took 0.57-0.83x the time
+// (their borders are 2-3 pixels wide: on a 7x7 map with 7x7 taps every
+// pixel but one was a border pixel); the same grouping for 3x3 (1-pixel
+// borders) lost 10-25% on 14x14 and 28x28 maps, so 3x3 keeps its scheme.
+// Both give the same bits: each output element is one FMA chain in
+// (kh, kw) order from the bias.
 //
 // rows[kh] is the input row of tap row kh or null (outside the image: the
 // tap row is skipped); `wt` is tap-major [K * K][C]; pixels are C floats
@@ -137,6 +144,35 @@ inline void dwkxk_group_at(const float* const* rows, int64_t C, int64_t W, int64
     dwkxk_groups<V, K, S, T, true>(rows, C, iw0, jlo, jhi, wt, bias, yr + ow * C, act);
 }
 
+template <class V, int K, bool kMasked>
+inline void dwkxk_border_pixel_block(const float* const* rows, int64_t C, int64_t W, int64_t cb,
+                                     int n, int64_t iw0, const float* wt, const float* bias,
+                                     float* out, Activation act) {
+  typename V::reg a = bias ? dwkxk_load<V, kMasked>(bias + cb, n) : V::zero();
+  for (int kh = 0; kh < K; ++kh) {
+    const float* r = rows[kh];
+    if (!r) continue;
+    for (int kw = 0; kw < K; ++kw) {
+      const int64_t iw = iw0 + kw;
+      if (iw < 0 || iw >= W) continue;
+      a = V::fma(dwkxk_load<V, kMasked>(r + iw * C + cb, n),
+                 dwkxk_load<V, kMasked>(wt + (kh * K + kw) * C + cb, n), a);
+    }
+  }
+  dwkxk_store<V, kMasked>(out + cb, activate<V>(a, act), n);
+}
+
+template <class V, int K>
+inline void dwkxk_border_pixel(const float* const* rows, int64_t C, int64_t W, int64_t iw0,
+                               const float* wt, const float* bias, float* out, Activation act) {
+  int64_t cb = 0;
+  for (; cb + V::width <= C; cb += V::width)
+    dwkxk_border_pixel_block<V, K, false>(rows, C, W, cb, V::width, iw0, wt, bias, out, act);
+  if (cb < C)
+    dwkxk_border_pixel_block<V, K, true>(rows, C, W, cb, static_cast<int>(C - cb), iw0, wt, bias,
+                                         out, act);
+}
+
 // Prefetches for the next output row, one slice per 8-pixel group so the
 // touches are spread over the row's compute: the input rows it adds (the S
 // rows below this row's window, columns [c0, c1)), and, for writing, its
@@ -192,6 +228,29 @@ void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt
     }
     const bool more = u + 1 < end;
     float* yr = y + (n * s.OH + oh) * OW * C;
+    if constexpr (K == 3) {
+      // interior columns: ow * S - P >= 0 and ow * S - P + K - 1 <= W - 1
+      int64_t lo = (P + S - 1) / S, hi = W - K + P >= 0 ? (W - K + P) / S + 1 : 0;
+      if (hi > OW) hi = OW;
+      if (lo > hi) lo = hi;
+      for (int64_t ow = 0; ow < lo; ++ow)
+        dwkxk_border_pixel<V, K>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
+      dwkxk_prefetch_next<S>(next, C, 0, dwkxk_imin(lo * S + K, W));
+      int64_t ow = lo;
+      for (; ow + 8 <= hi; ow += 8) {
+        dwkxk_prefetch_next<S>(next, C, col(ow * S - P + K), col(ow * S - P + 8 * S + K));
+        if (more) dwkxk_prefetch_out(yr + (OW + ow) * C, 8 * C);
+        dwkxk_groups<V, K, S, 8, false>(rows, C, ow * S - P, 0, 7 * S + K, wt, bias, yr + ow * C, act);
+      }
+      dwkxk_prefetch_next<S>(next, C, col(ow * S - P + K), W);
+      for (; ow + 4 <= hi; ow += 4)
+        dwkxk_groups<V, K, S, 4, false>(rows, C, ow * S - P, 0, 3 * S + K, wt, bias, yr + ow * C, act);
+      for (; ow < hi; ++ow)
+        dwkxk_groups<V, K, S, 1, false>(rows, C, ow * S - P, 0, K, wt, bias, yr + ow * C, act);
+      for (; ow < OW; ++ow)
+        dwkxk_border_pixel<V, K>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
+      continue;
+    }
     if (OW >= 8) {
       dwkxk_prefetch_next<S>(next, C, 0, col(K - P));
       int64_t ow = 0;
