@@ -342,9 +342,20 @@ def _owners(root: nn.Module) -> Dict[int, Tuple[dict, str]]:
     return own
 
 
+class _InferenceConstant(Exception):
+    pass
+
+
 def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
     if type(out) is not torch.Tensor:
         return _Unplannable(key)
+    try:
+        return _build_plan(root, x, key, calls, out)
+    except _InferenceConstant:
+        return _Unplannable(key)
+
+
+def _build_plan(root: nn.Module, x: Tensor, key, calls, out) -> Any:
     produced: Dict[int, int] = {}  # id(tensor) -> value index
     keep = []  # keeps recorded tensors alive while ids are compared
     owners = _owners(root)
@@ -360,18 +371,17 @@ def _build(root: nn.Module, x: Tensor, key, calls, out) -> Any:
             if i is not None:
                 return (_VAL, i)
             if id(a) not in consts:
+                if a.is_inference():
+                    # a constant made under torch.inference_mode (a model
+                    # built there): no version counter tells an in-place
+                    # update, so the modules run as written
+                    raise _InferenceConstant
                 owner = owners.get(id(a))
                 consts[id(a)] = (a, a._version, owner[0] if owner else None, owner[1] if owner else None)
             return (_CONST, a)
         return (3, a)
 
     for func, args, kwargs, res in calls:
-        for a in (*args, *kwargs.values()):
-            if isinstance(a, torch.Tensor) and a is not x and a.is_inference() and id(a) not in produced:
-                # a constant made under torch.inference_mode (a model built
-                # there): no version counter tells an in-place update, so
-                # the modules run as written
-                return _Unplannable(key)
         if not (res is None or isinstance(res, torch.Tensor) or (
                 isinstance(res, (tuple, list)) and all(r is None or isinstance(r, torch.Tensor) for r in res))):
             # a number or bool read back into Python (.item(), a comparison): the modules may branch on it

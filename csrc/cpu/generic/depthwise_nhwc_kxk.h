@@ -49,6 +49,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../cpu_kernels.h"
 #include "../vec/vec.h"
@@ -112,19 +113,25 @@ inline void dwkxk_group(const float* const* rows, int64_t C, int64_t cb, int n,
                                                bias, out, act);
 }
 
-// A group of T pixels from input column iw0 over every channel block:
-// whole vectors, then the tail (C % width lanes) masked. kEdge: see
-// dwkxk_group_cols.
+// f(masked, cb, n) over the channel blocks of C: whole vectors
+// (masked = std::false_type, n = width), then the tail (std::true_type,
+// n = C % width lanes).
+template <class V, class F>
+inline void dwkxk_channel_blocks(int64_t C, F&& f) {
+  int64_t cb = 0;
+  for (; cb + V::width <= C; cb += V::width) f(std::false_type{}, cb, V::width);
+  if (cb < C) f(std::true_type{}, cb, static_cast<int>(C - cb));
+}
+
+// A group of T pixels from input column iw0 over every channel block.
+// kEdge: see dwkxk_group_cols.
 template <class V, int K, int S, int T, bool kEdge>
 inline void dwkxk_groups(const float* const* rows, int64_t C, int64_t iw0, int jlo, int jhi,
                          const float* wt, const float* bias, float* out, Activation act) {
-  int64_t cb = 0;
-  for (; cb + V::width <= C; cb += V::width)
-    dwkxk_group_cols<V, K, S, T, false, kEdge>(rows, C, cb, V::width, iw0, jlo, jhi, wt, bias,
-                                               out, act);
-  if (cb < C)
-    dwkxk_group_cols<V, K, S, T, true, kEdge>(rows, C, cb, static_cast<int>(C - cb), iw0, jlo,
-                                              jhi, wt, bias, out, act);
+  dwkxk_channel_blocks<V>(C, [&](auto masked, int64_t cb, int n) {
+    dwkxk_group_cols<V, K, S, T, decltype(masked)::value, kEdge>(rows, C, cb, n, iw0, jlo, jhi,
+                                                                 wt, bias, out, act);
+  });
 }
 
 // Output pixels [ow, ow + T) of a row of W input columns with padding P:
@@ -165,12 +172,10 @@ inline void dwkxk_border_pixel_block(const float* const* rows, int64_t C, int64_
 template <class V, int K>
 inline void dwkxk_border_pixel(const float* const* rows, int64_t C, int64_t W, int64_t iw0,
                                const float* wt, const float* bias, float* out, Activation act) {
-  int64_t cb = 0;
-  for (; cb + V::width <= C; cb += V::width)
-    dwkxk_border_pixel_block<V, K, false>(rows, C, W, cb, V::width, iw0, wt, bias, out, act);
-  if (cb < C)
-    dwkxk_border_pixel_block<V, K, true>(rows, C, W, cb, static_cast<int>(C - cb), iw0, wt, bias,
-                                         out, act);
+  dwkxk_channel_blocks<V>(C, [&](auto masked, int64_t cb, int n) {
+    dwkxk_border_pixel_block<V, K, decltype(masked)::value>(rows, C, W, cb, n, iw0, wt, bias, out,
+                                                            act);
+  });
 }
 
 // Prefetches for the next output row, one slice per 8-pixel group so the
@@ -203,6 +208,46 @@ inline void dwkxk_prefetch_next(const float* const* next, int64_t C, int64_t c0,
 inline void dwkxk_prefetch_out(const float* p, int64_t n) {
   const char* q = reinterpret_cast<const char*>(p);
   for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(float)); b += 64) __builtin_prefetch(q + b, 1, 3);
+}
+
+// One output row of 5x5 / 7x7 taps in pixel groups, borders included (see
+// the top of this file); `next`: the rows to prefetch for the next output
+// row, `more`: whether there is one in this range.
+template <class V, int K, int S>
+inline void dwkxk_grouped_row(const float* const* rows, const float* const* next, int64_t C,
+                              int64_t W, int64_t P, int64_t OW, bool more, const float* wt,
+                              const float* bias, float* yr, Activation act) {
+  auto col = [W](int64_t iw) { return iw < 0 ? 0 : dwkxk_imin(iw, W); };
+  if (OW >= 8) {
+    dwkxk_prefetch_next<S>(next, C, 0, col(K - P));
+    int64_t ow = 0;
+    for (; ow + 8 <= OW; ow += 8) {
+      // this group reads columns [ow*S - P, ow*S - P + 7*S + K)
+      dwkxk_prefetch_next<S>(next, C, col(ow * S - P + K), col(ow * S - P + 8 * S + K));
+      if (more) dwkxk_prefetch_out(yr + (OW + ow) * C, 8 * C);
+      dwkxk_group_at<V, K, S, 8>(rows, C, W, P, ow, wt, bias, yr, act);
+    }
+    if (ow < OW) {
+      dwkxk_prefetch_next<S>(next, C, col(ow * S - P + K), W);
+      if (more) dwkxk_prefetch_out(yr + (OW + ow) * C, (OW - ow) * C);
+      if (OW - ow > 4)
+        dwkxk_group_at<V, K, S, 8>(rows, C, W, P, OW - 8, wt, bias, yr, act);
+      else
+        dwkxk_group_at<V, K, S, 4>(rows, C, W, P, OW - 4, wt, bias, yr, act);
+    }
+    return;
+  }
+  dwkxk_prefetch_next<S>(next, C, 0, W);
+  if (more) dwkxk_prefetch_out(yr + OW * C, OW * C);
+  if (OW == 7) {
+    dwkxk_group_at<V, K, S, 7>(rows, C, W, P, 0, wt, bias, yr, act);
+  } else if (OW >= 4) {
+    dwkxk_group_at<V, K, S, 4>(rows, C, W, P, 0, wt, bias, yr, act);
+    dwkxk_group_at<V, K, S, 4>(rows, C, W, P, OW - 4, wt, bias, yr, act);
+  } else {
+    for (int64_t ow = 0; ow < OW; ++ow)
+      dwkxk_group_at<V, K, S, 1>(rows, C, W, P, ow, wt, bias, yr, act);
+  }
 }
 
 template <class V, int K, int S>
@@ -249,37 +294,8 @@ void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt
         dwkxk_groups<V, K, S, 1, false>(rows, C, ow * S - P, 0, K, wt, bias, yr + ow * C, act);
       for (; ow < OW; ++ow)
         dwkxk_border_pixel<V, K>(rows, C, W, ow * S - P, wt, bias, yr + ow * C, act);
-      continue;
-    }
-    if (OW >= 8) {
-      dwkxk_prefetch_next<S>(next, C, 0, col(K - P));
-      int64_t ow = 0;
-      for (; ow + 8 <= OW; ow += 8) {
-        // this group reads columns [ow*S - P, ow*S - P + 7*S + K)
-        dwkxk_prefetch_next<S>(next, C, col(ow * S - P + K), col(ow * S - P + 8 * S + K));
-        if (more) dwkxk_prefetch_out(yr + (OW + ow) * C, 8 * C);
-        dwkxk_group_at<V, K, S, 8>(rows, C, W, P, ow, wt, bias, yr, act);
-      }
-      if (ow < OW) {
-        dwkxk_prefetch_next<S>(next, C, col(ow * S - P + K), W);
-        if (more) dwkxk_prefetch_out(yr + (OW + ow) * C, (OW - ow) * C);
-        if (OW - ow > 4)
-          dwkxk_group_at<V, K, S, 8>(rows, C, W, P, OW - 8, wt, bias, yr, act);
-        else
-          dwkxk_group_at<V, K, S, 4>(rows, C, W, P, OW - 4, wt, bias, yr, act);
-      }
-      continue;
-    }
-    dwkxk_prefetch_next<S>(next, C, 0, W);
-    if (more) dwkxk_prefetch_out(yr + OW * C, OW * C);
-    if (OW == 7) {
-      dwkxk_group_at<V, K, S, 7>(rows, C, W, P, 0, wt, bias, yr, act);
-    } else if (OW >= 4) {
-      dwkxk_group_at<V, K, S, 4>(rows, C, W, P, 0, wt, bias, yr, act);
-      dwkxk_group_at<V, K, S, 4>(rows, C, W, P, OW - 4, wt, bias, yr, act);
-    } else {
-      for (int64_t ow = 0; ow < OW; ++ow)
-        dwkxk_group_at<V, K, S, 1>(rows, C, W, P, ow, wt, bias, yr, act);
+    } else {  // (not instantiated for 3x3)
+      dwkxk_grouped_row<V, K, S>(rows, next, C, W, P, OW, more, wt, bias, yr, act);
     }
   }
 }
