@@ -465,10 +465,13 @@ def _dw_backward(ctx, grad):
     input, weight = ctx.saved_tensors
     stride, padding, dilation = ctx.conv_args
     gi = gw = gb = None
-    if ctx.needs_input_grad[0]:
-        gi = _ops.depthwise_conv2d_backward_input(grad, input, weight, stride, padding, dilation)
+    # The weight gradient first: its scratch (per-chunk partial sums, GEMM
+    # buffers) is freed before grad_input, as large as the input, is allocated,
+    # so the backward's peak memory is grad_input's, as nn.Conv2d's is.
     if ctx.needs_input_grad[1]:
         gw = _ops.depthwise_conv2d_backward_weight(grad, input, weight, stride, padding, dilation)
+    if ctx.needs_input_grad[0]:
+        gi = _ops.depthwise_conv2d_backward_input(grad, input, weight, stride, padding, dilation)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = grad.sum((0, 2, 3))
     return gi, gw, gb, None, None, None
@@ -488,10 +491,10 @@ def _pw_setup_context(ctx, inputs, output):
 def _pw_backward(ctx, grad):
     input, weight = ctx.saved_tensors
     gi = gw = gb = None
+    if ctx.needs_input_grad[1]:  # first: see _dw_backward
+        gw = _ops.pointwise_conv2d_backward_weight(grad, input, weight)
     if ctx.needs_input_grad[0]:
         gi = _ops.pointwise_conv2d_backward_input(grad, input, weight)
-    if ctx.needs_input_grad[1]:
-        gw = _ops.pointwise_conv2d_backward_weight(grad, input, weight)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = grad.sum((0, 2, 3))
     return gi, gw, gb

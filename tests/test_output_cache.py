@@ -100,3 +100,24 @@ def test_resize_through_the_cache(cache):
     y = _dw(torch.randn(2, 64, 64, 64), torch.randn(64, 1, 3, 3))
     y.resize_(4, 64, 64, 64).fill_(1.0)  # storage grows through the cache's allocator
     assert y.sum().item() == y.numel()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="page-granular buffers on Linux only")
+def test_reused_buffer_is_cut_to_the_request(cache):
+    # A larger free buffer handed to a smaller request gives its tail pages
+    # back: the bytes in use (and counted by the profiler) are the request's,
+    # rounded up to a page, not the old buffer's.
+    import mmap
+    w = torch.randn(64, 1, 3, 3)
+    y = _dw(torch.randn(2, 64, 64, 72), w)  # 2.25 MiB
+    ptr = y.data_ptr()
+    del y
+    s0 = mx.cpu_cache_stats()
+    x = torch.randn(2, 64, 64, 65)
+    y = _dw(x, w)  # 10% smaller: takes the freed buffer
+    want = -(-y.numel() * 4 // mmap.PAGESIZE) * mmap.PAGESIZE
+    s1 = mx.cpu_cache_stats()
+    assert y.data_ptr() == ptr and s1["hits"] == s0["hits"] + 1
+    assert s1["in_use_bytes"] - s0["in_use_bytes"] == want
+    assert s1["cached_bytes"] == s0["cached_bytes"] - 2 * 64 * 64 * 72 * 4  # the tail went back to the system
+    torch.testing.assert_close(y, torch.relu(torch.nn.functional.conv2d(x, w, None, 1, 1, 1, 64)))
