@@ -108,12 +108,23 @@ void dw_grad_weight_by_row_chunks(const cpu::DepthwiseKernels<scalar_t>& k, cons
                             grain_for(chunks, per_chunk));
   const scalar_t* pp = partial.data_ptr<scalar_t>();
   scalar_t* gwp = gw.data_ptr<scalar_t>();
-  at::parallel_for(0, CK, 256, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      scalar_t acc = 0;
-      for (int64_t u = 0; u < chunks; ++u) acc += pp[u * CK + i];
-      const int64_t t = i / s.C, c = i % s.C;  // partial is [KK][C]
-      gwp[c * KK + t] = acc;
+  // Per element: 0 + chunk 0 + chunk 1 + ... in chunk order. Blocks of kB
+  // elements, the chunks added row by row (contiguous, vectorised) into a
+  // local block instead of one strided walk over all chunks per element.
+  constexpr int64_t kB = 256;
+  at::parallel_for(0, (CK + kB - 1) / kB, 4, [&](int64_t b0, int64_t b1) {
+    scalar_t acc[kB];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i0 = b * kB, n = std::min(kB, CK - i0);
+      for (int64_t j = 0; j < n; ++j) acc[j] = 0;
+      for (int64_t u = 0; u < chunks; ++u) {
+        const scalar_t* src = pp + u * CK + i0;
+        for (int64_t j = 0; j < n; ++j) acc[j] += src[j];
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t i = i0 + j, t = i / s.C, c = i % s.C;  // partial is [KK][C]
+        gwp[c * KK + t] = acc[j];
+      }
     }
   });
 }

@@ -62,6 +62,12 @@ void depthwise_forward_nhwc_kxk_avx512(const DepthwiseShape& s, const float* x,
                                        float* y, Activation act, int64_t begin,
                                        int64_t end);
 
+// The AVX-512F instance of the channels_last weight gradient's partial sums
+// (../avx512/depthwise_nhwc_grad_weight_avx512.cpp; call only when
+// cpu_use_avx512()), DepthwiseKernels::grad_weight_nhwc_partial's contract.
+void depthwise_grad_weight_nhwc_partial_avx512(const DepthwiseShape& s, const float* gy, const float* x,
+                                               float* partial, int64_t begin, int64_t end);
+
 // nchw_direct's grad_weight plane kernel for KW <= 7 with a zero-padded copy
 // of the input plane (depthwise_nchw_avx2.cpp): null for other shapes, else
 // the kernel and in *floats the size of the plane buffer it needs.

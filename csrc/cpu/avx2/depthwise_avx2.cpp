@@ -52,6 +52,22 @@ struct IsaAvx2 {
                               float* gw, int64_t begin, int64_t end) {
     return depthwise_grad_weight_nchw_c8_kxk_avx2(s, gy, x, gw, begin, end);
   }
+  // The AVX-512 instance where cpu_use_avx512(), C % 16 == 0 and the CPU is
+  // not one that prefers the AVX2 channels_last depthwise kernels (AMD:
+  // measured there for the forward only, so its weight gradient stays as it
+  // was). Intel Xeon (AVX-512, 2 threads, batch 32 unless said), time
+  // against the AVX2 instance, process-alternating runs, median of 3:
+  // 3x3 [144, 56x56] 0.87, [96, 112x112] s2 0.93, [576, 14x14] 0.83,
+  // [960, 7x7] 0.81, [480, 14x14] 0.85, batch 1 [144, 56x56] 0.85; 5x5
+  // [240, 14x14] 0.82, [672, 14x14] s2 0.93, batch 1 [576, 14x14] 0.90.
+  // With C % 16 == 8 ([72, 56x56]) it took 2.26x: the last 8 channels fall
+  // to the per-tap column sums' scalar loop, where AVX2 has whole vectors.
+  static bool own_grad_weight_nhwc_partial(const DepthwiseShape& s, const float* gy, const float* x,
+                                           float* partial, int64_t begin, int64_t end) {
+    if (!cpu_use_avx512() || cpu_prefer_avx2_nhwc_depthwise() || s.C % 16 != 0) return false;
+    depthwise_grad_weight_nhwc_partial_avx512(s, gy, x, partial, begin, end);  // coverage: needs avx512f
+    return true;  // coverage: needs avx512f
+  }
   static GradWeightPlaneAvx2 grad_weight_padded_plane(const DepthwiseShape& s,
                                                       int64_t* floats) {
     return depthwise_grad_weight_nchw_padded_plane_avx2(s, floats);

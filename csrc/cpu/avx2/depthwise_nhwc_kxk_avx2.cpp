@@ -142,8 +142,8 @@ bool depthwise_nhwc_kxk_avx2_supported(DepthwisePath p, const DepthwiseShape& s,
     // AMD: nhwc_kxk_avx2 first where it runs, but for 5x5 / 7x7 stride 1
     // with C % 16 == 0 (cpu_nhwc_kxk_avx2_first)
     if (cpu_nhwc_kxk_avx2_first(s) &&  // coverage: needs avx512f
-        depthwise_nhwc_kxk_avx2_supported(DepthwisePath::nhwc_kxk_avx2, s, op))  // coverage: needs avx512f
-      return false;  // coverage: needs avx512f
+        depthwise_nhwc_kxk_avx2_supported(DepthwisePath::nhwc_kxk_avx2, s, op))  // coverage: needs avx512f+amd
+      return false;  // coverage: needs avx512f+amd
     if (!gi) return depthwise_forward_nhwc_kxk_avx512_supported(s);
     // square K x K at stride 1, dilation 1, padding <= K-1: the AVX-512
     // forward of grad_output with the taps flipped and padding K-1-P (any C)

@@ -268,10 +268,20 @@ struct DepthwiseFamily {
   template <DepthwiseOp op, auto run>
   static constexpr auto entry = Routed<op, decltype(run), run>::entry;
 
+  // NHWC, multiplier 1: the weight gradient's partial sums per row chunk
+  // (DepthwiseKernels::grad_weight_nhwc_partial): the ISA's own instance
+  // where it has one for this CPU, else dwnhwc_grad_weight_partial over V.
+  static void grad_weight_nhwc_partial(const DepthwiseShape& s, const float* gy, const float* x,
+                                       float* partial, int64_t begin, int64_t end) {
+    if constexpr (kV.own_kernels)
+      if (Isa::own_grad_weight_nhwc_partial(s, gy, x, partial, begin, end)) return;
+    dwnhwc_grad_weight_partial<V>(s, gy, x, partial, begin, end);
+  }
+
   static const DepthwiseFamilyF32& table() {
     static const DepthwiseFamilyF32 t = {
         {entry<DepthwiseOp::forward, run_forward>, entry<DepthwiseOp::grad_input, run_grad_input>,
-         entry<DepthwiseOp::grad_weight, run_grad_weight>, kV.name, dwnhwc_grad_weight_partial<V>},
+         entry<DepthwiseOp::grad_weight, run_grad_weight>, kV.name, grad_weight_nhwc_partial},
         supported,
         path,
         run_forward,
