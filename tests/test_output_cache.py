@@ -3,6 +3,8 @@ reused, the limit holds, empty_cpu_cache / set_cpu_cache_limit release
 memory, the profiler still sees every output, and results are unchanged."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -102,7 +104,7 @@ def test_resize_through_the_cache(cache):
     assert y.sum().item() == y.numel()
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="page-granular buffers on Linux only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-granular buffers on Linux only")
 def test_reused_buffer_is_cut_to_the_request(cache):
     # A larger free buffer handed to a smaller request gives its tail pages
     # back: the bytes in use (and counted by the profiler) are the request's,

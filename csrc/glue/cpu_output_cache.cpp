@@ -74,8 +74,8 @@ size_t granule() {
 
 #if defined(__linux__)
 // A fresh anonymous mapping of `bytes` (a multiple of the page size) starting
-// at a multiple of `align` (a power of two >= the page size, or 0 for any
-// page), or nullptr.
+// at a multiple of `align` (a power of two; at most the page size: any page
+// start), or nullptr.
 void* map_pages(size_t bytes, size_t align) {
   const size_t extra = align > granule() ? align : 0;
   void* m = mmap(nullptr, bytes + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

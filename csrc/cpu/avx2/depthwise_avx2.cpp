@@ -6,6 +6,9 @@
 //   nhwc_kxk_avx512  ../avx512/depthwise_nhwc_kxk_avx512.cpp, when
 //                    cpu_use_avx512()
 //   nchw_direct's padded grad_weight plane kernel (depthwise_nchw_avx2.cpp)
+//   the NHWC weight gradient's row-chunk partial sums over VecAvx512
+//                    (../avx512/depthwise_nhwc_grad_weight_avx512.cpp), when
+//                    own_grad_weight_nhwc_partial below takes the shape
 // Shared kernels as instantiated here: small planes take OW < 16; the
 // strided forward tries small planes before the row ring; nhwc_direct runs
 // the channel tail as masked vectors and needs multiplier 1; the row ring

@@ -33,7 +33,9 @@
 //                     nhwc_kxk_avx2 runs but for 5x5 / 7x7 stride 1 with
 //                     C % 16 == 0: cpu_nhwc_kxk_avx2_first)
 //   NHWC grad_weight  nhwc_direct; scalar (the glue runs the row-chunk
-//                     partial sums instead for multiplier 1)
+//                     partial sums instead for multiplier 1:
+//                     grad_weight_nhwc_partial below, the ISA's own
+//                     instance first, Isa::own_grad_weight_nhwc_partial)
 // Why (AVX2, measured, 2 threads unless said):
 //  - nchw_c8_kxk vs the row ring on every MobileNet/ConvNeXt shape: forward
 //    1.2-2.2x faster at batch 1 and 32, never slower beyond noise;
