@@ -103,6 +103,21 @@ def test_train_matches_batchnorm2d(dtype, layout, activation, shape):
     _check_steps(ours, ref, shape, dtype, layout)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", [(2, 32, 128, 128), (2, 648, 17, 3)])
+def test_train_matches_batchnorm2d_large(layout, shape):
+    """Outputs of 4 MiB and more, C and H*W multiples of 16: written with
+    non-temporal stores; 648 channels: two NHWC sweep panels of the
+    reductions, the second with a channel tail (136 = 8 x 17) on AVX-512.
+    No activation: with a million values some z always lies within rounding
+    of a kink (see _away_from_kinks); the kernel tests (tests/cpp) run every
+    activation at this size against a reference that shares the kernel's
+    mask."""
+    torch.manual_seed(zlib.crc32(repr((layout, shape)).encode()) % 1000)
+    ours, ref = _pair(shape[1], None, torch.float32)
+    _check_steps(ours, ref, shape, torch.float32, layout, steps=2)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
     "kwargs",

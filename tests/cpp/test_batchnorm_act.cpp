@@ -2,7 +2,8 @@
 // float32 family (AVX2 or NEON instantiation of generic/batchnorm_act.h) and
 // the scalar reference (float and double) against a float64 computation
 // here, on NCHW and NHWC, every activation, odd channel counts, plane and
-// channel tails, several NHWC row chunks and NCHW blocks, a large mean
+// channel tails, several NHWC row chunks, sweep panels and NCHW blocks,
+// outputs large enough for the streamed (non-temporal) stores, a large mean
 // (cancellation), NaN; every kernel run once over all units and once unit by
 // unit (bitwise equal: the result does not depend on the thread split).
 #include <array>
@@ -110,7 +111,7 @@ int run_case(const mnx::cpu::BatchNormActKernels<T>& k, const Case<T>& cs, uint3
     smean.d[c] = static_cast<T>(x.d[idx(s, 0, c, 0)] + dmean[c]);
   }
   const int64_t eunits = mnx::cpu::bn_elementwise_units(s);
-  Vec<T> y(total, T(-5)), y2(total, T(-6));
+  Vec<T> y(total, T(-5), true), y2(total, T(-6), true);  // aligned: the streamed stores
   k.apply(s, x.p(), ctr.p(), scale.p(), shift.p(), cs.act, y.p(), 0, eunits);
   for (int64_t b = 0; b < eunits; ++b) k.apply(s, x.p(), ctr.p(), scale.p(), shift.p(), cs.act, y2.p(), b, b + 1);
   if (!y.canaries() || std::memcmp(y.p(), y2.p(), total * sizeof(T)) != 0) fail("apply split/canary", 0, 1);
@@ -121,8 +122,8 @@ int run_case(const mnx::cpu::BatchNormActKernels<T>& k, const Case<T>& cs, uint3
         const int64_t j = idx(s, n, c, i);
         const double z = (x.d[j] - mean[c]) * inv * gam[c] + bet[c];
         const double r = act_ref(z, cs.act);
-        if (!near(y.d[j], r, 64 * eps_t * (1 + std::fabs(z) + std::fabs(mean[c]) * inv * gam[c])))
-          fail("y", y.d[j], r);
+        if (!near(y.p()[j], r, 64 * eps_t * (1 + std::fabs(z) + std::fabs(mean[c]) * inv * gam[c])))
+          fail("y", y.p()[j], r);
       }
   }
   // backward pass 1
@@ -153,7 +154,7 @@ int run_case(const mnx::cpu::BatchNormActKernels<T>& k, const Case<T>& cs, uint3
     B.d[c] = static_cast<T>(-a * rdzd[c] * inv * inv / M);
     K.d[c] = static_cast<T>(-a * rdz[c] / M);
   }
-  Vec<T> dx(total, T(-5)), dx2(total, T(-6));
+  Vec<T> dx(total, T(-5), true), dx2(total, T(-6), true);
   k.backward_dx(s, dy.p(), x.p(), smean.p(), scale.p(), beta.p(), A.p(), B.p(), K.p(), cs.act, dx.p(), 0, eunits);
   for (int64_t b = eunits; b-- > 0;)
     k.backward_dx(s, dy.p(), x.p(), smean.p(), scale.p(), beta.p(), A.p(), B.p(), K.p(), cs.act, dx2.p(), b, b + 1);
@@ -170,10 +171,10 @@ int run_case(const mnx::cpu::BatchNormActKernels<T>& k, const Case<T>& cs, uint3
         const double tol = 64 * eps_t * (std::fabs(A.d[c] * gz) + std::fabs(A.d[c] * dy.d[j]) * (1 + zz) +
                                          std::fabs(B.d[c] * d) + std::fabs(K.d[c]) + 1e-30);
         if (std::isnan(r)) {
-          if (!std::isnan(dx.d[j])) fail("dx nan", dx.d[j], r);
+          if (!std::isnan(dx.p()[j])) fail("dx nan", dx.p()[j], r);
           continue;
         }
-        if (!near(dx.d[j], r, tol)) fail("dx", dx.d[j], r);
+        if (!near(dx.p()[j], r, tol)) fail("dx", dx.p()[j], r);
       }
   return fails;
 }
@@ -185,7 +186,11 @@ int main() {
   std::vector<BatchNormShape> shapes;
   for (Layout l : {Layout::NCHW, Layout::NHWC}) {
     for (auto dims : std::vector<std::array<int64_t, 3>>{
-             {1, 1, 2}, {2, 3, 5}, {3, 7, 17}, {2, 13, 9}, {1, 5, 2500}, {2, 37, 33}, {3, 45, 49}, {4, 70, 300}}) {
+             {1, 1, 2}, {2, 3, 5}, {3, 7, 17}, {2, 13, 9}, {1, 5, 2500}, {2, 37, 33}, {3, 45, 49}, {4, 70, 300},
+             // more than one NHWC sweep panel (512 channels), with a channel tail
+             {2, 601, 7},
+             // outputs of 4 MiB: non-temporal stores (C and HW multiples of 16)
+             {2, 64, 8192}}) {
       BatchNormShape s;
       s.N = dims[0];
       s.C = dims[1];

@@ -44,13 +44,15 @@ template <typename T>
 struct Vec {
   std::vector<T> d;
   int64_t n;
-  explicit Vec(int64_t n_, T fill = 0) : d(n_ + 64, T(777)), n(n_) {
-    for (int64_t i = 0; i < n; ++i) d[i] = fill;
+  int64_t off = 0;  // p() = d.data() + off: 64-byte aligned when asked for
+  explicit Vec(int64_t n_, T fill = 0, bool align64 = false) : d(n_ + 64 + (align64 ? 64 : 0), T(777)), n(n_) {
+    if (align64) off = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(d.data()) % 64) % 64 / sizeof(T));
+    for (int64_t i = 0; i < n; ++i) d[off + i] = fill;
   }
-  T* p() { return d.data(); }
+  T* p() { return d.data() + off; }
   bool canaries() const {
     for (int i = 0; i < 64; ++i)
-      if (d[n + i] != T(777)) return false;
+      if (d[off + n + i] != T(777)) return false;
     return true;
   }
 };

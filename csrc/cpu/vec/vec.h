@@ -7,6 +7,10 @@
 //   reg                       the register type; width: floats per register;
 //                             registers: how many the ISA has
 //   load / store              unaligned full-width access
+//   stream(p, v)              full-width non-temporal store (p aligned to
+//                             stream_align bytes; a plain store on NEON and
+//                             scalar); stream_fence() orders a thread's
+//                             streamed stores before it signals completion
 //   load_n / store_n (p, n)   the first n lanes (0 <= n <= width); other
 //                             lanes read as 0 and are not written
 //   set1, zero, fma(a, b, c) = a * b + c, add, sub, mul, div

@@ -19,6 +19,9 @@ struct VecAvx2 {
 
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static constexpr int stream_align = 32;
+  static void stream(float* p, reg v) { _mm256_stream_ps(p, v); }
+  static void stream_fence() { _mm_sfence(); }
   static reg set1(float v) { return _mm256_set1_ps(v); }
   static reg zero() { return _mm256_setzero_ps(); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }

@@ -20,6 +20,9 @@ struct VecAvx512 {
 
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static constexpr int stream_align = 64;
+  static void stream(float* p, reg v) { _mm512_stream_ps(p, v); }
+  static void stream_fence() { _mm_sfence(); }
   static reg set1(float v) { return _mm512_set1_ps(v); }
   static reg zero() { return _mm512_setzero_ps(); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }

@@ -21,6 +21,9 @@ struct VecNeon {
 
   static reg load(const float* p) { return vld1q_f32(p); }
   static void store(float* p, reg v) { vst1q_f32(p, v); }
+  static constexpr int stream_align = 16;
+  static void stream(float* p, reg v) { vst1q_f32(p, v); }
+  static void stream_fence() {}
   static reg set1(float v) { return vdupq_n_f32(v); }
   static reg zero() { return vdupq_n_f32(0.f); }
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }

@@ -18,6 +18,9 @@ struct VecScalar {
 
   static reg load(const float* p) { return *p; }
   static void store(float* p, reg v) { *p = v; }
+  static constexpr int stream_align = 4;
+  static void stream(float* p, reg v) { *p = v; }
+  static void stream_fence() {}
   static reg set1(float v) { return v; }
   static reg zero() { return 0.f; }
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
