@@ -337,11 +337,13 @@ void check_routing(mnx_test::Counter& t) {
       {"NHWC 3x3 s1 112x112", make_shape(NHWC, 1, 32, 1, 112, 112, 3, 3, 1, 1, 1, 1, 1, 1),
        k512, kavx2, nhwc},
       {"NHWC 3x3 s2 112x112", make_shape(NHWC, 1, 64, 1, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1),
+       k512, kavx2, nhwc},
+      {"NHWC 5x5 s2 C % 16 == 8", make_shape(NHWC, 1, 72, 1, 56, 56, 5, 5, 2, 2, 2, 2, 1, 1),
        k512_s2, kavx2, nhwc},
       {"NHWC 5x5 s1 7x7", make_shape(NHWC, 1, 960, 1, 7, 7, 5, 5, 1, 1, 2, 2, 1, 1),
        k512, kavx2, nhwc},
       {"NHWC 5x5 s2 28x28", make_shape(NHWC, 1, 240, 1, 28, 28, 5, 5, 2, 2, 2, 2, 1, 1),
-       k512_s2, kavx2, nhwc},
+       k512, kavx2, nhwc},
       {"NHWC 7x7 s1 56x56", make_shape(NHWC, 1, 96, 1, 56, 56, 7, 7, 1, 1, 3, 3, 1, 1),
        k512, kavx2, nhwc},
       {"NHWC 3x3 s1 C % 8 != 0", make_shape(NHWC, 1, 20, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1),
@@ -574,6 +576,12 @@ int main() {
           t.check(run_case(s, Activation::ReLU6, true));
           t.check(run_case(s, Activation::Hardswish, false, /*nan=*/true));
         }
+  // Stride-2 channels_last grad_input of 4 MiB and more: non-temporal
+  // stores, C % 16 == 0 (the AVX-512 instance where it runs) and 8 (AVX2).
+  for (int64_t K : {3, 5, 7})
+    for (int64_t C : {32, 40})
+      t.check(run_case(make_shape(Layout::NHWC, 2, C, 1, 128, 130, K, K, 2, 2, K / 2, K / 2, 1, 1),
+                       Activation::None, K == 5));
   // Very wide rows (more than 64 vectors of 8 outputs). These 3x3 stride
   // 1/2 multiplier-1 shapes go to the AVX2 c8 kernels, so they no longer
   // reach the AVX2 per-tap grad_weight's on-the-fly border masks (past its
@@ -643,8 +651,8 @@ int main() {
             if (neon || o == "grad_weight") continue;
             // (on AMD only the 5x5 / 7x7 stride-1 shapes with C % 16 == 0)
             const bool k512 = use512 && !(cpu::cpu_prefer_avx2_nhwc_depthwise() && (S == 2 || K == 3));
-            if (k512 && (o == "forward" || S == 1))
-              want.push_back("nhwc_kxk_avx512/" + o + ks(K, S));
+            // (stride-2 grad_input: AVX-512 where C % 16 == 0, else AVX2)
+            if (k512) want.push_back("nhwc_kxk_avx512/" + o + ks(K, S));
             if (!k512 || (o == "grad_input" && S == 2))
               want.push_back("nhwc_kxk_avx2/" + o + ks(K, S));
           }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -16,9 +17,26 @@ namespace mnx_test {
 constexpr int kCanary = 64;
 constexpr float kCanaryValue = 1234.5f;
 
-// A float buffer of n elements followed by kCanary canary floats.
+// 64-byte aligned storage (what torch's CPU allocator gives): outputs large
+// enough for the kernels' non-temporal stores take that path here too.
+template <class T>
+struct Align64 {
+  using value_type = T;
+  Align64() = default;
+  template <class U>
+  Align64(const Align64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const Align64<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const Align64<U>&) const { return false; }
+};
+
+// A float buffer of n elements (64-byte aligned) followed by kCanary canary
+// floats.
 struct Buffer {
-  std::vector<float> data;
+  std::vector<float, Align64<float>> data;
   int64_t n;
   explicit Buffer(int64_t n_, float fill = 0.f)
       : data(n_ + kCanary, kCanaryValue), n(n_) {

@@ -39,7 +39,8 @@ bool depthwise_grad_weight_nchw_c8_kxk_avx2(const DepthwiseShape& s,
 // AVX-512 kernel itself is ../avx512/depthwise_nhwc_kxk_avx512.cpp): square
 // 3x3/5x5/7x7, stride 1 or 2, dilation 1, multiplier 1; nhwc_kxk_avx2 needs
 // C % 8 == 0, nhwc_kxk_avx512 cpu_use_avx512(). grad_input with padding
-// <= K-1 (nhwc_kxk_avx512: stride 1 only) as the forward of the flipped taps.
+// <= K-1: at stride 1 as the forward of the flipped taps, at stride 2 by
+// dwkxk_grad_input_s2_rows (generic/depthwise_nhwc_kxk.h).
 bool depthwise_nhwc_kxk_avx2_supported(DepthwisePath p, const DepthwiseShape& s,
                                        DepthwiseOp op);
 // Run p (nhwc_kxk_avx2 or nhwc_kxk_avx512, supported for s) with the weights
@@ -57,6 +58,11 @@ bool depthwise_grad_input_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s
 // or 2, dilation 1, multiplier 1, any C; `wt` is the tap-major weight copy
 // [KH*KW][C].
 bool depthwise_forward_nhwc_kxk_avx512_supported(const DepthwiseShape& s);
+// grad_input of a stride-2 layer (square 3x3/5x5/7x7, padding <= K-1, any C)
+// from the flipped tap-major weights [KH*KW][C]; units: grad_input rows.
+void depthwise_grad_input_nhwc_s2_kxk_avx512(const DepthwiseShape& s, const float* gy,
+                                             const float* wf, float* gx, int64_t begin,
+                                             int64_t end);
 void depthwise_forward_nhwc_kxk_avx512(const DepthwiseShape& s, const float* x,
                                        const float* wt, const float* bias,
                                        float* y, Activation act, int64_t begin,

@@ -42,35 +42,6 @@ static inline int64_t dilated_row(int64_t a, int64_t last, int64_t D) {
   return (a < 0 || a > last || a % D != 0) ? -1 : a / D;
 }
 
-// The K tap rows of output row oh of a stride-S correlation (padding PH)
-// over rows zero-dilated by D, from a ring of K slots of `slot` floats:
-// rows[kh] is the slot of the input row ih that tap row reads, filled by
-// fill(ih, slot) unless tag[] says the slot already holds row key_base + ih;
-// null for padding and inserted zero rows (that tap row is skipped).
-// Callers pass `fill` capturing by value: a by-reference capture takes the
-// addresses of the caller's locals, which GCC then keeps in memory through
-// the caller's hot loop (measured: c8 grad_input 1x1024x7x7 +38%
-// instructions, 43 -> 62 us). Used by nhwc_kxk; the c8 kernels keep the same
-// lookup inline.
-template <int K, int S, class Fill>
-static inline void ring_rows(int64_t oh, int64_t PH, int64_t last, int64_t D,
-                             int64_t key_base, float* ring, int64_t slot, int64_t* tag,
-                             const float** rows, Fill fill) {
-  for (int kh = 0; kh < K; ++kh) {
-    const int64_t ih = dilated_row(oh * S - PH + kh, last, D);
-    if (ih < 0) {
-      rows[kh] = nullptr;
-      continue;
-    }
-    float* dst = ring + (ih % K) * slot;
-    if (tag[ih % K] != key_base + ih) {
-      fill(ih, dst);
-      tag[ih % K] = key_base + ih;
-    }
-    rows[kh] = dst;
-  }
-}
-
 }  // namespace avx2
 }  // namespace cpu
 }  // namespace mnx

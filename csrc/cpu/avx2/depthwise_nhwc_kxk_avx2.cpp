@@ -16,14 +16,11 @@
 // ring's time at batch 32 and 0.77-1.08x (geomean 0.93x) at batch 1.
 //
 // grad_input is the stride-1 correlation of grad_output with the taps
-// flipped and padding K-1-P: at stride 1 the forward; at stride 2 a padded
-// ring over grad_output zero-dilated by 2: each row the unit needs is laid
-// once into a per-thread ring of K zeroed rows ([column][C]; inserted zero
-// rows are skipped), so no pixel needs border checks, and every output row
-// is computed in groups of 8 pixels by dwkxk_groups (the last group shifted
-// left to end at the row's end; rows narrower than 8 pixels into a scratch
-// row).
-#include <cstring>
+// flipped and padding K-1-P: at stride 1 the forward; at stride 2 that
+// correlation over grad_output zero-dilated by 2 with only the taps that
+// land on a grad_output pixel, dwkxk_grad_input_s2_rows of
+// generic/depthwise_nhwc_kxk.h. (Until 2026-12-04 stride 2 laid the dilated
+// rows into a zeroed ring and ran every tap, 3/4 of them on zeros at 3x3.)
 
 #include "../generic/depthwise_nhwc.h"
 #include "../generic/depthwise_nhwc_kxk.h"
@@ -35,60 +32,6 @@ namespace cpu {
 namespace {
 
 using namespace avx2;
-
-// Stride-1 correlation of K x K taps over Hin x Win x C images whose pixels
-// are zero-dilated by D (> 1) and padded by PH / PW, giving Hout x Wout x C.
-struct DilatedCorr {
-  int64_t C, Hin, Win, Hout, Wout, PH, PW, D;
-};
-
-template <int K>
-void dilated_corr_rows(const DilatedCorr& g, const float* x, const float* wt, float* y,
-                       int64_t begin, int64_t end, float* ring, int64_t cols, float* tmp) {
-  const int64_t C = g.C, slot = cols * C, last = (g.Hin - 1) * g.D;
-  int64_t tag[K];
-  for (int i = 0; i < K; ++i) tag[i] = -1;
-  for (int64_t u = begin; u < end; ++u) {
-    const int64_t n = u / g.Hout, oh = u % g.Hout;
-    const float* rows[K];
-    ring_rows<K, 1>(oh, g.PH, last, g.D, n * g.Hin, ring, slot, tag, rows,
-                    [=](int64_t ih, float* dst) {
-      const float* src = x + (n * g.Hin + ih) * g.Win * C;
-      std::memset(dst, 0, sizeof(float) * slot);
-      for (int64_t iw = 0; iw < g.Win; ++iw)
-        std::memcpy(dst + (g.PW + iw * g.D) * C, src + iw * C, sizeof(float) * C);
-    });
-    float* yr = y + u * g.Wout * C;
-    if (g.Wout >= 8) {
-      for (int64_t ow = 0;; ow += 8) {
-        const int64_t o = imin(ow, g.Wout - 8);
-        dwkxk_groups<VecAvx2, K, 1, 8, false>(rows, C, o, 0, 7 + K, wt, nullptr, yr + o * C,
-                                              Activation::None);
-        if (o + 8 >= g.Wout) break;
-      }
-    } else {
-      dwkxk_groups<VecAvx2, K, 1, 8, false>(rows, C, 0, 0, 7 + K, wt, nullptr, tmp,
-                                            Activation::None);
-      std::memcpy(yr, tmp, sizeof(float) * g.Wout * C);
-    }
-  }
-}
-
-// Runs `g` over output rows [begin, end); false (nothing written) when the
-// per-thread scratch could not be had.
-bool run_dilated_corr(const DilatedCorr& g, int64_t K, const float* x, const float* wt,
-                      float* y, int64_t begin, int64_t end) {
-  // padded columns: every read of the (shifted) 8-pixel groups, and the row
-  const int64_t cols = imax(imax(g.Wout - 1 + K, 7 + K), g.PW + (g.Win - 1) * g.D + 1);
-  const int64_t need = K * cols * g.C + 8 * g.C;
-  float* ring = thread_scratch<0>(need);
-  if (!ring) return false;  // coverage: unreachable (only on std::bad_alloc)
-  float* tmp = ring + K * cols * g.C;
-  if (K == 3) dilated_corr_rows<3>(g, x, wt, y, begin, end, ring, cols, tmp);
-  else if (K == 5) dilated_corr_rows<5>(g, x, wt, y, begin, end, ring, cols, tmp);
-  else dilated_corr_rows<7>(g, x, wt, y, begin, end, ring, cols, tmp);
-  return true;
-}
 
 bool forward_supported(const DepthwiseShape& s) {
   return s.layout == Layout::NHWC && s.mult == 1 && s.C % 8 == 0 &&
@@ -119,14 +62,15 @@ bool forward_tap_major(const DepthwiseShape& s, const float* x, const float* wt,
 // w[c][KH*KW - 1 - t]). Units: grad_input rows (n, ih).
 bool grad_input_flipped(const DepthwiseShape& s, const float* gy, const float* wf,
                         float* gx, int64_t begin, int64_t end) {
-  const int64_t K = s.KH;
   if (s.SH == 1) {
     // the forward of grad_output with the flipped taps and padding K-1-P
     return forward_tap_major(flipped_forward_shape(s), gy, wf, nullptr, gx,
                              Activation::None, begin, end);
   }
-  const DilatedCorr g{s.C, s.OH, s.OW, s.H, s.W, K - 1 - s.PH, K - 1 - s.PW, s.SH};
-  return run_dilated_corr(g, K, gy, wf, gx, begin, end);
+  if (s.KH == 3) dwkxk_grad_input_s2_rows<VecAvx2, 3>(s, gy, wf, gx, begin, end);
+  else if (s.KH == 5) dwkxk_grad_input_s2_rows<VecAvx2, 5>(s, gy, wf, gx, begin, end);
+  else dwkxk_grad_input_s2_rows<VecAvx2, 7>(s, gy, wf, gx, begin, end);
+  return true;
 }
 
 }  // namespace
@@ -145,11 +89,18 @@ bool depthwise_nhwc_kxk_avx2_supported(DepthwisePath p, const DepthwiseShape& s,
         depthwise_nhwc_kxk_avx2_supported(DepthwisePath::nhwc_kxk_avx2, s, op))  // coverage: needs avx512f+amd
       return false;  // coverage: needs avx512f+amd
     if (!gi) return depthwise_forward_nhwc_kxk_avx512_supported(s);
-    // square K x K at stride 1, dilation 1, padding <= K-1: the AVX-512
-    // forward of grad_output with the taps flipped and padding K-1-P (any C)
+    // square K x K, dilation 1, padding <= K-1: at stride 1 (any C) the
+    // AVX-512 forward of grad_output with the taps flipped and padding
+    // K-1-P; at stride 2 dwkxk_grad_input_s2_rows where C % 16 == 0 (its
+    // large outputs then go out with non-temporal stores; at C % 16 == 8
+    // the AVX2 instance streams and the AVX-512 one does not: [32, 72, 56,
+    // 56] 5x5, 3.3 ms on AVX2 against 3.8 ms)
     const int64_t K = s.KH;
-    return s.layout == Layout::NHWC && s.mult == 1 && s.SH == 1 && s.SW == 1 &&
-           s.KW == K && s.PH <= K - 1 && s.PW <= K - 1 &&
+    if (s.layout != Layout::NHWC || s.mult != 1 || s.KW != K || s.PH > K - 1 || s.PW > K - 1)
+      return false;
+    if (s.SH == 2)
+      return s.SW == 2 && s.DH == 1 && s.DW == 1 && (K == 3 || K == 5 || K == 7) && s.C % 16 == 0;
+    return s.SH == 1 && s.SW == 1 &&
            depthwise_forward_nhwc_kxk_avx512_supported(flipped_forward_shape(s));
   }
 #endif
@@ -181,8 +132,11 @@ bool depthwise_grad_input_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s
     for (int64_t i = 0; i < KK; ++i) wf[i * s.C + c] = w[c * KK + KK - 1 - i];
 #if MNX_HAVE_AVX512
   if (p == DepthwisePath::nhwc_kxk_avx512) {
-    depthwise_forward_nhwc_kxk_avx512(flipped_forward_shape(s), gy, wf, nullptr, gx,  // coverage: needs avx512f
-                                      Activation::None, begin, end);  // coverage: needs avx512f
+    if (s.SH == 2)  // coverage: needs avx512f
+      depthwise_grad_input_nhwc_s2_kxk_avx512(s, gy, wf, gx, begin, end);  // coverage: needs avx512f
+    else
+      depthwise_forward_nhwc_kxk_avx512(flipped_forward_shape(s), gy, wf, nullptr, gx,  // coverage: needs avx512f
+                                        Activation::None, begin, end);  // coverage: needs avx512f
     return true;  // coverage: needs avx512f
   }
 #endif

@@ -300,6 +300,142 @@ void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt
   }
 }
 
+// ---- grad_input at stride 2 ------------------------------------------------
+// gx of a stride-2 K x K layer is the stride-1 correlation of gy zero-dilated
+// by 2 and padded by Q = K-1-P with the flipped taps wf (tap-major
+// [K * K][C], wf[a * K + b] = w[K-1-a][K-1-b]):
+//   gx[ih][iw] = sum over (a, b) of wf[a][b] * G[ih + a - QH][iw + b - QW],
+//   G[r][c] = gy[r / 2][c / 2] where r and c are even and in range, else 0.
+// Only the taps that land on a gy pixel are computed: tap rows a with
+// ih + a - QH even (ceil(K/2) or floor(K/2) of them), tap columns b with
+// iw + b - QW even, so pixels of one column parity share their taps. A
+// group of T pixels iw0, iw0 + 2, ... of one parity reads NB consecutive
+// tap columns' worth of gy columns (ow0 .. ow0 + T - 1 + NB - 1), each loaded
+// once and fed to every (pixel, tap) pair that reads it. Each gx element is
+// one FMA chain over its taps in (a, b) order from zero: the dilated
+// correlation's chain without its products with the inserted zeros.
+template <class V, bool kMasked, bool kStream>
+inline void dws2_store(float* p, typename V::reg v, int n) {
+  if constexpr (kStream && !kMasked) V::stream(p, v);
+  else dwkxk_store<V, kMasked>(p, v, n);
+}
+
+template <class V, int K, int NB, int T, bool kMasked, bool kStream>
+inline void dws2_group(const float* const* rows, const int* ra, int nr, int64_t C, int64_t cb,
+                       int n, int64_t ow0, int b0, const float* wf, float* out) {
+  using R = typename V::reg;
+  R acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = V::zero();
+  for (int i = 0; i < nr; ++i) {
+    R w[NB];
+    for (int m = 0; m < NB; ++m) w[m] = dwkxk_load<V, kMasked>(wf + (ra[i] * K + b0 + 2 * m) * C + cb, n);
+    const float* r = rows[i] + ow0 * C + cb;
+#pragma GCC unroll 16
+    for (int q = 0; q < T + NB - 1; ++q) {
+      const R v = dwkxk_load<V, kMasked>(r + q * C, n);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const int m = q - t;  // pixel t reads column q with its m-th tap
+        if (m >= 0 && m < NB) acc[t] = V::fma(v, w[m], acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) dws2_store<V, kMasked, kStream>(out + 2 * t * C + cb, acc[t], n);
+}
+
+// One gx pixel whose tap columns may leave gy (each checked), every channel
+// block.
+template <class V, int K, bool kStream>
+inline void dws2_border_pixel(const float* const* rows, const int* ra, int nr, int64_t C,
+                              int64_t OW, int64_t iw, int64_t QW, const float* wf, float* out) {
+  dwkxk_channel_blocks<V>(C, [&](auto masked, int64_t cb, int n) {
+    constexpr bool M = decltype(masked)::value;
+    typename V::reg acc = V::zero();
+    for (int i = 0; i < nr; ++i)
+      for (int b = 0; b < K; ++b) {
+        const int64_t c = iw + b - QW;
+        if (c < 0 || (c & 1) || c / 2 >= OW) continue;
+        acc = V::fma(dwkxk_load<V, M>(rows[i] + (c / 2) * C + cb, n),
+                     dwkxk_load<V, M>(wf + (ra[i] * K + b) * C + cb, n), acc);
+      }
+    dws2_store<V, M, kStream>(out + cb, acc, n);
+  });
+}
+
+// The pixels of one column parity of a gx row: jj-th pixel iw = par + 2 jj;
+// its first tap column b0 and gy column ow = base + jj (+ m for its m-th tap).
+template <class V, int K, int NB, bool kStream>
+inline void dws2_parity(const float* const* rows, const int* ra, int nr, int64_t C, int64_t W,
+                        int64_t OW, int64_t QW, int par, const float* wf, float* gxr) {
+  const int b0 = static_cast<int>((par + QW) & 1);
+  const int64_t count = (W - par + 1) / 2;
+  const int64_t base = (par + b0 - QW) / 2;  // exact: par + b0 - QW is even
+  int64_t lo = base < 0 ? -base : 0, hi = OW - NB + 1 - base;
+  if (hi > count) hi = count;
+  if (lo > hi) lo = hi;
+  auto pix = [&](int64_t jj) { return gxr + (par + 2 * jj) * C; };
+  for (int64_t jj = 0; jj < lo; ++jj) dws2_border_pixel<V, K, kStream>(rows, ra, nr, C, OW, par + 2 * jj, QW, wf, pix(jj));
+  int64_t jj = lo;
+  auto groups = [&](auto tc) {
+    constexpr int T = decltype(tc)::value;
+    for (; jj + T <= hi; jj += T)
+      dwkxk_channel_blocks<V>(C, [&](auto masked, int64_t cb, int n) {
+        dws2_group<V, K, NB, T, decltype(masked)::value, kStream>(rows, ra, nr, C, cb, n, base + jj, b0, wf, pix(jj));
+      });
+  };
+  groups(std::integral_constant<int, 8>{});
+  groups(std::integral_constant<int, 4>{});
+  groups(std::integral_constant<int, 1>{});
+  for (; jj < count; ++jj) dws2_border_pixel<V, K, kStream>(rows, ra, nr, C, OW, par + 2 * jj, QW, wf, pix(jj));
+}
+
+// grad_input rows (n, ih) in [begin, end) of a stride-2 K x K layer (shape
+// s: square K, stride 2, dilation 1, multiplier 1, padding <= K-1; gy
+// [N, OH, OW, C], gx [N, H, W, C]); wf as above. kStream: gx written with
+// non-temporal stores (whole vectors aligned to V::stream_align).
+template <class V, int K, bool kStream>
+void dws2_rows(const DepthwiseShape& s, const float* gy, const float* wf, float* gx,
+               int64_t begin, int64_t end) {
+  const int64_t C = s.C, W = s.W, OW = s.OW, QH = K - 1 - s.PH, QW = K - 1 - s.PW;
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t n = u / s.H, ih = u % s.H;
+    const float* rows[K];
+    int ra[K], nr = 0;
+    for (int a = 0; a < K; ++a) {
+      const int64_t r = ih + a - QH;
+      if (r < 0 || (r & 1) || r / 2 >= s.OH) continue;
+      ra[nr] = a;
+      rows[nr++] = gy + (n * s.OH + r / 2) * OW * C;
+    }
+    float* gxr = gx + u * W * C;
+    for (int par = 0; par < 2 && par < W; ++par) {
+      // tap columns b = b0, b0 + 2, ...: (K + 1) / 2 of them when b0 = 0
+      if (((par + QW) & 1) == 0)
+        dws2_parity<V, K, (K + 1) / 2, kStream>(rows, ra, nr, C, W, OW, QW, par, wf, gxr);
+      else
+        dws2_parity<V, K, K / 2, kStream>(rows, ra, nr, C, W, OW, QW, par, wf, gxr);
+    }
+  }
+}
+
+// The rows as above; a gx of 4 MiB and more is written with non-temporal
+// stores where every store is a whole aligned vector (C a multiple of the
+// width): the rows are written once, in two interleaved passes (even then
+// odd pixels), and without them each line of gx is read from memory before
+// it is written (perf: the first pass of each row held most of the time).
+template <class V, int K>
+void dwkxk_grad_input_s2_rows(const DepthwiseShape& s, const float* gy, const float* wf, float* gx,
+                              int64_t begin, int64_t end) {
+  const bool stream = s.C % V::width == 0 && reinterpret_cast<uintptr_t>(gx) % V::stream_align == 0 &&
+                      s.N * s.H * s.W * s.C * static_cast<int64_t>(sizeof(float)) >= (int64_t(4) << 20);
+  if (stream) {
+    dws2_rows<V, K, true>(s, gy, wf, gx, begin, end);
+    V::stream_fence();
+  } else {
+    dws2_rows<V, K, false>(s, gy, wf, gx, begin, end);
+  }
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace mnx
