@@ -576,12 +576,14 @@ int main() {
           t.check(run_case(s, Activation::ReLU6, true));
           t.check(run_case(s, Activation::Hardswish, false, /*nan=*/true));
         }
-  // Stride-2 channels_last grad_input of 4 MiB and more: non-temporal
-  // stores, C % 16 == 0 (the AVX-512 instance where it runs) and 8 (AVX2).
+  // channels_last outputs of 4 MiB and more: non-temporal stores in the
+  // forward (and the stride-1 grad_input through it) and the stride-2
+  // grad_input, C % 16 == 0 (the AVX-512 instances where they run) and 8.
   for (int64_t K : {3, 5, 7})
-    for (int64_t C : {32, 40})
-      t.check(run_case(make_shape(Layout::NHWC, 2, C, 1, 128, 130, K, K, 2, 2, K / 2, K / 2, 1, 1),
-                       Activation::None, K == 5));
+    for (int64_t S : {1, 2})
+      for (int64_t C : {32, 40})
+        t.check(run_case(make_shape(Layout::NHWC, 2, C, 1, 128, 130, K, K, S, S, K / 2, K / 2, 1, 1),
+                         static_cast<Activation>((K + S) % 4), K == 5));
   // Very wide rows (more than 64 vectors of 8 outputs). These 3x3 stride
   // 1/2 multiplier-1 shapes go to the AVX2 c8 kernels, so they no longer
   // reach the AVX2 per-tap grad_weight's on-the-fly border masks (past its

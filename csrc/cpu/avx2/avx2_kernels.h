@@ -56,7 +56,8 @@ bool depthwise_grad_input_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s
 // (../avx512/depthwise_nhwc_kxk_avx512.cpp, compiled with -mavx512f; call
 // only when cpu_use_avx512()): channels_last, square 3x3/5x5/7x7, stride 1
 // or 2, dilation 1, multiplier 1, any C; `wt` is the tap-major weight copy
-// [KH*KW][C].
+// [KH*KW][C]; stream: large outputs with non-temporal stores (the
+// grad_input's use; see dwkxk_forward_rows).
 bool depthwise_forward_nhwc_kxk_avx512_supported(const DepthwiseShape& s);
 // grad_input of a stride-2 layer (square 3x3/5x5/7x7, padding <= K-1, any C)
 // from the flipped tap-major weights [KH*KW][C]; units: grad_input rows.
@@ -66,7 +67,7 @@ void depthwise_grad_input_nhwc_s2_kxk_avx512(const DepthwiseShape& s, const floa
 void depthwise_forward_nhwc_kxk_avx512(const DepthwiseShape& s, const float* x,
                                        const float* wt, const float* bias,
                                        float* y, Activation act, int64_t begin,
-                                       int64_t end);
+                                       int64_t end, bool stream = false);
 
 // The AVX-512F instance of the channels_last weight gradient's partial sums
 // (../avx512/depthwise_nhwc_grad_weight_avx512.cpp; call only when

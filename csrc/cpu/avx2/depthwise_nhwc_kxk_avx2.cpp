@@ -42,10 +42,10 @@ bool forward_supported(const DepthwiseShape& s) {
 // `wt` is the tap-major weight copy [KH * KW][C]. Units: output rows (n, oh).
 bool forward_tap_major(const DepthwiseShape& s, const float* x, const float* wt,
                        const float* bias, float* y, Activation act, int64_t begin,
-                       int64_t end) {
+                       int64_t end, bool stream = false) {
 #define MNX_DIRECT_CASE(KK, SS)                                        \
   if (s.KH == KK && s.SH == SS) {                                      \
-    dwkxk_forward_rows<VecAvx2, KK, SS>(s, x, wt, bias, y, act, begin, end); \
+    dwkxk_forward_rows<VecAvx2, KK, SS>(s, x, wt, bias, y, act, begin, end, stream); \
     return true;                                                       \
   }
   MNX_DIRECT_CASE(3, 1)
@@ -65,7 +65,7 @@ bool grad_input_flipped(const DepthwiseShape& s, const float* gy, const float* w
   if (s.SH == 1) {
     // the forward of grad_output with the flipped taps and padding K-1-P
     return forward_tap_major(flipped_forward_shape(s), gy, wf, nullptr, gx,
-                             Activation::None, begin, end);
+                             Activation::None, begin, end, /*stream=*/true);
   }
   if (s.KH == 3) dwkxk_grad_input_s2_rows<VecAvx2, 3>(s, gy, wf, gx, begin, end);
   else if (s.KH == 5) dwkxk_grad_input_s2_rows<VecAvx2, 5>(s, gy, wf, gx, begin, end);
@@ -136,7 +136,7 @@ bool depthwise_grad_input_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s
       depthwise_grad_input_nhwc_s2_kxk_avx512(s, gy, wf, gx, begin, end);  // coverage: needs avx512f
     else
       depthwise_forward_nhwc_kxk_avx512(flipped_forward_shape(s), gy, wf, nullptr, gx,  // coverage: needs avx512f
-                                        Activation::None, begin, end);  // coverage: needs avx512f
+                                        Activation::None, begin, end, /*stream=*/true);  // coverage: needs avx512f
     return true;  // coverage: needs avx512f
   }
 #endif

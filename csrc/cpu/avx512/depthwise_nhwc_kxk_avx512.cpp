@@ -33,10 +33,10 @@ bool depthwise_forward_nhwc_kxk_avx512_supported(const DepthwiseShape& s) {
 void depthwise_forward_nhwc_kxk_avx512(const DepthwiseShape& s, const float* x,
                                        const float* wt, const float* bias,
                                        float* y, Activation act, int64_t begin,
-                                       int64_t end) {
+                                       int64_t end, bool stream) {
 #define MNX_NHWC512_CASE(KK, SS)                                        \
   if (s.KH == KK && s.SH == SS)                                         \
-    return dwkxk_forward_rows<VecAvx512, KK, SS>(s, x, wt, bias, y, act, begin, end);
+    return dwkxk_forward_rows<VecAvx512, KK, SS>(s, x, wt, bias, y, act, begin, end, stream);
   MNX_NHWC512_CASE(3, 1)
   MNX_NHWC512_CASE(3, 2)
   MNX_NHWC512_CASE(5, 1)
