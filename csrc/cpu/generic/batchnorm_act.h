@@ -1,8 +1,10 @@
 // Fused BatchNorm + activation for float32, written once over the vector
 // layer (vec.h) and instantiated per ISA (avx2/batchnorm_act_avx2.cpp,
 // neon/batchnorm_act_neon.cpp). Work units, partial-sum layout and formulas:
-// ../batchnorm_act.h. Reductions accumulate in float registers over at most
-// kBnBlock values (NCHW) or bn_chunk_rows rows (NHWC), then in double.
+// ../batchnorm_act.h. Reductions accumulate in float over at most kBnBlock
+// values (NCHW, in registers) or bn_chunk_rows rows (NHWC, a per-channel
+// array swept row by row: sweep_nhwc), then in double. Large outputs are
+// written with non-temporal stores (stream_ok).
 #pragma once
 
 #include <algorithm>

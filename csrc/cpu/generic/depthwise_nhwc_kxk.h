@@ -29,7 +29,12 @@
 //                      pixel.
 //                      3x3: the border pixels one at a time
 //                      (dwkxk_border_pixel), the interior in groups of 8,
-//                      then 4, then 1.
+//                      then 4, then 1. stream: large outputs with
+//                      non-temporal stores (the stride-1 grad_input's use)
+//   dwkxk_grad_input_s2_rows
+//                      grad_input rows of a stride-2 layer: per column
+//                      parity only the taps that land on grad_output, in
+//                      groups of same-parity pixels (dws2_*)
 //
 // Why two schemes (Zen 5, suite rows, 3 alternating runs each side, 2
 // threads; benchmarks/results/dw-cl-20261203-zen5/): with the 5x5 / 7x7
