@@ -60,17 +60,15 @@ inline void fill_random(Buffer& b, uint32_t seed) {
 // A float or double buffer of n elements followed by 64 canaries (777).
 template <typename T>
 struct Vec {
-  std::vector<T> d;
+  std::vector<T, Align64<T>> d;  // 64-byte aligned, as Buffer
   int64_t n;
-  int64_t off = 0;  // p() = d.data() + off: 64-byte aligned when asked for
-  explicit Vec(int64_t n_, T fill = 0, bool align64 = false) : d(n_ + 64 + (align64 ? 64 : 0), T(777)), n(n_) {
-    if (align64) off = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(d.data()) % 64) % 64 / sizeof(T));
-    for (int64_t i = 0; i < n; ++i) d[off + i] = fill;
+  explicit Vec(int64_t n_, T fill = 0) : d(n_ + 64, T(777)), n(n_) {
+    for (int64_t i = 0; i < n; ++i) d[i] = fill;
   }
-  T* p() { return d.data() + off; }
+  T* p() { return d.data(); }
   bool canaries() const {
     for (int i = 0; i < 64; ++i)
-      if (d[off + n + i] != T(777)) return false;
+      if (d[n + i] != T(777)) return false;
     return true;
   }
 };

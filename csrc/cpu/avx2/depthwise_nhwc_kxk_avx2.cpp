@@ -67,9 +67,7 @@ bool grad_input_flipped(const DepthwiseShape& s, const float* gy, const float* w
     return forward_tap_major(flipped_forward_shape(s), gy, wf, nullptr, gx,
                              Activation::None, begin, end, /*stream=*/true);
   }
-  if (s.KH == 3) dwkxk_grad_input_s2_rows<VecAvx2, 3>(s, gy, wf, gx, begin, end);
-  else if (s.KH == 5) dwkxk_grad_input_s2_rows<VecAvx2, 5>(s, gy, wf, gx, begin, end);
-  else dwkxk_grad_input_s2_rows<VecAvx2, 7>(s, gy, wf, gx, begin, end);
+  dwkxk_grad_input_s2_rows<VecAvx2>(s, gy, wf, gx, begin, end);
   return true;
 }
 

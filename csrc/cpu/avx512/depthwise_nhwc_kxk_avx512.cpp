@@ -49,9 +49,7 @@ void depthwise_forward_nhwc_kxk_avx512(const DepthwiseShape& s, const float* x,
 void depthwise_grad_input_nhwc_s2_kxk_avx512(const DepthwiseShape& s, const float* gy,
                                              const float* wf, float* gx, int64_t begin,
                                              int64_t end) {
-  if (s.KH == 3) dwkxk_grad_input_s2_rows<VecAvx512, 3>(s, gy, wf, gx, begin, end);
-  else if (s.KH == 5) dwkxk_grad_input_s2_rows<VecAvx512, 5>(s, gy, wf, gx, begin, end);
-  else dwkxk_grad_input_s2_rows<VecAvx512, 7>(s, gy, wf, gx, begin, end);
+  dwkxk_grad_input_s2_rows<VecAvx512>(s, gy, wf, gx, begin, end);
 }
 
 }  // namespace cpu

@@ -149,19 +149,18 @@ struct BnActGeneric {
 
   static R load_part(const float* p, int n) { return n == W ? V::load(p) : V::load_n(p, n); }
 
-  // Outputs of kBnStreamBytes and more (apply's y, backward_dx's dx) are
-  // written with non-temporal stores, NHWC where C is a multiple of W and
-  // NCHW where HW is (every vector store then aligned, given an aligned
-  // output): they bypass the caches and skip reading each output line
-  // before writing it, and the next op reads such a tensor from memory
-  // anyway. Training step at batch 32, channels_last, 2 threads, Intel Xeon
-  // (AVX-512), process-alternating, streamed / plain time: mobilenet_v2
-  // 0.95-0.97, mobilenet_v3_large 0.90-1.00 (threshold 0 and 4 MB alike).
-  static constexpr int64_t kStreamBytes = int64_t(4) << 20;
+  // Large outputs (apply's y, backward_dx's dx) go out with non-temporal
+  // stores (stream_output, vec.h): NHWC where C is a multiple of W, NCHW
+  // where HW is. Training step at batch 32, channels_last, 2 threads, Intel
+  // Xeon (AVX-512), process-alternating, streamed / plain time:
+  // mobilenet_v2 0.95-0.97, mobilenet_v3_large 0.90-1.00.
   static bool stream_ok(const BatchNormShape& s, const float* out) {
-    const int64_t inner = s.layout == Layout::NCHW ? s.HW : s.C;
-    return inner % W == 0 && reinterpret_cast<uintptr_t>(out) % V::stream_align == 0 &&
-           s.N * s.HW * s.C * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
+    return stream_output<V>(out, s.layout == Layout::NCHW ? s.HW : s.C, s.N * s.HW * s.C);
+  }
+  // a whole vector to p: streamed or not (when nt, every store is whole)
+  static void put(float* p, R v, bool nt) {
+    if (nt) V::stream(p, v);
+    else V::store(p, v);
   }
 
   // ---- y = act((x - ctr) * scale + shift) -------------------------------------
@@ -181,11 +180,7 @@ struct BnActGeneric {
         const float* p = x + u * s.HW;
         float* q = y + u * s.HW;
         int64_t i = 0;
-        if (nt) {
-          for (; i < s.HW; i += W) V::stream(q + i, activate<V>(V::fma(V::sub(V::load(p + i), m), k, b), A));
-          continue;
-        }
-        for (; i + W <= s.HW; i += W) V::store(q + i, activate<V>(V::fma(V::sub(V::load(p + i), m), k, b), A));
+        for (; i + W <= s.HW; i += W) put(q + i, activate<V>(V::fma(V::sub(V::load(p + i), m), k, b), A), nt);
         if (i < s.HW) {
           const int n = static_cast<int>(s.HW - i);
           V::store_n(q + i, activate<V>(V::fma(V::sub(V::load_n(p + i, n), m), k, b), A), n);
@@ -195,30 +190,21 @@ struct BnActGeneric {
       return;
     }
     const int64_t C = s.C;
-    if (stream_ok(s, y)) {
-      for (int64_t r = begin; r < end; ++r) {
-        const float* p = x + r * C;
-        float* q = y + r * C;
-        for (int64_t c = 0; c < C; c += W)
-          V::stream(q + c, activate<V>(V::fma(V::sub(V::load(p + c), V::load(ctr + c)), V::load(scale + c),
-                                              V::load(shift + c)), A));
-      }
-      V::stream_fence();
-      return;
-    }
+    const bool nt = stream_ok(s, y);
     for (int64_t r = begin; r < end; ++r) {
       const float* p = x + r * C;
       float* q = y + r * C;
       int64_t c = 0;
       for (; c + W <= C; c += W)
-        V::store(q + c, activate<V>(V::fma(V::sub(V::load(p + c), V::load(ctr + c)), V::load(scale + c),
-                                           V::load(shift + c)), A));
+        put(q + c, activate<V>(V::fma(V::sub(V::load(p + c), V::load(ctr + c)), V::load(scale + c),
+                                      V::load(shift + c)), A), nt);
       if (c < C) {
         const int n = static_cast<int>(C - c);
         V::store_n(q + c, activate<V>(V::fma(V::sub(V::load_n(p + c, n), V::load_n(ctr + c, n)),
                                              V::load_n(scale + c, n), V::load_n(shift + c, n)), A), n);
       }
     }
+    if (nt) V::stream_fence();
   }
 
   // ---- backward pass 1: sum dz, sum dz * (x - mean) ---------------------------
@@ -311,11 +297,7 @@ struct BnActGeneric {
         const float* pg = dy + u * s.HW;
         float* q = dx + u * s.HW;
         int64_t i = 0;
-        if (nt) {
-          for (; i < s.HW; i += W) V::stream(q + i, dx_one<A>(V::load(px + i), V::load(pg + i), m, k, b, ca, cb, ck));
-          continue;
-        }
-        for (; i + W <= s.HW; i += W) V::store(q + i, dx_one<A>(V::load(px + i), V::load(pg + i), m, k, b, ca, cb, ck));
+        for (; i + W <= s.HW; i += W) put(q + i, dx_one<A>(V::load(px + i), V::load(pg + i), m, k, b, ca, cb, ck), nt);
         if (i < s.HW) {
           const int n = static_cast<int>(s.HW - i);
           V::store_n(q + i, dx_one<A>(V::load_n(px + i, n), V::load_n(pg + i, n), m, k, b, ca, cb, ck), n);
@@ -325,26 +307,15 @@ struct BnActGeneric {
       return;
     }
     const int64_t C = s.C;
-    if (stream_ok(s, dx)) {
-      for (int64_t r = begin; r < end; ++r) {
-        const float* px = x + r * C;
-        const float* pg = dy + r * C;
-        float* q = dx + r * C;
-        for (int64_t c = 0; c < C; c += W)
-          V::stream(q + c, dx_one<A>(V::load(px + c), V::load(pg + c), V::load(mean + c), V::load(scale + c),
-                                     V::load(beta + c), V::load(cA + c), V::load(cB + c), V::load(cK + c)));
-      }
-      V::stream_fence();
-      return;
-    }
+    const bool nt = stream_ok(s, dx);
     for (int64_t r = begin; r < end; ++r) {
       const float* px = x + r * C;
       const float* pg = dy + r * C;
       float* q = dx + r * C;
       int64_t c = 0;
       for (; c + W <= C; c += W)
-        V::store(q + c, dx_one<A>(V::load(px + c), V::load(pg + c), V::load(mean + c), V::load(scale + c),
-                                  V::load(beta + c), V::load(cA + c), V::load(cB + c), V::load(cK + c)));
+        put(q + c, dx_one<A>(V::load(px + c), V::load(pg + c), V::load(mean + c), V::load(scale + c),
+                             V::load(beta + c), V::load(cA + c), V::load(cB + c), V::load(cK + c)), nt);
       if (c < C) {
         const int n = static_cast<int>(C - c);
         V::store_n(q + c, dx_one<A>(V::load_n(px + c, n), V::load_n(pg + c, n), V::load_n(mean + c, n),
@@ -352,6 +323,7 @@ struct BnActGeneric {
                                     V::load_n(cB + c, n), V::load_n(cK + c, n)), n);
       }
     }
+    if (nt) V::stream_fence();
   }
 
   // The float32 kernel table over V (each ISA's translation unit returns it

@@ -325,8 +325,7 @@ template <class V, int K, int S>
 void dwkxk_forward_rows(const DepthwiseShape& s, const float* x, const float* wt,
                         const float* bias, float* y, Activation act, int64_t begin,
                         int64_t end, bool stream = false) {
-  if (stream && s.C % V::width == 0 && reinterpret_cast<uintptr_t>(y) % V::stream_align == 0 &&
-      s.N * s.OH * s.OW * s.C * static_cast<int64_t>(sizeof(float)) >= (int64_t(4) << 20)) {
+  if (stream && stream_output<V>(y, s.C, s.N * s.OH * s.OW * s.C)) {
     dwkxk_forward_rows_t<V, K, S, true>(s, x, wt, bias, y, act, begin, end);
     V::stream_fence();
   } else {
@@ -452,16 +451,23 @@ void dws2_rows(const DepthwiseShape& s, const float* gy, const float* wf, float*
 // odd pixels), and without them each line of gx is read from memory before
 // it is written (perf: the first pass of each row held most of the time).
 template <class V, int K>
-void dwkxk_grad_input_s2_rows(const DepthwiseShape& s, const float* gy, const float* wf, float* gx,
-                              int64_t begin, int64_t end) {
-  const bool stream = s.C % V::width == 0 && reinterpret_cast<uintptr_t>(gx) % V::stream_align == 0 &&
-                      s.N * s.H * s.W * s.C * static_cast<int64_t>(sizeof(float)) >= (int64_t(4) << 20);
-  if (stream) {
+void dwkxk_grad_input_s2_k(const DepthwiseShape& s, const float* gy, const float* wf, float* gx,
+                           int64_t begin, int64_t end) {
+  if (stream_output<V>(gx, s.C, s.N * s.H * s.W * s.C)) {
     dws2_rows<V, K, true>(s, gy, wf, gx, begin, end);
     V::stream_fence();
   } else {
     dws2_rows<V, K, false>(s, gy, wf, gx, begin, end);
   }
+}
+
+// The entry point of each ISA's translation unit: K = s.KH, 3, 5 or 7.
+template <class V>
+void dwkxk_grad_input_s2_rows(const DepthwiseShape& s, const float* gy, const float* wf, float* gx,
+                              int64_t begin, int64_t end) {
+  if (s.KH == 3) dwkxk_grad_input_s2_k<V, 3>(s, gy, wf, gx, begin, end);
+  else if (s.KH == 5) dwkxk_grad_input_s2_k<V, 5>(s, gy, wf, gx, begin, end);
+  else dwkxk_grad_input_s2_k<V, 7>(s, gy, wf, gx, begin, end);
 }
 
 }  // namespace

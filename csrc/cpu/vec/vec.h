@@ -32,6 +32,8 @@
 // the activation epilogue, written once for every ISA.
 #pragma once
 
+#include <cstdint>
+
 #include "../../kernels/params.h"
 
 namespace mnx {
@@ -57,6 +59,20 @@ inline typename V::reg activate(typename V::reg v, Activation act) {
     default:
       return v;
   }
+}
+
+// Whether a kernel writes its output (at `out`, `floats` long, rows of
+// `inner` floats) with V::stream: every whole-vector store aligned (inner a
+// multiple of the width, out aligned) and the output at least
+// kStreamMinBytes, past the caches' share of one op, so the next op reads it
+// from memory anyway; each line is then not read from memory before it is
+// written. Used by BatchNorm + activation (y, dx) and the channels_last
+// depthwise grad_input; figures where they call it.
+constexpr int64_t kStreamMinBytes = int64_t(4) << 20;
+template <class V>
+inline bool stream_output(const float* out, int64_t inner, int64_t floats) {
+  return inner % V::width == 0 && reinterpret_cast<uintptr_t>(out) % V::stream_align == 0 &&
+         floats * static_cast<int64_t>(sizeof(float)) >= kStreamMinBytes;
 }
 
 // The same for one float, in the ISA's translation unit (a template on V
