@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torch.utils._python_dispatch
 
 import mobilenet_ext as mx
@@ -133,6 +134,52 @@ def test_pointwise_matches_conv2d(case, dtype):
     assert_close(grads[1], ref_gw, dtype, "grad_weight")
     if b is not None:
         assert_close(grads[2], ref_gb, dtype, "grad_bias")
+
+
+# NCHW maps of at most 256 pixels with 2+ images: the forward and grad_input
+# GEMMs run on groups of images with their columns merged (merged_image_jobs
+# in csrc/glue/cpu_ops.cpp: about 512 columns per group, the images left
+# over as one more group). (N, C_in, C_out, H, W): 10 images of 7x7 per group
+# and 3 left over; one group of 11 with 15 pixels each (panels spanning 3-5
+# images); 196 pixels (groups of 2, one image left); a reduction of 600 (two
+# K blocks: C reloaded through the merged tiles)
+MERGED = [(33, 24, 40, 7, 7), (11, 13, 37, 5, 3), (3, 70, 17, 14, 14), (5, 600, 30, 4, 4)]
+MERGED_ACTS = {None: lambda t: t, "relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", MERGED, ids=lambda s: "x".join(map(str, s)))
+def test_pointwise_nchw_small_maps_merged_images(shape, dtype):
+    N, Ci, Co, H, W = shape
+    g = torch.Generator().manual_seed(N + Ci)
+    x = torch.randn(N, Ci, H, W, generator=g, dtype=dtype, requires_grad=True)
+    w = torch.randn(Co, Ci, 1, 1, generator=g, dtype=dtype)
+    b = torch.randn(Co, generator=g, dtype=dtype)
+    r = torch.randn(N, Co, H, W, generator=g, dtype=dtype)
+    y = ops.pointwise_conv2d(x, w, b)
+    gy = torch.randn(y.shape, generator=g, dtype=dtype)
+    (gx,) = torch.autograd.grad(y, x, gy)
+    ref_y, ref_gx, _, _ = conv_reference(x, w, b, 1, 0, 1, 1, grad_out=gy)
+    assert_close(y, ref_y, dtype, "forward")
+    assert_close(gx, ref_gx, dtype, "grad_input")
+    # image by image (batch 1: nothing merged) the same bits
+    xs = x.detach()
+    one = [ops.pointwise_conv2d(xs[i : i + 1], w, b) for i in range(N)]
+    assert torch.equal(y.detach(), torch.cat(one)), "forward differs from the per-image product"
+    gone = []
+    for i in range(N):
+        xi = xs[i : i + 1].clone().requires_grad_(True)
+        gone.append(torch.autograd.grad(ops.pointwise_conv2d(xi, w, b), xi, gy[i : i + 1])[0])
+    assert torch.equal(gx, torch.cat(gone)), "grad_input differs from the per-image product"
+    if dtype == torch.float32:
+        for act, f in MERGED_ACTS.items():
+            y = ops.pointwise_conv2d_fused(xs, w, b, act, r)
+            assert_close(y, f(ref_y) + r.double(), dtype, f"fused {act}")
+            if ops.gemm_panel(False) > 0:  # the kernel's own panel: bitwise the unpacked op
+                pk = ops.pointwise_pack_weight(w, ops.gemm_panel(False))
+                assert torch.equal(ops.pointwise_conv2d_packed(xs, w, pk, b, act, r), y), f"packed {act}"
+            one = [ops.pointwise_conv2d_fused(xs[i : i + 1], w, b, act, r[i : i + 1]) for i in range(N)]
+            assert torch.equal(y, torch.cat(one)), f"fused {act}: differs from the per-image product"
 
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])

@@ -121,7 +121,25 @@ struct GemmArgs {
   // ones read it in place (no packing per call) when the panel is their MR
   // (A) or NR (B) tile, as the GemmKernels table gives it.
   int64_t a_panel = 0, b_panel = 0;
+  // > 0: each batch entry is a group of images whose columns are merged
+  // into one product (NCHW pointwise GEMMs on small maps, whose HW columns
+  // per image would leave the micro-kernel's last column panel mostly
+  // padding): N is images per entry * merged_hw, and virtual column j is
+  // pixel p = j % merged_hw of the entry's image i = j / merged_hw:
+  // B(k, j) = B[b * b_bs + i * b_is + k * b_rs + p * b_cs], C(m, j) and the
+  // residual at C[b * c_bs + i * c_is + m * ldc + p]. The bias is per row
+  // (bias_per_row), B is not packed (b_panel 0), sum_batch is off.
+  int64_t merged_hw = 0, b_is = 0, c_is = 0;
 };
+
+// Offsets of virtual column n in a batch entry's B (at k = 0) and C (at
+// m = 0): n * b_cs and n, or the merged mapping above.
+inline int64_t gemm_b_col(const GemmArgs& g, int64_t n) {
+  return g.merged_hw > 0 ? (n / g.merged_hw) * g.b_is + (n % g.merged_hw) * g.b_cs : n * g.b_cs;
+}
+inline int64_t gemm_c_col(const GemmArgs& g, int64_t n) {
+  return g.merged_hw > 0 ? (n / g.merged_hw) * g.c_is + n % g.merged_hw : n;
+}
 
 // C[M, Co] = act(A[M, Ci] W^T + bias): A's rows Ci floats apart (NHWC
 // pixels, or a batch of vectors), W [Co, Ci] row-major read as B = W^T, bias
@@ -169,7 +187,7 @@ inline int64_t gemm_units(const GemmArgs& g) {
 constexpr int64_t kGemmSmallM = 4;
 inline bool gemm_small_m_applies(const GemmArgs& g) {
   return g.M >= 1 && g.M <= kGemmSmallM && g.a_cs == 1 && g.b_rs == 1 && !g.sum_batch &&
-         g.a_panel == 0 && g.b_panel == 0 && g.K > 0;
+         g.a_panel == 0 && g.b_panel == 0 && g.merged_hw == 0 && g.K > 0;
 }
 
 }  // namespace mnx

@@ -362,6 +362,73 @@ void packed_tests(int64_t mr, int64_t nr) {
     }
 }
 
+// Merged image columns (GemmArgs::merged_hw: the NCHW pointwise forward and
+// grad_input on small maps, merged_image_jobs in csrc/glue/cpu_ops.cpp):
+// groups of G images run as one product of G * HW columns, the images left
+// over as a second product. Each element gets the per-image product's
+// arithmetic (the same K blocks, the same epilogue), so the output is
+// bitwise the per-image one, whole and split into random sub-ranges run in
+// reverse order; the per-image product itself is held against the double
+// reference (check_case). Panels that span 2-5 images, two K blocks (C
+// gathered and reloaded), every epilogue, a residual.
+void check_merged(bool grad_input, int64_t N, int64_t Cin, int64_t Cout, int64_t HW, int64_t G, int epi) {
+  Case cs = grad_input ? pw_grad_input(false, N, Cin, Cout, HW) : pw_forward(false, N, Cin, Cout, HW);
+  if (!grad_input) {
+    cs.bias = epi % 2 == 0;
+    cs.residual = epi % 3 != 1;
+    cs.g.act = static_cast<Activation>(epi % 4);
+  }
+  check_case(cs);
+  const GemmArgs& g = cs.g;
+  const int64_t na = extent(g.batch, g.a_bs, g.M, g.a_rs, g.K, g.a_cs);
+  const int64_t nb = extent(g.batch, g.b_bs, g.K, g.b_rs, g.N, g.b_cs);
+  const int64_t nc = extent(g.batch, g.c_bs, g.M, g.ldc, g.N, 1);
+  Buffer A(na), B(nb), bias(g.M), R(nc), C(nc, 7.f), C2(nc, 7.f);
+  mnx_test::fill_random(A, rng());
+  mnx_test::fill_random(B, rng());
+  mnx_test::fill_random(bias, rng());
+  mnx_test::fill_random(R, rng());
+  const float* bp = cs.bias ? bias.ptr() : nullptr;
+  const float* rp = cs.residual ? R.ptr() : nullptr;
+  run_units(g, A.ptr(), B.ptr(), C.ptr(), bp, rp, 0, mnx::gemm_units(g));
+
+  GemmArgs m = g;
+  m.merged_hw = HW;
+  m.b_is = g.b_bs;
+  m.c_is = g.c_bs;
+  m.N = G * HW;
+  m.batch = N / G;
+  m.b_bs = G * g.b_bs;
+  m.c_bs = G * g.c_bs;
+  const int64_t units = mnx::gemm_units(m);
+  std::vector<int64_t> cuts = {0, units};
+  for (int i = 0; i < 3 && units > 1; ++i) cuts.push_back(1 + (int64_t)(rng() % (uint64_t)(units - 1)));
+  std::sort(cuts.begin(), cuts.end());
+  for (size_t i = cuts.size() - 1; i > 0; --i)
+    run_units(m, A.ptr(), B.ptr(), C2.ptr(), bp, rp, cuts[i - 1], cuts[i]);
+  const int64_t done = m.batch * G;
+  if (done < N) {
+    GemmArgs r = m;
+    r.batch = 1;
+    r.N = (N - done) * HW;
+    run_units(r, A.ptr(), B.ptr() + done * g.b_bs, C2.ptr() + done * g.c_bs, bp, rp ? rp + done * g.c_bs : nullptr,
+              0, mnx::gemm_units(r));
+  }
+  const std::string name = nm(grad_input ? "merged_gin" : "merged_fwd", N, Cin, Cout, HW, G);
+  const bool ok = C2.canaries_ok() && std::memcmp(C.ptr(), C2.ptr(), nc * sizeof(float)) == 0;
+  if (!ok) std::fprintf(stderr, "FAIL %s: differs from the per-image product\n", name.c_str());
+  counter.check(ok);
+}
+
+void merged_tests() {
+  // N, Cin, Cout, HW, G
+  const int64_t shapes[][5] = {{5, 13, 29, 7, 2},  {4, 300, 37, 49, 3}, {7, 530, 13, 9, 3},
+                               {3, 40, 70, 25, 3}, {6, 16, 50, 1, 4},   {33, 64, 24, 49, 10}};
+  int e = 0;
+  for (const auto& s : shapes)
+    for (int gi = 0; gi < 2; ++gi) check_merged(gi == 1, s[0], s[1], s[2], s[3], s[4], e++);
+}
+
 void nan_test() {
   // NaN in A row 0 must reach every output of row 0 whatever the activation
   for (int act = 0; act < 4; ++act) {
@@ -472,6 +539,7 @@ int main() {
   for (const Case& c : edges) check_case(c);
   nan_test();
   packed_tests(mnx::cpu::gemm_kernels_f32().mr, mnx::cpu::gemm_kernels_f32().nr);
+  merged_tests();
 
   // the generic kernels alone (VecScalar): the pointwise mappings, the edge
   // grid, and the generic grid's first cases
@@ -480,6 +548,7 @@ int main() {
   for (const Case& c : edges) check_case(c);
   nan_test();
   packed_tests(KernGenericScalar::MR, KernGenericScalar::NR);
+  merged_tests();
   g_run = nullptr;
   return counter.finish("test_gemm");
 }

@@ -112,6 +112,31 @@ inline void pack_b_generic(const float* Bb, int64_t b_rs, int64_t b_cs,
   }
 }
 
+// B panel packing with merged columns (GemmArgs::merged_hw): the panel's
+// virtual columns [n, n + nr) are runs of consecutive pixels of one image
+// each; dst[k * NR + j] = B(k0 + k, n + j), zero padded.
+template <int64_t NR>
+inline void pack_b_merged(const float* B, const GemmArgs& g, int64_t k0, int64_t kc, int64_t n, int64_t nr,
+                          float* dst) {
+  for (int64_t j = 0; j < nr;) {
+    const int64_t p = (n + j) % g.merged_hw;
+    const int64_t len = g_imin(nr - j, g.merged_hw - p);
+    const float* src = B + gemm_b_col(g, n + j) + k0 * g.b_rs;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* s = src + k * g.b_rs;
+      float* d = dst + k * NR + j;
+      if (g.b_cs == 1)  // NCHW: a contiguous run of pixels
+        for (int64_t t = 0; t < len; ++t) d[t] = s[t];
+      else
+        for (int64_t t = 0; t < len; ++t) d[t] = s[t * g.b_cs];
+    }
+    j += len;
+  }
+  if (nr < NR)
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t j = nr; j < NR; ++j) dst[k * NR + j] = 0.f;
+}
+
 // A panel packing: dst[k * MR + r] = A(m + r, k0 + k), zero padded.
 template <int64_t MR>
 inline void pack_a(const float* Ab, int64_t a_rs, int64_t a_cs, int64_t m,
@@ -190,8 +215,10 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
   // their panels are this kernel's tile and 64-byte aligned (aligned panel
   // loads); others go the portable way
   auto misaligned = [](const float* p) { return reinterpret_cast<uintptr_t>(p) % 64 != 0; };
+  const bool merged = g.merged_hw > 0;
   if ((g.a_panel > 0 && (g.a_panel != MR || misaligned(A))) ||
-      (g.b_panel > 0 && (g.b_panel != NR || misaligned(B)))) {
+      (g.b_panel > 0 && (g.b_panel != NR || misaligned(B))) ||
+      (merged && (g.b_panel > 0 || g.sum_batch || !g.bias_per_row))) {
     gemm_scalar<float>(g, A, B, C, bias, residual, begin, end);
     return;
   }
@@ -291,7 +318,9 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
                 const int64_t len = g_imin(k0 + kc - kv, virt ? K - sk : kc);
                 const float* Bs = virt ? B + sb * g.b_bs : Bb;
                 float* d = dst + (kv - k0) * NR;
-                if (!Kern::pack_b_fast(Bs, g.b_rs, g.b_cs, sk, len, n, nr, d))
+                if (merged)
+                  pack_b_merged<NR>(Bs, g, sk, len, n, nr, d);  // Bs = Bb (virt is off)
+                else if (!Kern::pack_b_fast(Bs, g.b_rs, g.b_cs, sk, len, n, nr, d))
                   pack_b_generic<NR>(Bs, g.b_rs, g.b_cs, sk, len, n, nr, d);
                 kv += len;
               }
@@ -318,8 +347,60 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
             }
           }
 
+          // A micro-tile with merged columns (GemmArgs::merged_hw). Columns
+          // of one image: in place in C at the image's pixel p, with the
+          // epilogue's residual pointer rebased to the image (the bias is
+          // per row). Columns spanning images: through an MR x NR buffer
+          // (C's values gathered into it first when accumulating), then
+          // scattered, the residual added in the scatter: the epilogue adds
+          // it after the activation as its last operation, so the bits are
+          // those of the fused one.
+          auto merged_tile = [&](int64_t kc_, const float* ap, bool dir, const float* bp, int64_t m,
+                                 int64_t n, int64_t mr, int64_t nr, bool first_, bool last_, bool cold) {
+            const int64_t hw = g.merged_hw, i0 = n / hw, p0 = n % hw;
+            auto run = [&](float* cp, int64_t ldc, const Epi* e, int64_t nn) {
+              if (mr == MR && nr == NR)
+                Kern::ukr(kc_, ap, g.a_rs, dir, bp, cp, ldc, !first_, e, m, nn, cold);
+              else
+                Kern::ukr_edge(kc_, ap, g.a_rs, dir, bp, cp, ldc, !first_, e, m, nn, mr, nr);
+            };
+            if (p0 + nr <= hw) {
+              const Epi ei{bias, true, g.act, Rb ? Rb + i0 * g.c_is : nullptr, g.ldc};
+              run(Cb + i0 * g.c_is + m * g.ldc + p0, g.ldc, last_ ? &ei : nullptr, p0);
+              return;
+            }
+            // runs of one image each: buffer columns [j, j + len) at offset o
+            // (row m) of C
+            alignas(64) float sc[MR * NR];
+            auto runs = [&](auto&& f) {
+              for (int64_t j = 0, i = i0, p = p0; j < nr; ++i, p = 0) {
+                const int64_t len = g_imin(nr - j, hw - p);
+                f(j, len, i * g.c_is + m * g.ldc + p);
+                j += len;
+              }
+            };
+            if (!first_)
+              runs([&](int64_t j, int64_t len, int64_t o) {
+                for (int64_t r = 0; r < mr; ++r)
+                  for (int64_t t = 0; t < len; ++t) sc[r * NR + j + t] = Cb[o + r * g.ldc + t];
+              });
+            const Epi ei{bias, true, g.act, nullptr, 0};
+            run(sc, NR, last_ ? &ei : nullptr, 0);
+            const float* res = last_ ? Rb : nullptr;
+            runs([&](int64_t j, int64_t len, int64_t o) {
+              for (int64_t r = 0; r < mr; ++r) {
+                float* c = Cb + o + r * g.ldc;
+                const float* b = sc + r * NR + j;
+                if (res)
+                  for (int64_t t = 0; t < len; ++t) c[t] = b[t] + res[o + r * g.ldc + t];
+                else
+                  for (int64_t t = 0; t < len; ++t) c[t] = b[t];
+              }
+            });
+          };
+
           // One micro-tile: rows [m, m + MR) of tile row mt, columns of panel jp.
-          auto tile = [=](int64_t jp, int64_t mt, int64_t m) {
+          auto tile = [=, &merged_tile](int64_t jp, int64_t mt, int64_t m) {
             const int64_t n = n_lo + jp * NR;
             const int64_t nr = g_imin(NR, n_hi - n);
             const float* bp = g.b_panel ? B + ((n / NR) * K + k0) * NR : Bp + jp * kc * NR;
@@ -335,6 +416,10 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
             // stream from L3 or memory (see gemm_prefetch_span)
             if (Af && jp == 0 && m + MR < g.M)
               gemm_prefetch_span(Af + (m + MR) * K + k0 * MR, kc * MR, 0, 1);
+            if (merged) {
+              merged_tile(kc, ap, dir, bp, m, n, mr, nr, first, last, jp == 0);
+              return;
+            }
             if (mr == MR && nr == NR) {
               Kern::ukr(kc, ap, g.a_rs, dir, bp, cp, g.ldc, !first, last ? &epi : nullptr, m, n,
                         jp == 0);

@@ -40,15 +40,15 @@ void gemm_scalar(const GemmArgs& g, const T* A, const T* B, T* C,
             continue;
           }
           const T* Bk = Bb + k * g.b_rs;
-          for (int64_t n = n0; n < n1; ++n) acc[n - n0] += a * Bk[n * g.b_cs];
+          for (int64_t n = n0; n < n1; ++n) acc[n - n0] += a * Bk[gemm_b_col(g, n)];
         }
       }
       for (int64_t n = n0; n < n1; ++n) {
         T v = acc[n - n0];
         if (bias) v += bias[g.bias_per_row ? m : n];
         v = apply_activation(v, g.act);
-        if (Rb) v += Rb[m * g.ldc + n];
-        Cb[m * g.ldc + n] = v;
+        if (Rb) v += Rb[m * g.ldc + gemm_c_col(g, n)];
+        Cb[m * g.ldc + gemm_c_col(g, n)] = v;
       }
     }
   }
