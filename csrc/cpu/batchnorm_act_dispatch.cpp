@@ -41,15 +41,9 @@ void bn_sum_partials(const BatchNormShape& s, const double* partial, double* sum
     sum0[c] = 0;
     sum1[c] = 0;
   }
-  if (s.layout == Layout::NCHW) {
-    for (int64_t c = 0; c < s.C; ++c) {
-      sum0[c] = partial[2 * c];
-      sum1[c] = partial[2 * c + 1];
-    }
-    return;
-  }
-  const int64_t units = bn_reduce_units(s);
-  for (int64_t u = 0; u < units; ++u)  // in unit order: independent of the thread count
+  // NCHW: per image; NHWC: per chunk; in order: independent of the thread count
+  const int64_t units = s.layout == Layout::NCHW ? s.N : bn_reduce_units(s);
+  for (int64_t u = 0; u < units; ++u)
     for (int64_t c = 0; c < s.C; ++c) {
       sum0[c] += partial[(u * s.C + c) * 2];
       sum1[c] += partial[(u * s.C + c) * 2 + 1];

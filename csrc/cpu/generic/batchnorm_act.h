@@ -62,11 +62,14 @@ struct BnActGeneric {
   // ---- statistics -----------------------------------------------------------
   static void stats(const BatchNormShape& s, const float* x, double* partial, int64_t begin, int64_t end) {
     if (s.layout == Layout::NCHW) {
-      for (int64_t c = begin; c < end; ++c) {
+      for (int64_t u = begin; u < end; ++u) {
+       int64_t n, c0, c1;
+       bn_nchw_unit(s, u, n, c0, c1);
+       for (int64_t c = c0; c < c1; ++c) {
         const float x0 = x[c * s.HW];
         const R sh = V::set1(x0);
         double s1 = 0, s2 = 0;
-        for (int64_t n = 0; n < s.N; ++n) {
+        {
           const float* p = x + (n * s.C + c) * s.HW;
           for (int64_t b = 0; b < s.HW; b += kBnBlock) {
             const int64_t e = std::min(s.HW, b + kBnBlock);
@@ -89,8 +92,9 @@ struct BnActGeneric {
             s2 += t2;
           }
         }
-        partial[2 * c] = s1;
-        partial[2 * c + 1] = s2;
+        partial[2 * (n * s.C + c)] = s1;
+        partial[2 * (n * s.C + c) + 1] = s2;
+       }
       }
       return;
     }
@@ -218,11 +222,14 @@ struct BnActGeneric {
   static void reduce_t(const BatchNormShape& s, const float* dy, const float* x, const float* mean,
                        const float* scale, const float* beta, double* partial, int64_t begin, int64_t end) {
     if (s.layout == Layout::NCHW) {
-      for (int64_t c = begin; c < end; ++c) {
+      for (int64_t u = begin; u < end; ++u) {
+       int64_t n, c0, c1;
+       bn_nchw_unit(s, u, n, c0, c1);
+       for (int64_t c = c0; c < c1; ++c) {
         const float mc = mean[c], kc = scale[c], bc = beta[c];
         const R m = V::set1(mc), k = V::set1(kc), b = V::set1(bc);
         double s1 = 0, s2 = 0;
-        for (int64_t n = 0; n < s.N; ++n) {
+        {
           const int64_t off = (n * s.C + c) * s.HW;
           const float* px = x + off;
           const float* pg = dy + off;
@@ -250,8 +257,9 @@ struct BnActGeneric {
             s2 += t2;
           }
         }
-        partial[2 * c] = s1;
-        partial[2 * c + 1] = s2;
+        partial[2 * (n * s.C + c)] = s1;
+        partial[2 * (n * s.C + c) + 1] = s2;
+       }
       }
       return;
     }

@@ -14,19 +14,21 @@ namespace cpu {
 template <typename T>
 void bn_stats_scalar(const BatchNormShape& s, const T* x, double* partial, int64_t begin, int64_t end) {
   if (s.layout == Layout::NCHW) {
-    for (int64_t c = begin; c < end; ++c) {
-      const double x0 = x[c * s.HW];
-      double s1 = 0, s2 = 0;
-      for (int64_t n = 0; n < s.N; ++n) {
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t n, c0, c1;
+      bn_nchw_unit(s, u, n, c0, c1);
+      for (int64_t c = c0; c < c1; ++c) {
+        const double x0 = x[c * s.HW];
+        double s1 = 0, s2 = 0;
         const T* p = x + (n * s.C + c) * s.HW;
         for (int64_t i = 0; i < s.HW; ++i) {
           const double d = double(p[i]) - x0;
           s1 += d;
           s2 += d * d;
         }
+        partial[2 * (n * s.C + c)] = s1;
+        partial[2 * (n * s.C + c) + 1] = s2;
       }
-      partial[2 * c] = s1;
-      partial[2 * c + 1] = s2;
     }
     return;
   }
@@ -65,17 +67,20 @@ template <typename T>
 void bn_backward_reduce_scalar(const BatchNormShape& s, const T* dy, const T* x, const T* mean, const T* scale,
                                const T* beta, Activation act, double* partial, int64_t begin, int64_t end) {
   if (s.layout == Layout::NCHW) {
-    for (int64_t c = begin; c < end; ++c) {
-      double s1 = 0, s2 = 0;
-      for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t n, c0, c1;
+      bn_nchw_unit(s, u, n, c0, c1);
+      for (int64_t c = c0; c < c1; ++c) {
+        double s1 = 0, s2 = 0;
         for (int64_t i = (n * s.C + c) * s.HW; i < (n * s.C + c + 1) * s.HW; ++i) {
           const T d = x[i] - mean[c];
           const T g = bn_act_grad<T>(d * scale[c] + beta[c], dy[i], act);
           s1 += g;
           s2 += double(g) * double(d);
         }
-      partial[2 * c] = s1;
-      partial[2 * c + 1] = s2;
+        partial[2 * (n * s.C + c)] = s1;
+        partial[2 * (n * s.C + c) + 1] = s2;
+      }
     }
     return;
   }
