@@ -349,6 +349,16 @@ void run_pointwise_forward(const char* op, const PointwiseShape& s, const at::Te
   sg.layout = pointwise_gemm_layout(s);
   GemmArgs g = pointwise_forward_gemm(sg);
   g.act = act;
+  // Training (the input requires grad: the output is kept for the backward,
+  // and a step's working set is far past the caches): a large output goes
+  // to memory with non-temporal stores (GemmArgs::stream_c). Inference keeps
+  // plain stores: the next op may read the output from L3 (the depthwise
+  // forward measured slower streamed there, depthwise_nhwc_kxk.h). With
+  // the grad_input below: training steps at batch 32, 2 threads, Intel Xeon
+  // (AVX-512), benchmarks/ab_builds.py 3 rounds, new / old time:
+  // mobilenet_v2 cl 0.957, mobilenet_v3_large cl 0.976, mobilenet_v2 nchw
+  // 0.977 (inference at batch 32, the same code, 0.978: the noise).
+  g.stream_c = x.requires_grad();
   const bool use_packed = packed && !gemm_small_m_applies(g);
   if (use_packed) (sg.layout == Layout::NCHW ? g.a_panel : g.b_panel) = packed->size(2);
   MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
@@ -372,7 +382,8 @@ void cpu_pointwise_grad_input(const char* op, const PointwiseShape& s, const at:
                               at::Tensor& gx) {
   PointwiseShape sg = s;
   sg.layout = pointwise_gemm_layout(s);
-  const GemmArgs g = pointwise_grad_input_gemm(sg);
+  GemmArgs g = pointwise_grad_input_gemm(sg);
+  g.stream_c = true;  // a backward op: training, as the forward's above
   MNX_DISPATCH_CPU(gy.scalar_type(), op, [&] {
     const scalar_t* gyp = gy.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();

@@ -130,6 +130,10 @@ struct GemmArgs {
   // residual at C[b * c_bs + i * c_is + m * ldc + p]. The bias is per row
   // (bias_per_row), B is not packed (b_panel 0), sum_batch is off.
   int64_t merged_hw = 0, b_is = 0, c_is = 0;
+  // Write C with non-temporal stores where the blocked CPU kernels can: the
+  // final stores of whole vectors, when C is large and aligned (vec.h,
+  // stream_output). Same values; a hint that C is not read again soon.
+  bool stream_c = false;
 };
 
 // Offsets of virtual column n in a batch entry's B (at k = 0) and C (at

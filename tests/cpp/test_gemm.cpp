@@ -429,6 +429,31 @@ void merged_tests() {
     for (int gi = 0; gi < 2; ++gi) check_merged(gi == 1, s[0], s[1], s[2], s[3], s[4], e++);
 }
 
+// GemmArgs::stream_c (non-temporal stores of C, outputs >= 4 MiB): the same
+// bits as plain stores, C's canaries intact; NHWC forwards whose C rows are
+// a multiple of the width (streamed, edge panels too) and not (plain).
+void stream_tests() {
+  const int64_t shapes[][3] = {{24, 64, 16400}, {5, 80, 13200}, {7, 70, 15000}};  // Cin, Cout, pixels
+  for (const auto& sh : shapes) {
+    Case cs = pw_forward(true, 1, sh[0], sh[1], sh[2]);
+    GemmArgs g = cs.g;
+    g.act = Activation::ReLU6;
+    const int64_t nc = sh[2] * sh[1];
+    Buffer X(sh[2] * sh[0]), W(sh[1] * sh[0]), bias(sh[1]), C(nc, 7.f), C2(nc, 7.f);
+    mnx_test::fill_random(X, rng());
+    mnx_test::fill_random(W, rng());
+    mnx_test::fill_random(bias, rng());
+    const int64_t units = mnx::gemm_units(g);
+    run_units(g, X.ptr(), W.ptr(), C.ptr(), bias.ptr(), nullptr, 0, units);
+    g.stream_c = true;
+    run_units(g, X.ptr(), W.ptr(), C2.ptr(), bias.ptr(), nullptr, 0, units / 3);
+    run_units(g, X.ptr(), W.ptr(), C2.ptr(), bias.ptr(), nullptr, units / 3, units);
+    const bool ok = C2.canaries_ok() && std::memcmp(C.ptr(), C2.ptr(), nc * sizeof(float)) == 0;
+    if (!ok) std::fprintf(stderr, "FAIL stream_c %lldx%lld: differs from plain stores\n", (long long)sh[1], (long long)sh[2]);
+    counter.check(ok);
+  }
+}
+
 void nan_test() {
   // NaN in A row 0 must reach every output of row 0 whatever the activation
   for (int act = 0; act < 4; ++act) {
@@ -540,6 +565,7 @@ int main() {
   nan_test();
   packed_tests(mnx::cpu::gemm_kernels_f32().mr, mnx::cpu::gemm_kernels_f32().nr);
   merged_tests();
+  stream_tests();
 
   // the generic kernels alone (VecScalar): the pointwise mappings, the edge
   // grid, and the generic grid's first cases
@@ -549,6 +575,7 @@ int main() {
   nan_test();
   packed_tests(KernGenericScalar::MR, KernGenericScalar::NR);
   merged_tests();
+  stream_tests();
   g_run = nullptr;
   return counter.finish("test_gemm");
 }

@@ -39,6 +39,7 @@
 #include <cstdlib>
 
 #include "../cpu_kernels.h"
+#include "../vec/vec.h"  // stream_output
 
 namespace mnx {
 namespace cpu {
@@ -63,6 +64,7 @@ struct Epi {
   Activation act;
   const float* res;  // null: none; C's indexing (ldr = ldc)
   int64_t ldr;
+  bool nt = false;  // whole vectors to C with non-temporal stores (GemmArgs::stream_c)
 };
 
 inline int64_t g_imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -225,6 +227,18 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
   begin = g_imax(begin, 0);
   end = g_imin(end, gemm_units(g));
   if (begin >= end) return;
+  // C streamed (GemmArgs::stream_c): the rule of vec.h's stream_output on
+  // the whole of C, rows ldc apart (with ldc a multiple of the width and C
+  // aligned, every whole-vector store of a tile is aligned: tiles start at
+  // multiples of NR columns)
+  const bool nt = g.stream_c && !merged && !g.sum_batch &&
+                  stream_output<typename Kern::Vec>(C, g.ldc, (g.batch > 1 ? g.batch * g.c_bs : g.M * g.ldc));
+  struct Fence {
+    bool on;
+    ~Fence() {
+      if (on) Kern::Vec::stream_fence();
+    }
+  } fence{nt};
 
   const int64_t TM = kGemmTileM, TN = kGemmTileN;
   const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g), T = tm * tn;
@@ -275,7 +289,7 @@ void gemm_blocked(const GemmArgs& g, const float* A, const float* B, float* C,
     float* Cb = C + (g.sum_batch ? 0 : bo * g.c_bs);
     const float* Rb =
         residual ? residual + (g.sum_batch ? 0 : bo * g.c_bs) : nullptr;
-    const Epi epi{bias, g.bias_per_row, g.act, Rb, g.ldc};
+    const Epi epi{bias, g.bias_per_row, g.act, Rb, g.ldc, nt};
 
     for (int64_t ng = 0; ng < tn; ng += G) {
       const int64_t ng_hi = g_imin(tn, ng + G);

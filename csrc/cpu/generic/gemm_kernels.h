@@ -84,6 +84,16 @@ inline void gemm_store_row(typename V::reg (&x)[NV], float* c, const Epi* e,
                                                    : V::load(rp + v * W));
     }
   }
+  if (e && e->nt) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      if (kTail && v == NV - 1)
+        V::store_n(c + v * W, x[v], last);
+      else
+        V::stream(c + v * W, x[v]);
+    }
+    return;
+  }
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
     if (kTail && v == NV - 1)
