@@ -395,3 +395,36 @@ def test_depthwise_grad_weight_channels_last_rows(k, stride, c):
         bound = 4 * 3 * oh * ow * 2 ** -24 * torch.nn.grad.conv2d_weight(
             x.double().abs(), wt.shape, g.double().abs(), stride=stride, padding=p, groups=c) + 1e-30
         assert ((got.double() - want).abs() <= bound).all(), (h, w, p)
+
+
+@pytest.mark.parametrize("kind", ["dw3x3s1", "dw5x5s2", "pw_nhwc", "pw_nchw"])
+def test_training_forward_streams_same_bits(kind):
+    """Outputs of 4 MiB and more are written with non-temporal stores when the
+    input requires grad (training: pointwise GEMMs, channels_last depthwise
+    rows) and grad_input always: the same values as the plain stores of
+    inference, and as F.conv2d in float64 within the rounding bound."""
+    g = torch.Generator().manual_seed(7)
+    if kind.startswith("dw"):
+        k, s = (3, 1) if kind == "dw3x3s1" else (5, 2)
+        x = torch.randn(2, 64, 96 * s, 96 * s, generator=g).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(64, 1, k, k, generator=g)
+        f = lambda t: ops.depthwise_conv2d(t, w, None, s, k // 2, 1)  # noqa: E731
+        ref = lambda t: conv_reference(t, w, None, s, k // 2, 1, 64)  # noqa: E731
+    else:
+        x = torch.randn(2, 32, 96, 96, generator=g)
+        if kind == "pw_nhwc":
+            x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randn(80, 32, 1, 1, generator=g)
+        f = lambda t: ops.pointwise_conv2d(t, w, None)  # noqa: E731
+        ref = lambda t: conv_reference(t, w, None, 1, 0, 1, 1)  # noqa: E731
+    with torch.no_grad():
+        y0 = f(x)
+    xr = x.clone().requires_grad_(True)
+    y1 = f(xr)
+    assert y1.numel() * 4 >= 4 << 20
+    assert torch.equal(y0, y1.detach())
+    assert_close(y1, ref(x), torch.float32, kind)
+    gy = torch.randn(y1.shape, generator=g)
+    (gx,) = torch.autograd.grad(y1, xr, gy)
+    _, ref_gx, _, _ = conv_reference(x, w, None, *((s, k // 2, 1, 64) if kind.startswith("dw") else (1, 0, 1, 1)), grad_out=gy)
+    assert_close(gx, ref_gx, torch.float32, f"{kind} grad_input")

@@ -54,8 +54,12 @@ const cpu::GemmKernels<T>& gemm_kernels() {
 // The CPU backend of the op bodies in op_surface.h: threads through
 // at::parallel_for, kernels from the dispatch table (csrc/cpu/dispatch.cpp).
 // ---------------------------------------------------------------------------
-void cpu_depthwise_forward(const char* op, const DepthwiseShape& s, const at::Tensor& x, const at::Tensor& w,
+void cpu_depthwise_forward(const char* op, const DepthwiseShape& shape, const at::Tensor& x, const at::Tensor& w,
                            const at::Tensor& b, at::Tensor& y, Activation act) {
+  DepthwiseShape s = shape;
+  // training (the input requires grad): a large channels_last output goes
+  // out with non-temporal stores (see dwkxk_forward_rows)
+  s.stream_out = x.requires_grad();
   MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
     const auto& k = dw_kernels<scalar_t>();
     const scalar_t* xp = x.data_ptr<scalar_t>();

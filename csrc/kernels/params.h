@@ -36,6 +36,9 @@ struct DepthwiseShape {
   int64_t DH = 1, DW = 1;
   int64_t OH = 0, OW = 0;  // output
   Layout layout = Layout::NCHW;
+  // forward: write a large output with non-temporal stores where the kernel
+  // can (the channels_last KxK rows, dwkxk_forward_rows); set for training
+  bool stream_out = false;
 
   int64_t C_out() const { return C * mult; }
 };

@@ -112,11 +112,11 @@ bool depthwise_forward_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s,
   if (!wt) return false;
 #if MNX_HAVE_AVX512
   if (p == DepthwisePath::nhwc_kxk_avx512) {
-    depthwise_forward_nhwc_kxk_avx512(s, x, wt, bias, y, act, begin, end);  // coverage: needs avx512f
+    depthwise_forward_nhwc_kxk_avx512(s, x, wt, bias, y, act, begin, end, s.stream_out);  // coverage: needs avx512f
     return true;  // coverage: needs avx512f
   }
 #endif
-  return forward_tap_major(s, x, wt, bias, y, act, begin, end);
+  return forward_tap_major(s, x, wt, bias, y, act, begin, end, s.stream_out);
 }
 
 bool depthwise_grad_input_nhwc_kxk_avx2(DepthwisePath p, const DepthwiseShape& s,
