@@ -80,19 +80,36 @@ void run_units(const GemmArgs& g, const float* A, const float* B, float* C,
     mnx::cpu::gemm_kernels_f32().run(g, A, B, C, bias, res, b0, b1);
 }
 
+// A case's operands as its strides span them, random, with canaries:
+// A, B, the bias, the residual (C's extent); bp / rp the case's bias and
+// residual pointers (null when it has none).
+struct Operands {
+  int64_t na, nb, nc;
+  Buffer A, B, bias, R;
+  const float* bp;
+  const float* rp;
+  explicit Operands(const Case& cs)
+      : na(extent(cs.g.batch, cs.g.a_bs, cs.g.M, cs.g.a_rs, cs.g.K, cs.g.a_cs)),
+        nb(extent(cs.g.batch, cs.g.b_bs, cs.g.K, cs.g.b_rs, cs.g.N, cs.g.b_cs)),
+        nc(extent(cs.g.sum_batch ? 1 : cs.g.batch, cs.g.c_bs, cs.g.M, cs.g.ldc, cs.g.N, 1)),
+        A(na), B(nb), bias(cs.g.bias_per_row ? cs.g.M : cs.g.N), R(nc) {
+    mnx_test::fill_random(A, rng());
+    mnx_test::fill_random(B, rng());
+    mnx_test::fill_random(bias, rng());
+    mnx_test::fill_random(R, rng());
+    bp = cs.bias ? bias.ptr() : nullptr;
+    rp = cs.residual ? R.ptr() : nullptr;
+  }
+};
+
 void check_case(const Case& cs) {
   const GemmArgs& g = cs.g;
   const int64_t nbo = g.sum_batch ? 1 : g.batch;
-  const int64_t na = extent(g.batch, g.a_bs, g.M, g.a_rs, g.K, g.a_cs);
-  const int64_t nb = extent(g.batch, g.b_bs, g.K, g.b_rs, g.N, g.b_cs);
-  const int64_t nc = extent(nbo, g.c_bs, g.M, g.ldc, g.N, 1);
-  Buffer A(na), B(nb), bias(g.bias_per_row ? g.M : g.N), R(nc);
-  mnx_test::fill_random(A, rng());
-  mnx_test::fill_random(B, rng());
-  mnx_test::fill_random(bias, rng());
-  mnx_test::fill_random(R, rng());
-  const float* bp = cs.bias ? bias.ptr() : nullptr;
-  const float* rp = cs.residual ? R.ptr() : nullptr;
+  Operands op(cs);
+  const int64_t na = op.na, nb = op.nb, nc = op.nc;
+  Buffer &A = op.A, &B = op.B, &bias = op.bias, &R = op.R;
+  const float* bp = op.bp;
+  const float* rp = op.rp;
 
   // double reference
   std::vector<double> Ad(A.data.begin(), A.data.begin() + na),
@@ -380,16 +397,12 @@ void check_merged(bool grad_input, int64_t N, int64_t Cin, int64_t Cout, int64_t
   }
   check_case(cs);
   const GemmArgs& g = cs.g;
-  const int64_t na = extent(g.batch, g.a_bs, g.M, g.a_rs, g.K, g.a_cs);
-  const int64_t nb = extent(g.batch, g.b_bs, g.K, g.b_rs, g.N, g.b_cs);
-  const int64_t nc = extent(g.batch, g.c_bs, g.M, g.ldc, g.N, 1);
-  Buffer A(na), B(nb), bias(g.M), R(nc), C(nc, 7.f), C2(nc, 7.f);
-  mnx_test::fill_random(A, rng());
-  mnx_test::fill_random(B, rng());
-  mnx_test::fill_random(bias, rng());
-  mnx_test::fill_random(R, rng());
-  const float* bp = cs.bias ? bias.ptr() : nullptr;
-  const float* rp = cs.residual ? R.ptr() : nullptr;
+  Operands op(cs);
+  const int64_t nc = op.nc;
+  const Buffer &A = op.A, &B = op.B;
+  const float* bp = op.bp;
+  const float* rp = op.rp;
+  Buffer C(nc, 7.f), C2(nc, 7.f);
   run_units(g, A.ptr(), B.ptr(), C.ptr(), bp, rp, 0, mnx::gemm_units(g));
 
   GemmArgs m = g;

@@ -84,20 +84,13 @@ inline void gemm_store_row(typename V::reg (&x)[NV], float* c, const Epi* e,
                                                    : V::load(rp + v * W));
     }
   }
-  if (e && e->nt) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      if (kTail && v == NV - 1)
-        V::store_n(c + v * W, x[v], last);
-      else
-        V::stream(c + v * W, x[v]);
-    }
-    return;
-  }
+  const bool nt = e && e->nt;  // whole vectors streamed (Epi::nt)
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
     if (kTail && v == NV - 1)
       V::store_n(c + v * W, x[v], last);
+    else if (nt)
+      V::stream(c + v * W, x[v]);
     else
       V::store(c + v * W, x[v]);
   }
