@@ -388,8 +388,13 @@ void packed_tests(int64_t mr, int64_t nr) {
 // reverse order; the per-image product itself is held against the double
 // reference (check_case). Panels that span 2-5 images, two K blocks (C
 // gathered and reloaded), every epilogue, a residual.
-void check_merged(bool grad_input, int64_t N, int64_t Cin, int64_t Cout, int64_t HW, int64_t G, int epi) {
+void check_merged(bool grad_input, int64_t N, int64_t Cin, int64_t Cout, int64_t HW, int64_t G, int epi,
+                  bool b_pixel_major = false) {
   Case cs = grad_input ? pw_grad_input(false, N, Cin, Cout, HW) : pw_forward(false, N, Cin, Cout, HW);
+  if (b_pixel_major) {  // B's pixels K floats apart (strided columns: the generic packing)
+    cs.g.b_rs = 1;
+    cs.g.b_cs = cs.g.K;
+  }
   if (!grad_input) {
     cs.bias = epi % 2 == 0;
     cs.residual = epi % 3 != 1;
@@ -440,6 +445,8 @@ void merged_tests() {
   int e = 0;
   for (const auto& s : shapes)
     for (int gi = 0; gi < 2; ++gi) check_merged(gi == 1, s[0], s[1], s[2], s[3], s[4], e++);
+  check_merged(false, 5, 13, 29, 7, 2, 0, true);
+  check_merged(true, 4, 300, 37, 9, 3, 1, true);
 }
 
 // GemmArgs::stream_c (non-temporal stores of C, outputs >= 4 MiB): the same
