@@ -49,6 +49,11 @@ TORCH_LIBRARY(mobilenet_ext, m) {
   m.def(
       "conv2d_small_cin_fused(Tensor input, Tensor weight, Tensor? bias, "
       "int[2] stride, int[2] padding, int activation) -> Tensor");
+  // Its weight and bias gradients (training the stem; CPU only): returns
+  // (grad_weight [C_out, C_in, kh, kw], grad_bias [C_out]).
+  m.def(
+      "conv2d_small_cin_backward_weight(Tensor grad_output, Tensor input, "
+      "Tensor weight, int[2] stride, int[2] padding) -> (Tensor, Tensor)");
   // A linear layer on the 1x1 GEMM (the classifier): input [N, in], weight
   // [out, in]; act(input @ weight^T + bias). CPU only, inference. The
   // packed form reads pointwise_pack_weight(weight[:, :, None, None], panel)

@@ -491,7 +491,7 @@ class SmallCinConv2d(_ActivationAfter, nn.Conv2d):
     needed) it runs :func:`mobilenet_ext.ops.conv2d_small_cin_fused`, which
     writes ``act(conv + bias)`` once in the input's layout; with autograd and
     no activation, :func:`mobilenet_ext.ops.conv2d_small_cin` (the same
-    forward, PyTorch's backward); otherwise (CUDA, other dtypes, autograd
+    forward; our weight and bias gradients, PyTorch's input gradient); otherwise (CUDA, other dtypes, autograd
     with an activation) ``F.conv2d`` and the activation. Parameters and
     state_dict keys are nn.Conv2d's. :func:`mobilenet_ext.convert` puts it
     (without an activation) in place of every nn.Conv2d that
@@ -524,7 +524,7 @@ class SmallCinConv2d(_ActivationAfter, nn.Conv2d):
                 return ops.conv2d_small_cin_fused(input, self.weight, self.bias, self.stride, self.padding,
                                                   self.activation)
             if self.activation is None:
-                # training (a converted model's stem): our forward, PyTorch's backward
+                # training (a converted model's stem): our forward and weight gradient
                 return ops.conv2d_small_cin(input, self.weight, self.bias, self.stride, self.padding)
         y = F.conv2d(input, self.weight, self.bias, self.stride, self.padding)
         return self._activate(y)

@@ -451,6 +451,13 @@ def _(grad_output, input, weight):
     return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
 
+@torch.library.register_fake("mobilenet_ext::conv2d_small_cin_backward_weight")
+def _(grad_output, input, weight, stride, padding):
+    _check_fake_same("conv2d_small_cin_backward_weight", input, grad_output=grad_output, weight=weight)
+    return (torch.empty_like(weight, memory_format=torch.contiguous_format),
+            weight.new_empty((weight.shape[0],)))
+
+
 # --------------------------------------------------------------------------
 # Autograd: the backward runs our own backward ops.
 # --------------------------------------------------------------------------
@@ -524,7 +531,8 @@ for _name in ("depthwise_conv2d_fused", "pointwise_conv2d_fused", "conv2d_small_
 
 # --------------------------------------------------------------------------
 # The stem conv for training: conv2d_small_cin_fused's kernel forward (no
-# activation), PyTorch's convolution backward. A Python-defined op of the
+# activation); backward: our weight and bias gradients
+# (conv2d_small_cin_backward_weight), PyTorch's input gradient. A Python-defined op of the
 # library, so it has a schema, a fake kernel and autograd like the others.
 # --------------------------------------------------------------------------
 @torch.library.custom_op(
@@ -549,9 +557,18 @@ def _sc_setup_context(ctx, inputs, output):
 def _sc_backward(ctx, grad):
     input, weight = ctx.saved_tensors
     stride, padding, bias_sizes = ctx.conv_args
-    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_sizes is not None and ctx.needs_input_grad[2]]
-    gi, gw, gb = torch.ops.aten.convolution_backward(grad, input, weight, bias_sizes, stride, padding, [1, 1],
-                                                      False, [0, 0], 1, mask)
+    need_b = bias_sizes is not None and ctx.needs_input_grad[2]
+    gi = gw = gb = None
+    if ctx.needs_input_grad[1] or need_b:
+        # our kernel (conv2d_small_cin_backward_weight): the weight and bias
+        # gradients; the input's, rarely wanted at a network's first layer,
+        # from PyTorch
+        gw, gb = _ops.conv2d_small_cin_backward_weight(grad, input, weight, stride, padding)
+        gw = gw if ctx.needs_input_grad[1] else None
+        gb = gb if need_b else None
+    if ctx.needs_input_grad[0]:
+        gi = torch.ops.aten.convolution_backward(grad, input, weight, bias_sizes, stride, padding, [1, 1],
+                                                 False, [0, 0], 1, [True, False, False])[0]
     return gi, gw, gb, None, None
 
 
@@ -568,8 +585,12 @@ def conv2d_small_cin(
     """``F.conv2d(input, weight, bias, stride, padding)`` (groups 1, dilation
     1) for few input channels, differentiable: the forward is
     :func:`conv2d_small_cin_fused`'s kernel without an activation (its output
-    written once, in the input's layout), the backward PyTorch's convolution
-    backward. What :class:`mobilenet_ext.nn.SmallCinConv2d` runs when a
+    written once, in the input's layout); the backward's weight and bias
+    gradients our kernel (``conv2d_small_cin_backward_weight``: per output
+    row, register tiles of taps x output channels summed over the row's
+    pixels, the rows' sums added in a fixed chunk order, so the same bits
+    for any thread count), the input gradient (rarely wanted at a network's
+    first layer) PyTorch's convolution backward. What :class:`mobilenet_ext.nn.SmallCinConv2d` runs when a
     gradient is needed (a converted model's stem in training): at batch 32 on
     2 threads here, forward + backward of a 3 -> 16 / 32 channel 3x3
     stride-2 stem took 0.26-0.80x nn.Conv2d's time.

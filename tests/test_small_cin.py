@@ -199,3 +199,107 @@ def test_differentiable_op_opcheck_compile_and_module():
     w0 = net[0].weight.detach().clone().requires_grad_()
     F.conv2d(xx, w0, net[0].bias.detach(), 2, 1).sum().backward()
     torch.testing.assert_close(net[0].weight.grad, w0.grad, rtol=1e-5, atol=1e-4)
+
+
+def _gw_ref(gy, x, w, s, p):
+    """float64 weight / bias gradients of F.conv2d, and the same sums over |terms|."""
+    def grads(gy_, x_):
+        return torch.ops.aten.convolution_backward(gy_, x_, w.double(), [w.shape[0]], [s, s], [p, p], [1, 1],
+                                                   False, [0, 0], 1, [False, True, True])[1:]
+    return grads(gy.double(), x.double()), grads(gy.double().abs(), x.double().abs())
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "strided"])
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s[0] > 0] + [(3, 3, 40, 36, 32, 3, 2, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_backward_weight_float32_against_float64(shape, layout):
+    # the vector kernel (float32) against F.conv2d's weight and bias gradients
+    # in float64, within the rounding bound of an N*OH*OW-term sum
+    n, ci, h, w_, co, k, s, p = shape
+    g = torch.Generator().manual_seed(7 + sum(shape))
+    x = make_layout(torch.randn(n, ci, h, w_, generator=g), layout)
+    w = torch.randn(co, ci, k, k, generator=g)
+    oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
+    gy = make_layout(torch.randn(n, co, oh, ow, generator=g), layout)
+    gw, gb = ext.conv2d_small_cin_backward_weight(gy, x, w, [s, s], [p, p])
+    assert gw.shape == w.shape and gw.is_contiguous() and gb.shape == (co,)
+    (rw, rb), (aw, ab) = _gw_ref(gy, x, w, s, p)
+    u = 2.0 ** -24
+    terms = n * oh * ow
+    for got, ref, absr in ((gw, rw, aw), (gb, rb, ab)):
+        tol = 16 * u * (4 + terms ** 0.5) * absr + 4 * u * ref.abs()
+        assert ((got.double() - ref).abs() <= tol).all(), (got.double() - ref).abs().max()
+
+
+def test_backward_weight_float64_and_nan():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 17, 13, generator=g, dtype=torch.float64)
+    w = torch.randn(16, 3, 3, 3, generator=g, dtype=torch.float64)
+    gy = torch.randn(2, 16, 9, 7, generator=g, dtype=torch.float64)
+    gw, gb = ext.conv2d_small_cin_backward_weight(gy, x, w, [2, 2], [1, 1])
+    (rw, rb), _ = _gw_ref(gy, x, w, 2, 1)
+    torch.testing.assert_close(gw, rw, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gb, rb, rtol=1e-12, atol=1e-12)
+    # a NaN in grad_output reaches every gradient of its channel, no other
+    for dtype in (torch.float32, torch.float64):
+        gn = gy.to(dtype).clone()
+        gn[1, 5, 4, 3] = float("nan")
+        gw, gb = ext.conv2d_small_cin_backward_weight(gn, x.to(dtype), w.to(dtype), [2, 2], [1, 1])
+        nan_ch = torch.zeros(16, dtype=torch.bool)
+        nan_ch[5] = True
+        assert gw.isnan().flatten(1).all(1).equal(nan_ch) and gw.isnan().flatten(1).any(1).equal(nan_ch)
+        assert gb.isnan().equal(nan_ch)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_backward_weight_same_bits_for_any_thread_count(layout):
+    g = torch.Generator().manual_seed(5)
+    x = make_layout(torch.randn(4, 3, 64, 60, generator=g), layout)
+    w = torch.randn(32, 3, 3, 3, generator=g)
+    gy = make_layout(torch.randn(4, 32, 32, 30, generator=g), layout)
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            outs.append(ext.conv2d_small_cin_backward_weight(gy, x, w, [2, 2], [1, 1]))
+    finally:
+        torch.set_num_threads(old)
+    for gw, gb in outs[1:]:
+        assert torch.equal(gw, outs[0][0]) and torch.equal(gb, outs[0][1])
+
+
+def test_backward_weight_errors_and_opcheck():
+    x = torch.randn(2, 3, 11, 9)
+    w = torch.randn(8, 3, 3, 3)
+    gy = torch.randn(2, 8, 6, 5)
+    op = ext.conv2d_small_cin_backward_weight
+    with pytest.raises(ValueError, match=r"grad_output must have the output's shape \[2, 8, 6, 5\]"):
+        op(torch.randn(2, 8, 6, 4), x, w, [2, 2], [1, 1])
+    with pytest.raises(ValueError, match="grad_output must have the input's dtype"):
+        op(gy.double(), x, w, [2, 2], [1, 1])
+    with pytest.raises(ValueError, match="weight must be a dense conv weight"):
+        op(gy, x, torch.randn(8, 2, 3, 3), [2, 2], [1, 1])
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        op(gy, x, w, [0, 2], [1, 1])
+    torch.library.opcheck(op, (gy, x, w, [2, 2], [1, 1]))
+    torch.library.opcheck(op, (gy.contiguous(memory_format=torch.channels_last),
+                               x.contiguous(memory_format=torch.channels_last), w, [2, 2], [1, 1]))
+
+
+@pytest.mark.parametrize("wants", [(True, False, False), (False, True, False), (False, False, True), (True, True, True)],
+                         ids=["input", "weight", "bias", "all"])
+def test_differentiable_op_each_gradient_alone(wants):
+    # the backward asks our kernel for the weight / bias gradients and
+    # PyTorch for the input's, each only when wanted
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 3, 15, 13, generator=g, dtype=torch.float64).requires_grad_(wants[0])
+    w = torch.randn(16, 3, 3, 3, generator=g, dtype=torch.float64).requires_grad_(wants[1])
+    b = torch.randn(16, generator=g, dtype=torch.float64).requires_grad_(wants[2])
+    y = mx.ops.conv2d_small_cin(x, w, b, 2, 1)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    inputs = [t for t, want in zip((x, w, b), wants) if want]
+    got = torch.autograd.grad(y, inputs, gy)
+    want = torch.autograd.grad(F.conv2d(x, w, b, 2, 1), inputs, gy)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)

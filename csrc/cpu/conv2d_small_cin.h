@@ -13,6 +13,15 @@
 // The shape is SmallCinConvShape (../kernels/params.h): one work unit = one
 // (n, oh) output row, all output channels; units are independent, so any
 // split over threads gives the same bits.
+//
+// Weight gradient (training the stem; the input of a network's first layer
+// needs no gradient, so there is no grad_input kernel): over the output rows
+// [begin, end), gw[co, ci, kh, kw] = sum gy[n, co, oh, ow] * x[n, ci, oh * SH
+// - PH + kh, ow * SW - PW + kw] (zero outside the image) and gb[co] = sum
+// gy[n, co, oh, ow], summed row by row in row order (each row's sum over its
+// pixels first, then added to the total), so the result depends on [begin,
+// end) only; the glue cuts the rows into chunks fixed by the shape and adds
+// the chunks' sums in chunk order (deterministic for any thread count).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +37,11 @@ struct SmallCinConvKernels {
   // written) when the per-thread scratch could not be had
   bool (*forward)(const SmallCinConvShape& s, const T* x, const T* w, const T* bias, T* y,
                   Activation act, int64_t begin, int64_t end);
+  // gw [Cout, Cin, KH, KW] and gb [Cout] (gb may be null) overwritten with
+  // the sums over output rows [begin, end); false (nothing written) when the
+  // per-thread scratch could not be had
+  bool (*grad_weight)(const SmallCinConvShape& s, const T* x, const T* gy, T* gw, T* gb, int64_t begin,
+                      int64_t end);
   const char* isa;
 };
 
@@ -35,6 +49,9 @@ struct SmallCinConvKernels {
 template <typename T>
 bool conv2d_small_cin_forward_scalar(const SmallCinConvShape& s, const T* x, const T* w, const T* bias, T* y,
                                      Activation act, int64_t begin, int64_t end);
+template <typename T>
+bool conv2d_small_cin_grad_weight_scalar(const SmallCinConvShape& s, const T* x, const T* gy, T* gw, T* gb,
+                                         int64_t begin, int64_t end);
 
 #if defined(__x86_64__) || defined(_M_X64)
 const SmallCinConvKernels<float>& conv2d_small_cin_kernels_avx2();  // avx2/conv2d_small_cin_avx2.cpp

@@ -8,8 +8,10 @@ namespace mnx {
 namespace cpu {
 
 namespace {
-const SmallCinConvKernels<float> kScalarF32 = {conv2d_small_cin_forward_scalar<float>, "scalar"};
-const SmallCinConvKernels<double> kScalarF64 = {conv2d_small_cin_forward_scalar<double>, "scalar"};
+const SmallCinConvKernels<float> kScalarF32 = {conv2d_small_cin_forward_scalar<float>,
+                                                conv2d_small_cin_grad_weight_scalar<float>, "scalar"};
+const SmallCinConvKernels<double> kScalarF64 = {conv2d_small_cin_forward_scalar<double>,
+                                                 conv2d_small_cin_grad_weight_scalar<double>, "scalar"};
 }  // namespace
 
 const SmallCinConvKernels<float>& conv2d_small_cin_kernels_scalar_f32() { return kScalarF32; }

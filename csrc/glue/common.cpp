@@ -106,7 +106,7 @@ static void fill_geometry(Shape& s, const at::Tensor& input, const at::Tensor& w
 
 SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, const at::Tensor& weight,
                                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                       at::IntArrayRef padding) {
+                                       at::IntArrayRef padding, const at::Tensor* grad_output) {
   check_input4d(op, input);
   check_same(op, "weight", weight, input);
   const int64_t C = input.size(1);
@@ -128,6 +128,13 @@ SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, 
     check_same(op, "bias", *bias, input);
     TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == s.Cout, op, ": bias must have shape [", s.Cout,
                       "], got ", bias->sizes());
+  }
+  if (grad_output) {
+    check_same(op, "grad_output", *grad_output, input);
+    const std::vector<int64_t> expect = {s.N, s.Cout, s.OH, s.OW};
+    TORCH_CHECK_VALUE(grad_output->sizes() == at::IntArrayRef(expect), op,
+                      ": grad_output must have the output's shape ", at::IntArrayRef(expect), ", got ",
+                      grad_output->sizes());
   }
   s.layout = layout_of(input);
   return s;

@@ -31,10 +31,11 @@ DepthwiseShape check_depthwise(const char* op, const at::Tensor& input,
                                const at::Tensor* grad_output = nullptr);
 
 // Validates the arguments of conv2d_small_cin_fused (a dense conv, groups =
-// 1, dilation 1) and returns its shape.
+// 1, dilation 1) and returns its shape; grad_output, when given, as in
+// check_depthwise.
 SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, const at::Tensor& weight,
                                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                       at::IntArrayRef padding);
+                                       at::IntArrayRef padding, const at::Tensor* grad_output = nullptr);
 
 struct PointwiseShape {
   int64_t N, Cin, Cout, H, W;

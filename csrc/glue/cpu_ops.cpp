@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <atomic>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 #include <torch/library.h>
@@ -517,6 +518,56 @@ at::Tensor conv2d_small_cin_fused(const at::Tensor& input, const at::Tensor& wei
   return y;
 }
 
+// conv2d_small_cin_backward_weight: (grad_weight, grad_bias) of the stem.
+// The output rows are cut into chunks fixed by the shape (at most
+// kSmallCinGradChunks, at least kSmallCinGradRowsPerChunk rows each), each
+// chunk's sums are computed by one kernel call into its own slot, and the
+// slots are added in chunk order: the same bits for any thread count.
+constexpr int64_t kSmallCinGradChunks = 64;
+constexpr int64_t kSmallCinGradRowsPerChunk = 4;
+
+std::tuple<at::Tensor, at::Tensor> conv2d_small_cin_backward_weight(const at::Tensor& grad_output,
+                                                                    const at::Tensor& input,
+                                                                    const at::Tensor& weight,
+                                                                    at::IntArrayRef stride,
+                                                                    at::IntArrayRef padding) {
+  const char* op = "conv2d_small_cin_backward_weight";
+  const SmallCinConvShape s = check_small_cin_conv(op, input, weight, {}, stride, padding, &grad_output);
+  const int64_t taps = s.Cin * s.KH * s.KW, slot = s.Cout * taps + s.Cout;
+  at::Tensor gw = at::zeros({s.Cout, s.Cin, s.KH, s.KW}, weight.options());
+  at::Tensor gb = at::zeros({s.Cout}, weight.options());
+  const int64_t units = s.units();
+  if (units == 0) return {gw, gb};
+  const at::Tensor x = contiguous_in(input, s.layout);
+  const at::Tensor gy = contiguous_in(grad_output, s.layout);
+  const int64_t chunks =
+      std::max<int64_t>(1, std::min(kSmallCinGradChunks, units / kSmallCinGradRowsPerChunk));
+  at::Tensor part = at::empty({chunks, slot}, weight.options());
+  MNX_DISPATCH_CPU(x.scalar_type(), op, [&] {
+    const auto& k = for_dtype<scalar_t>(cpu::conv2d_small_cin_kernels_f32, cpu::conv2d_small_cin_kernels_f64);
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* gyp = gy.data_ptr<scalar_t>();
+    scalar_t* pp = part.data_ptr<scalar_t>();
+    std::atomic<bool> ok{true};
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        scalar_t* dst = pp + c * slot;
+        if (!k.grad_weight(s, xp, gyp, dst, dst + s.Cout * taps, units * c / chunks, units * (c + 1) / chunks))
+          ok = false;
+      }
+    });
+    TORCH_CHECK(ok.load(), op, ": out of memory for the kernel's per-thread scratch");
+    scalar_t* gwp = gw.data_ptr<scalar_t>();
+    scalar_t* gbp = gb.data_ptr<scalar_t>();
+    for (int64_t c = 0; c < chunks; ++c) {
+      const scalar_t* src = pp + c * slot;
+      for (int64_t i = 0; i < s.Cout * taps; ++i) gwp[i] += src[i];
+      for (int64_t i = 0; i < s.Cout; ++i) gbp[i] += src[s.Cout * taps + i];
+    }
+  });
+  return {gw, gb};
+}
+
 struct CpuBackend {
   struct Guard {
     explicit Guard(const at::Tensor&) {}
@@ -583,6 +634,7 @@ TORCH_LIBRARY_IMPL(mobilenet_ext, CPU, m) {
   m.impl("pointwise_pack_weight", &pointwise_pack_weight);
   m.impl("pointwise_conv2d_packed", &pointwise_conv2d_packed);
   m.impl("conv2d_small_cin_fused", &conv2d_small_cin_fused);
+  m.impl("conv2d_small_cin_backward_weight", &conv2d_small_cin_backward_weight);
   m.impl("linear_fused", &linear_fused);
   m.impl("linear_packed", &linear_packed);
 }

@@ -6,7 +6,11 @@
 // whole vectors (1 to 37 output channels), pixel-tile tails, strides 1-3,
 // kernels 1x1 to 7x5, padding wider than the input; each kernel run once over
 // all rows and once row by row (bitwise equal: the result does not depend on
-// the thread split); NaN propagates.
+// the thread split); NaN propagates. The weight gradient likewise: the
+// family and the scalar reference (float and double) against float64 sums
+// with a rounding bound, the weight and bias gradients, all rows at once and
+// as two ranges added (the glue's chunks), bitwise equal without the bias
+// output, NaN in grad_output propagating to its channel only.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -110,6 +114,97 @@ bool run_f64(const SmallCinConvShape& s, Activation act, uint32_t seed) {
   return true;
 }
 
+// float64 weight / bias gradient of shape s: gw[co][tap], gb[co], with
+// sums of |terms| for the bound
+void reference_gw(const SmallCinConvShape& s, const std::vector<double>& x, const std::vector<double>& gy,
+                  std::vector<double>& gw, std::vector<double>& agw, std::vector<double>& gb,
+                  std::vector<double>& agb) {
+  const int64_t taps = s.Cin * s.KH * s.KW;
+  gw.assign(s.Cout * taps, 0);
+  agw.assign(gw.size(), 0);
+  gb.assign(s.Cout, 0);
+  agb.assign(s.Cout, 0);
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t co = 0; co < s.Cout; ++co)
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          const double g = gy[yidx(s, n, co, oh, ow)];
+          gb[co] += g;
+          agb[co] += std::fabs(g);
+          for (int64_t ci = 0; ci < s.Cin; ++ci)
+            for (int64_t kh = 0; kh < s.KH; ++kh)
+              for (int64_t kw = 0; kw < s.KW; ++kw) {
+                // padding taps add g * 0: a NaN in grad_output reaches every
+                // tap of its channel, as in the kernels (and F.conv2d's
+                // backward)
+                const int64_t ih = oh * s.SH - s.PH + kh, iw = ow * s.SW - s.PW + kw;
+                const bool in = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+                const double t = g * (in ? x[xidx(s, n, ci, ih, iw)] : 0.0);
+                const int64_t i = co * taps + (ci * s.KH + kh) * s.KW + kw;
+                gw[i] += t;
+                agw[i] += std::fabs(t);
+              }
+        }
+}
+
+// The float32 weight gradient of family k on shape s (nan: one grad_output
+// value NaN, which reaches the gradients of its channel only)
+bool run_gw_f32(const mnx::cpu::SmallCinConvKernels<float>& k, const SmallCinConvShape& s, bool nan,
+                uint32_t seed, const char* name) {
+  const int64_t taps = s.Cin * s.KH * s.KW, ny = s.N * s.Cout * s.OH * s.OW, units = s.units();
+  Buffer x(s.N * s.Cin * s.H * s.W), gy(ny);
+  mnx_test::fill_random(x, seed);
+  mnx_test::fill_random(gy, seed + 1);
+  if (nan) gy.data[ny / 2] = NAN;
+  std::vector<double> xd(x.data.begin(), x.data.begin() + x.n), gd(gy.data.begin(), gy.data.begin() + gy.n);
+  std::vector<double> rgw, agw, rgb, agb;
+  reference_gw(s, xd, gd, rgw, agw, rgb, agb);
+  Buffer gw(s.Cout * taps, -7.f), gb(s.Cout, -7.f), gw2(s.Cout * taps, -7.f), gw_a(s.Cout * taps, -7.f),
+      gw_b(s.Cout * taps, -7.f), gb_a(s.Cout, -7.f), gb_b(s.Cout, -7.f);
+  bool ok = k.grad_weight(s, x.ptr(), gy.ptr(), gw.ptr(), gb.ptr(), 0, units);
+  ok = k.grad_weight(s, x.ptr(), gy.ptr(), gw2.ptr(), nullptr, 0, units) && ok;
+  ok = k.grad_weight(s, x.ptr(), gy.ptr(), gw_a.ptr(), gb_a.ptr(), 0, units / 2) && ok;
+  ok = k.grad_weight(s, x.ptr(), gy.ptr(), gw_b.ptr(), gb_b.ptr(), units / 2, units) && ok;
+  for (int64_t i = 0; i < gw_a.n; ++i) gw_a.data[i] += gw_b.data[i];
+  for (int64_t i = 0; i < gb_a.n; ++i) gb_a.data[i] += gb_b.data[i];
+  char what[256];
+  std::snprintf(what, sizeof what, "%s grad_weight N%lld Cin%lld %lldx%lld Cout%lld k%lldx%lld s%lldx%lld p%lldx%lld %s%s",
+                name, (long long)s.N, (long long)s.Cin, (long long)s.H, (long long)s.W, (long long)s.Cout,
+                (long long)s.KH, (long long)s.KW, (long long)s.SH, (long long)s.SW, (long long)s.PH,
+                (long long)s.PW, s.layout == Layout::NCHW ? "nchw" : "nhwc", nan ? " nan" : "");
+  const double terms = static_cast<double>(s.N * s.OH * s.OW);
+  ok = mnx_test::close_to_ref(gw, rgw, agw, terms, what) && ok;
+  ok = mnx_test::close_to_ref(gb, rgb, agb, terms, what) && ok;
+  ok = mnx_test::close_to_ref(gw_a, rgw, agw, terms, what) && ok;
+  ok = mnx_test::close_to_ref(gb_a, rgb, agb, terms, what) && ok;
+  ok = mnx_test::bitwise_equal(gw, gw2, what) && ok;
+  return ok;
+}
+
+bool run_gw_f64(const SmallCinConvShape& s, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<double> d(-1, 1);
+  const int64_t taps = s.Cin * s.KH * s.KW;
+  std::vector<double> x(s.N * s.Cin * s.H * s.W), gy(s.N * s.Cout * s.OH * s.OW);
+  for (auto& v : x) v = d(g);
+  for (auto& v : gy) v = d(g);
+  std::vector<double> rgw, agw, rgb, agb;
+  reference_gw(s, x, gy, rgw, agw, rgb, agb);
+  std::vector<double> gw(s.Cout * taps + 8, 777.0), gb(s.Cout + 8, 777.0);
+  mnx::cpu::conv2d_small_cin_kernels_f64().grad_weight(s, x.data(), gy.data(), gw.data(), gb.data(), 0, s.units());
+  for (size_t i = 0; i < gw.size(); ++i)
+    if (i < rgw.size() ? !(std::fabs(gw[i] - rgw[i]) <= 1e-13 * (1 + agw[i])) : gw[i] != 777.0) {
+      std::fprintf(stderr, "FAIL scalar f64 grad_weight at %zu: %.17g\n", i, gw[i]);
+      return false;
+    }
+  for (size_t i = 0; i < gb.size(); ++i)
+    if (i < rgb.size() ? !(std::fabs(gb[i] - rgb[i]) <= 1e-13 * (1 + agb[i])) : gb[i] != 777.0) {
+      std::fprintf(stderr, "FAIL scalar f64 grad_bias at %zu: %.17g\n", i, gb[i]);
+      return false;
+    }
+  return true;
+}
+
 SmallCinConvShape shape(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH, int64_t KW,
                         int64_t S, int64_t P, Layout l) {
   SmallCinConvShape s;
@@ -162,6 +257,11 @@ int main() {
       }
       t.check(run_f32(fam, s, Activation::None, false, false, seed + 1, fam.isa));
       t.check(run_f32(fam, s, Activation::ReLU6, true, true, seed + 2, fam.isa));
+      t.check(run_gw_f32(fam, s, false, seed + 3, fam.isa));
+      t.check(run_gw_f32(ref32, s, false, seed + 3, "scalar f32"));
+      t.check(run_gw_f32(ref32, s, true, seed + 4, "scalar f32"));
+      t.check(run_gw_f32(fam, s, true, seed + 4, fam.isa));
+      t.check(run_gw_f64(s, seed + 5));
     }
   return t.finish("test_conv2d_small_cin");
 }

@@ -117,46 +117,68 @@ struct SmallCinConv {
     for (; c0 < Cp; c0 += kW) row_channels<1>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols);
   }
 
+  // Per-thread scratch of forward and grad_weight: taps[tap][Cp] (the
+  // weights tap-major / the weight gradient's sums), chan[Cp] (bias / bias
+  // gradient), the input strip xs (fill_strip) and, with_row, a row buffer
+  // [OW][Cp]
+  struct Scratch {
+    float *taps, *chan, *xs, *row;
+  };
+  static bool scratch(const SmallCinConvShape& s, int64_t Cp, int64_t Wp, bool with_row, Scratch& sc) {
+    const int64_t n_taps = round16(s.Cin * s.KH * s.KW * Cp), n_chan = round16(Cp);
+    const int64_t n_xs = round16(s.Cin * s.KH * Wp), n_row = with_row ? round16(s.OW * Cp) : 0;
+    float* p = thread_scratch<0>(n_taps + n_chan + n_xs + n_row);
+    if (!p) return false;  // coverage: unreachable (allocation failure)
+    sc = Scratch{p, p + n_taps, p + n_taps + n_chan, p + n_taps + n_chan + n_xs};
+    return true;
+  }
+
+  // The zero-bordered input strip of output row oh of image n, columns c =
+  // input column + PW:
+  //   NCHW: xs[(ci * KH + kh) * Wp + c] = x[n, ci, ih, c - PW]
+  //   NHWC: xs[(kh * Wp + c) * Cin + ci] = x[n, ih, c - PW, ci] (each input
+  //         row copied whole; it was a strided gather per channel)
+  // and the Strip that reads it.
+  static Strip fill_strip(const SmallCinConvShape& s, const float* x, int64_t n, int64_t oh, int64_t Wp,
+                          float* xs) {
+    const bool nhwc = s.layout == Layout::NHWC;
+    const int64_t es = nhwc ? s.Cin : 1;
+    const int64_t lo = std::min<int64_t>(s.PW, Wp), hi = std::min<int64_t>(Wp, s.PW + s.W);
+    for (int64_t ci = 0; ci < (nhwc ? 1 : s.Cin); ++ci)
+      for (int64_t kh = 0; kh < s.KH; ++kh) {
+        float* dr = xs + (nhwc ? kh * Wp * s.Cin : (ci * s.KH + kh) * Wp);
+        const int64_t ih = oh * s.SH - s.PH + kh;
+        if (ih < 0 || ih >= s.H || hi <= lo) {  // outside the image, or wholly in the padding
+          std::fill(dr, dr + Wp * es, 0.f);
+          continue;
+        }
+        const float* src = nhwc ? x + ((n * s.H + ih) * s.W) * s.Cin : x + ((n * s.Cin + ci) * s.H + ih) * s.W;
+        std::fill(dr, dr + lo * es, 0.f);
+        std::copy(src + (lo - s.PW) * es, src + (hi - s.PW) * es, dr + lo * es);
+        std::fill(dr + hi * es, dr + Wp * es, 0.f);
+      }
+    return Strip{xs, es, nhwc ? 1 : s.KH * Wp, nhwc ? Wp * s.Cin : Wp};
+  }
+
   static bool forward(const SmallCinConvShape& s, const float* x, const float* w, const float* bias, float* y,
                       Activation act, int64_t begin, int64_t end) {
     const int64_t Cp = (s.Cout + kW - 1) / kW * kW;
     const int64_t taps = s.Cin * s.KH * s.KW;
     const int64_t Wp = (s.OW - 1) * s.SW + s.KW;  // input columns one output row reads
     const bool nhwc = s.layout == Layout::NHWC;
-    const int64_t n_wt = round16(taps * Cp), n_b = round16(Cp), n_xs = round16(s.Cin * s.KH * Wp);
-    const int64_t n_row = nhwc ? 0 : round16(s.OW * Cp);
-    float* wt = thread_scratch<0>(n_wt + n_b + n_xs + n_row);
-    if (!wt) return false;  // coverage: unreachable (allocation failure)
-    float* bp = wt + n_wt;
-    float* xs = bp + n_b;
-    float* rowbuf = xs + n_xs;
+    Scratch sc;
+    if (!scratch(s, Cp, Wp, !nhwc, sc)) return false;  // coverage: unreachable (allocation failure)
+    float* wt = sc.taps;
+    float* bp = sc.chan;
+    float* xs = sc.xs;
+    float* rowbuf = sc.row;
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t c = 0; c < Cp; ++c) wt[t * Cp + c] = c < s.Cout ? w[c * taps + t] : 0.f;
     for (int64_t c = 0; c < Cp; ++c) bp[c] = bias && c < s.Cout ? bias[c] : 0.f;
     const int64_t OHW = s.OH * s.OW;
     for (int64_t u = begin; u < end; ++u) {
       const int64_t n = u / s.OH, oh = u % s.OH;
-      // the zero-bordered input strip, columns c = input column + PW:
-      //   NCHW: xs[(ci * KH + kh) * Wp + c] = x[n, ci, ih, c - PW]
-      //   NHWC: xs[(kh * Wp + c) * Cin + ci] = x[n, ih, c - PW, ci] (each
-      //         input row copied whole; it was a strided gather per channel)
-      const int64_t es = nhwc ? s.Cin : 1;
-      const int64_t lo = std::min<int64_t>(s.PW, Wp), hi = std::min<int64_t>(Wp, s.PW + s.W);
-      for (int64_t ci = 0; ci < (nhwc ? 1 : s.Cin); ++ci)
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          float* dr = xs + (nhwc ? kh * Wp * s.Cin : (ci * s.KH + kh) * Wp);
-          const int64_t ih = oh * s.SH - s.PH + kh;
-          if (ih < 0 || ih >= s.H || hi <= lo) {  // outside the image, or wholly in the padding
-            std::fill(dr, dr + Wp * es, 0.f);
-            continue;
-          }
-          const float* src = nhwc ? x + ((n * s.H + ih) * s.W) * s.Cin
-                                  : x + ((n * s.Cin + ci) * s.H + ih) * s.W;
-          std::fill(dr, dr + lo * es, 0.f);
-          std::copy(src + (lo - s.PW) * es, src + (hi - s.PW) * es, dr + lo * es);
-          std::fill(dr + hi * es, dr + Wp * es, 0.f);
-        }
-      const Strip st{xs, es, nhwc ? 1 : s.KH * Wp, nhwc ? Wp * s.Cin : Wp};
+      const Strip st = fill_strip(s, x, n, oh, Wp, xs);
       float* dst = nhwc ? y + (n * s.OH + oh) * s.OW * s.Cout : rowbuf;
       const int64_t ldd = nhwc ? s.Cout : Cp;
       const int64_t cols = nhwc ? s.Cout : Cp;
@@ -180,8 +202,174 @@ struct SmallCinConv {
     return true;
   }
 
+  // ---- weight gradient -------------------------------------------------
+  // Per output row: the row's gy as gr[OW][Cp] (NHWC with Cout a whole
+  // number of vectors: gy's row itself; otherwise a copy, NCHW through the
+  // register transposes, padded channels zero) and the input strip as in
+  // forward. The strip holds the taps as rows of R consecutive floats,
+  // rstep apart: NCHW Cin * KH rows (ci, kh) of R = KW taps kw, rstep Wp;
+  // NHWC KH rows kh of R = KW * Cin taps (kw, ci), rstep Wp * Cin; one
+  // pixel further on is ps = SW * es floats on. A register tile is RG strip
+  // rows x TG consecutive taps x CB channel vectors, summed over the row's
+  // pixels (per pixel CB loads of gy, RG * TG broadcasts of an input value
+  // at constant offsets from RG row pointers, RG * TG * CB FMAs), then added
+  // to the per-call total gwt[tap][Cp] (tap in PyTorch's (ci, kh, kw) order).
+
+  // Accumulators a tile may hold: the register file less CB gy vectors and
+  // one broadcast
+  template <int CB>
+  static constexpr int acc_budget() {
+    return V::registers - CB - 1;
+  }
+  static constexpr int kMaxTG = 12;  // taps per strip row in one tile
+  static constexpr int kMaxRG = 4;   // strip rows in one tile
+
+  struct GwRows {
+    const float* xs;  // the strip
+    int64_t rstep, ps, R;
+    bool nhwc;
+    int64_t Cin, KH, KW;
+    // PyTorch's tap index of strip row r, column k
+    int64_t tap(int64_t r, int64_t k) const {
+      return nhwc ? ((k % Cin) * KH + r) * KW + k / Cin : r * KW + k;
+    }
+  };
+
+  // strip rows [r0, r0 + RG), columns [k0, k0 + TG); channels [c0, c0 +
+  // CB * width)
+  template <int TG, int RG, int CB>
+  static void gw_tile(const GwRows& g, int64_t OW, const float* gr, int64_t Cp, int64_t r0, int64_t k0,
+                      int64_t c0, float* gwt) {
+    static_assert(TG * RG * CB <= acc_budget<CB>(), "register tile too large");
+    const float* xp[RG];
+    for (int r = 0; r < RG; ++r) xp[r] = g.xs + (r0 + r) * g.rstep + k0;
+    R acc[RG][TG][CB];
+    for (int r = 0; r < RG; ++r)
+      for (int t = 0; t < TG; ++t)
+        for (int j = 0; j < CB; ++j) acc[r][t][j] = V::zero();
+    const int64_t ps = g.ps;
+    for (int64_t p = 0; p < OW; ++p) {
+      R gv[CB];
+      for (int j = 0; j < CB; ++j) gv[j] = V::load(gr + p * Cp + c0 + j * kW);
+      for (int r = 0; r < RG; ++r)
+        for (int t = 0; t < TG; ++t) {
+          const R xb = V::set1(xp[r][p * ps + t]);
+          for (int j = 0; j < CB; ++j) acc[r][t][j] = V::fma(xb, gv[j], acc[r][t][j]);
+        }
+    }
+    for (int r = 0; r < RG; ++r)
+      for (int t = 0; t < TG; ++t) {
+        float* d = gwt + g.tap(r0 + r, k0 + t) * Cp + c0;
+        for (int j = 0; j < CB; ++j) V::store(d + j * kW, V::add(V::load(d + j * kW), acc[r][t][j]));
+      }
+  }
+
+  // The most strip rows a tile of TG columns x CB vectors may take
+  template <int TG, int CB>
+  static constexpr int rows_per_tile() {
+    return acc_budget<CB>() / (TG * CB) < kMaxRG ? acc_budget<CB>() / (TG * CB) : kMaxRG;
+  }
+
+  // Columns [k0, k0 + tg) of every strip row, channels c0..: tiles of
+  // rows_per_tile rows, the last rows one by one (TG counts down to tg)
+  template <int TG, int CB>
+  static void gw_columns(int tg, const GwRows& g, int64_t rows, int64_t OW, const float* gr, int64_t Cp,
+                         int64_t k0, int64_t c0, float* gwt) {
+    if constexpr (TG > 1) {
+      if (tg < TG) {
+        gw_columns<TG - 1, CB>(tg, g, rows, OW, gr, Cp, k0, c0, gwt);
+        return;
+      }
+    }
+    constexpr int RG = rows_per_tile<TG, CB>();
+    int64_t r0 = 0;
+    if constexpr (RG > 1)
+      for (; r0 + RG <= rows; r0 += RG) gw_tile<TG, RG, CB>(g, OW, gr, Cp, r0, k0, c0, gwt);
+    for (; r0 < rows; ++r0) gw_tile<TG, 1, CB>(g, OW, gr, Cp, r0, k0, c0, gwt);
+  }
+
+  // Every tap of channel block c0: the strip rows' columns in runs of at
+  // most max_cols (the last run shorter)
+  template <int CB>
+  static void gw_channels(const GwRows& g, int64_t rows, int64_t OW, const float* gr, int64_t Cp, int64_t c0,
+                          float* gwt) {
+    constexpr int M = acc_budget<CB>() / CB < kMaxTG ? acc_budget<CB>() / CB : kMaxTG;
+    for (int64_t k0 = 0; k0 < g.R; k0 += M) {
+      const int tg = static_cast<int>(std::min<int64_t>(M, g.R - k0));
+      gw_columns<M, CB>(tg, g, rows, OW, gr, Cp, k0, c0, gwt);
+    }
+  }
+
+  static bool grad_weight(const SmallCinConvShape& s, const float* x, const float* gy, float* gw, float* gb,
+                          int64_t begin, int64_t end) {
+    const int64_t Cp = (s.Cout + kW - 1) / kW * kW;
+    const int64_t taps = s.Cin * s.KH * s.KW;
+    const int64_t Wp = (s.OW - 1) * s.SW + s.KW;
+    const bool nhwc = s.layout == Layout::NHWC;
+    const bool gy_in_place = nhwc && Cp == s.Cout;
+    Scratch sc;
+    if (!scratch(s, Cp, Wp, !gy_in_place, sc)) return false;  // coverage: unreachable (allocation failure)
+    float *const gwt = sc.taps, *const gbt = sc.chan, *const rowbuf = sc.row;
+    std::fill(gwt, gwt + taps * Cp, 0.f);
+    std::fill(gbt, gbt + Cp, 0.f);
+    const int64_t OHW = s.OH * s.OW;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t n = u / s.OH, oh = u % s.OH;
+      const Strip st = fill_strip(s, x, n, oh, Wp, sc.xs);
+      const float* gr = rowbuf;
+      if (gy_in_place) {
+        gr = gy + (n * s.OH + oh) * s.OW * s.Cout;
+      } else if (nhwc) {
+        const float* src = gy + (n * s.OH + oh) * s.OW * s.Cout;
+        for (int64_t o = 0; o < s.OW; ++o) {
+          std::copy(src + o * s.Cout, src + (o + 1) * s.Cout, rowbuf + o * Cp);
+          std::fill(rowbuf + o * Cp + s.Cout, rowbuf + (o + 1) * Cp, 0.f);
+        }
+      } else {
+        // the Cout planes of image n, row oh, into the row buffer [OW][Cp]
+        const float* gp = gy + n * s.Cout * OHW + oh * s.OW;
+        int64_t c = 0;
+        constexpr int TN = V::transpose_n;
+        if constexpr (TN > 1) {
+          for (; c + TN <= s.Cout; c += TN) {
+            int64_t o = 0;
+            for (; o + TN <= s.OW; o += TN) V::transpose(gp + c * OHW + o, OHW, rowbuf + o * Cp + c, Cp);
+            for (; o < s.OW; ++o)
+              for (int64_t k = 0; k < TN; ++k) rowbuf[o * Cp + c + k] = gp[(c + k) * OHW + o];
+          }
+        }
+        for (; c < Cp; ++c)
+          for (int64_t o = 0; o < s.OW; ++o) rowbuf[o * Cp + c] = c < s.Cout ? gp[c * OHW + o] : 0.f;
+      }
+      // the bias gradient: the row's sum per channel (four chains of adds,
+      // pixel o on chain o % 4, then (0 + 1) + (2 + 3); one chain would wait
+      // on the add latency at every pixel)
+      for (int64_t c = 0; c < Cp; c += kW) {
+        R a[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+        int64_t o = 0;
+        for (; o + 4 <= s.OW; o += 4)
+          for (int k = 0; k < 4; ++k) a[k] = V::add(a[k], V::load(gr + (o + k) * Cp + c));
+        for (int k = 0; o < s.OW; ++o, ++k) a[k] = V::add(a[k], V::load(gr + o * Cp + c));
+        const R acc = V::add(V::add(a[0], a[1]), V::add(a[2], a[3]));
+        V::store(gbt + c, V::add(V::load(gbt + c), acc));
+      }
+      const GwRows g{st.xs, nhwc ? Wp * s.Cin : Wp, s.SW * st.es, nhwc ? s.KW * s.Cin : s.KW, nhwc,
+                     s.Cin, s.KH, s.KW};
+      const int64_t rows = nhwc ? s.KH : s.Cin * s.KH;
+      int64_t c0 = 0;
+      if constexpr (kCB == 4)
+        for (; c0 + 4 * kW <= Cp; c0 += 4 * kW) gw_channels<4>(g, rows, s.OW, gr, Cp, c0, gwt);
+      for (; c0 + 2 * kW <= Cp; c0 += 2 * kW) gw_channels<2>(g, rows, s.OW, gr, Cp, c0, gwt);
+      for (; c0 < Cp; c0 += kW) gw_channels<1>(g, rows, s.OW, gr, Cp, c0, gwt);
+    }
+    for (int64_t co = 0; co < s.Cout; ++co)
+      for (int64_t t = 0; t < taps; ++t) gw[co * taps + t] = gwt[t * Cp + co];
+    if (gb) std::copy(gbt, gbt + s.Cout, gb);
+    return true;
+  }
+
   static const SmallCinConvKernels<float>& table(const char* isa) {
-    static const SmallCinConvKernels<float> t = {&forward, isa};
+    static const SmallCinConvKernels<float> t = {&forward, &grad_weight, isa};
     return t;
   }
 };
