@@ -197,4 +197,20 @@ inline bool gemm_small_m_applies(const GemmArgs& g) {
          g.a_panel == 0 && g.b_panel == 0 && g.merged_hw == 0 && g.K > 0;
 }
 
+// Both operands k-major and read in place (cpu/generic/gemm_kernels.h,
+// gemm_kmajor): A with unit row stride (A[m][k] at m + k * a_cs) and B with
+// unit column stride (B[k][n] at k * b_rs + n), as in the channels_last
+// weight gradient (gY^T X or X^T gY, K = N*H*W pixels). With few rows of C
+// (one channel count small) the blocked path packs the wide operand once
+// per K block to use it for one or two row panels; read in place, each
+// pixel's rows are loaded once per tile. Per element the same FMA chain in k
+// order as the blocked path, so the same bits. Only without an epilogue.
+constexpr int64_t kGemmKmajorMaxM = 64;
+constexpr int64_t kGemmKmajorMinK = 4096;
+inline bool gemm_kmajor_applies(const GemmArgs& g) {
+  return g.M >= 1 && g.M <= kGemmKmajorMaxM && g.K >= kGemmKmajorMinK && g.N >= 1 && g.a_rs == 1 &&
+         g.b_cs == 1 && !g.sum_batch && g.a_panel == 0 && g.b_panel == 0 && g.merged_hw == 0 &&
+         g.act == Activation::None;
+}
+
 }  // namespace mnx

@@ -497,6 +497,21 @@ void nan_test() {
 
 }  // namespace
 
+// gemm_kmajor against the blocked driver on the same operands: bitwise
+// equal (M = 40 rows, K = 4099: both paths' FMA chain in k order)
+void kmajor_same_bits_as_blocked() {
+  Case c = pw_grad_weight(true, 1, 77, 40, 4099);
+  Operands op(c);
+  const int64_t units = mnx::gemm_units(c.g);
+  Buffer C1(op.nc, 7.f), C2(op.nc, 7.f);
+  const auto& k = mnx::cpu::gemm_kernels_f32();
+  k.run(c.g, op.A.ptr(), op.B.ptr(), C1.ptr(), nullptr, nullptr, 0, units);
+  // a residual of zeros keeps the blocked path (k-major runs without an epilogue)
+  Buffer zero(op.nc, 0.f);
+  k.run(c.g, op.A.ptr(), op.B.ptr(), C2.ptr(), nullptr, zero.ptr(), 0, units);
+  counter.check(mnx_test::bitwise_equal(C1, C2, "kmajor vs blocked"));
+}
+
 int main() {
   std::printf("gemm isa: %s\n", mnx::cpu::gemm_kernels_f32().isa);
   std::vector<Case> cases;
@@ -580,8 +595,36 @@ int main() {
   cases.push_back(pw_forward(false, 1, 530, 13, 2049));
   cases.push_back(pw_grad_weight(false, 2, 13, 7, 2100));
 
+  // k-major operands read in place (gemm_kmajor_applies: M <= 64, K >=
+  // 4096, A k-major, B rows): channels_last weight gradients with M rows
+  // across register-tile and unit edges, N across vector and unit edges,
+  // K steps with a tail; batch 2 without sum_batch (per-entry strides); and
+  // one bitwise check against the blocked path (the same FMA chain)
+  {
+    const int64_t km[][3] = {{1, 1, 4096}, {5, 17, 4100}, {6, 64, 4097}, {13, 100, 4225},
+                             {24, 65, 4096}, {25, 96, 5000}, {40, 7, 4099}, {64, 129, 4111}};
+    for (const auto& d : km) {
+      Case c = pw_grad_weight(true, 1, d[1], d[0], d[2]);
+      c.name = "kmajor " + c.name;
+      if (!mnx::gemm_kmajor_applies(c.g)) {
+        std::fprintf(stderr, "FAIL %s: k-major path not taken\n", c.name.c_str());
+        counter.check(false);
+      }
+      cases.push_back(c);
+    }
+    Case b = pw_grad_weight(true, 1, 30, 9, 4200);
+    b.g.batch = 2;
+    b.g.a_bs = 9 * 4200 + 3;
+    b.g.b_bs = 30 * 4200 + 5;
+    b.g.c_bs = 9 * 30 + 2;
+    b.g.ldc = 30;
+    b.name = "kmajor batch 2";
+    cases.push_back(b);
+  }
+
   for (const Case& c : cases) check_case(c);
   for (const Case& c : edges) check_case(c);
+  kmajor_same_bits_as_blocked();
   nan_test();
   packed_tests(mnx::cpu::gemm_kernels_f32().mr, mnx::cpu::gemm_kernels_f32().nr);
   merged_tests();

@@ -384,12 +384,111 @@ void gemm_small_m(const GemmArgs& g, const float* A, const float* B, float* C,
   }
 }
 
-// The GEMM of a table: small M as dot products, else the blocked driver.
+// --- k-major operands read in place (gemm_kmajor_applies, params.h) ------
+// A tile of R rows x NV vectors of C: acc = (load_c ? C : 0), then for k in
+// order acc = fma(A[k][m], B[k][n], acc) with A read at a + k * a_ks + r and
+// B at b + k * b_ks + v * width (kTail: the last vector's `last` lanes,
+// masked), then stored: the blocked path's FMA chain per element.
+template <class V, int R, int NV, bool kTail>
+inline void gemm_kmajor_tile(int64_t kc, const float* a, int64_t a_ks, const float* b, int64_t b_ks, float* c,
+                             int64_t ldc, bool load_c, int last) {
+  using Reg = typename V::reg;
+  constexpr int W = V::width;
+  Reg acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) {
+      const float* cp = c + r * ldc + v * W;
+      acc[r][v] = !load_c ? V::zero() : (kTail && v == NV - 1) ? V::load_n(cp, last) : V::load(cp);
+    }
+  for (int64_t k = 0; k < kc; ++k) {
+    Reg bv[NV];
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (kTail && v == NV - 1) ? V::load_n(b + k * b_ks + v * W, last) : V::load(b + k * b_ks + v * W);
+    for (int r = 0; r < R; ++r) {
+      const Reg av = V::set1(a[k * a_ks + r]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) {
+      float* cp = c + r * ldc + v * W;
+      if (kTail && v == NV - 1)
+        V::store_n(cp, acc[r][v], last);
+      else
+        V::store(cp, acc[r][v]);
+    }
+}
+
+// Rows [m, m + mr) (mr <= R), columns [n, n + nr) (nr <= NV * width): the
+// tile of mr rows and the fewest vectors (R and NV count down)
+template <class V, int R, int NV>
+inline void gemm_kmajor_edge(int64_t mr, int64_t nr, int64_t kc, const float* a, int64_t a_ks, const float* b,
+                             int64_t b_ks, float* c, int64_t ldc, bool load_c) {
+  constexpr int W = V::width;
+  if constexpr (R > 1) {
+    if (mr < R) return gemm_kmajor_edge<V, R - 1, NV>(mr, nr, kc, a, a_ks, b, b_ks, c, ldc, load_c);
+  }
+  if constexpr (NV > 1) {
+    if (nr <= (NV - 1) * W) return gemm_kmajor_edge<V, R, NV - 1>(mr, nr, kc, a, a_ks, b, b_ks, c, ldc, load_c);
+  }
+  if (nr == NV * W)
+    gemm_kmajor_tile<V, R, NV, false>(kc, a, a_ks, b, b_ks, c, ldc, load_c, W);
+  else
+    gemm_kmajor_tile<V, R, NV, true>(kc, a, a_ks, b, b_ks, c, ldc, load_c, static_cast<int>(nr - (NV - 1) * W));
+}
+
+// Units [begin, end) of the GEMM in K steps of kKmajorKC, all units of the
+// range step by step: the step's A and B rows come from memory once for all
+// of them (a unit reads 64 columns of B's rows and 24 of A's), and every
+// row tile of a unit reads its B slice (kKmajorKC x 64 floats, 32 KiB) from
+// L1 after the first. Register tile: AVX-512 / NEON 6 rows x 4
+// vectors (24 accumulators, per k 4 loads of B and 6 broadcasts of A for 24
+// FMAs), AVX2 4 x 2.
+constexpr int64_t kKmajorKC = 128;
+
+template <class V>
+void gemm_kmajor(const GemmArgs& g, const float* A, const float* B, float* C, int64_t begin, int64_t end) {
+  constexpr int R = V::registers >= 32 ? 6 : 4;
+  constexpr int NV = V::registers >= 32 ? 4 : 2;
+  constexpr int64_t TW = NV * V::width;
+  const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g), T = tm * tn;
+  const int64_t u0 = g_imax(begin, 0), u1 = g_imin(end, gemm_units(g));
+  for (int64_t k0 = 0; k0 < g.K; k0 += kKmajorKC)
+   for (int64_t u = u0; u < u1; ++u) {
+    const int64_t bo = u / T, t = u % T;
+    const int64_t m0 = (t / tn) * kGemmTileM, n0 = (t % tn) * kGemmTileN;
+    const int64_t m1 = g_imin(g.M, m0 + kGemmTileM), n1 = g_imin(g.N, n0 + kGemmTileN);
+    const float* Ab = A + bo * g.a_bs;
+    const float* Bb = B + bo * g.b_bs;
+    float* Cb = C + bo * g.c_bs;
+    {
+      const int64_t kc = g_imin(kKmajorKC, g.K - k0);
+      for (int64_t m = m0; m < m1; m += R)
+        for (int64_t n = n0; n < n1; n += TW) {
+          const int64_t mr = g_imin(R, m1 - m), nr = g_imin(TW, n1 - n);
+          const float* a = Ab + k0 * g.a_cs + m;
+          const float* b = Bb + k0 * g.b_rs + n;
+          float* c = Cb + m * g.ldc + n;
+          if (mr == R && nr == TW)
+            gemm_kmajor_tile<V, R, NV, false>(kc, a, g.a_cs, b, g.b_rs, c, g.ldc, k0 > 0, V::width);
+          else
+            gemm_kmajor_edge<V, R, NV>(mr, nr, kc, a, g.a_cs, b, g.b_rs, c, g.ldc, k0 > 0);
+        }
+    }
+  }
+}
+
+// The GEMM of a table: small M as dot products, k-major operands in place,
+// else the blocked driver.
 template <class Kern, int64_t KC>
 void gemm_run(const GemmArgs& g, const float* A, const float* B, float* C, const float* bias,
               const float* residual, int64_t begin, int64_t end) {
   if (gemm_small_m_applies(g)) {
     gemm_small_m<typename Kern::Vec>(g, A, B, C, bias, residual, begin, end);
+    return;
+  }
+  if (!bias && !residual && gemm_kmajor_applies(g)) {
+    gemm_kmajor<typename Kern::Vec>(g, A, B, C, begin, end);
     return;
   }
   gemm_blocked<Kern, KC>(g, A, B, C, bias, residual, begin, end);
