@@ -316,6 +316,17 @@ struct GemmKernel {
   }
 };
 
+// Work unit u of the GEMM (params.h): batch entry bo, rows [m0, m1) and
+// columns [n0, n1) of C
+struct GemmUnit {
+  int64_t bo, m0, m1, n0, n1;
+};
+inline GemmUnit gemm_unit(const GemmArgs& g, int64_t u) {
+  const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g), T = tm * tn;
+  const int64_t r = u % T, m0 = (r / tn) * kGemmTileM, n0 = (r % tn) * kGemmTileN;
+  return GemmUnit{u / T, m0, g_imin(g.M, m0 + kGemmTileM), n0, g_imin(g.N, n0 + kGemmTileN)};
+}
+
 // --- small M: dot products read in place -------------------------------------
 // At most kSmallM rows of C per batch entry (squeeze-excitation layers at
 // batch 1-4: matrix-vector products), A's rows contiguous (a_cs 1) and B's
@@ -354,11 +365,9 @@ inline void gemm_dots(const float* a, const float* const* b, int64_t K, float* o
 template <class V>
 void gemm_small_m(const GemmArgs& g, const float* A, const float* B, float* C,
                   const float* bias, const float* residual, int64_t begin, int64_t end) {
-  const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g), T = tm * tn;
   for (int64_t u = g_imax(begin, 0); u < g_imin(end, gemm_units(g)); ++u) {
-    const int64_t bo = u / T, r = u % T;
-    const int64_t m0 = (r / tn) * kGemmTileM, n0 = (r % tn) * kGemmTileN;
-    const int64_t m1 = g_imin(g.M, m0 + kGemmTileM), n1 = g_imin(g.N, n0 + kGemmTileN);
+    const GemmUnit t = gemm_unit(g, u);
+    const int64_t bo = t.bo, m0 = t.m0, m1 = t.m1, n0 = t.n0, n1 = t.n1;
     const float* Ab = A + bo * g.a_bs;
     const float* Bb = B + bo * g.b_bs;
     float* Cb = C + bo * g.c_bs;
@@ -451,24 +460,17 @@ void gemm_kmajor(const GemmArgs& g, const float* A, const float* B, float* C, in
   constexpr int R = V::registers >= 32 ? 6 : 4;
   constexpr int NV = V::registers >= 32 ? 4 : 2;
   constexpr int64_t TW = NV * V::width;
-  const int64_t tm = gemm_tiles_m(g), tn = gemm_tiles_n(g), T = tm * tn;
   const int64_t u0 = g_imax(begin, 0), u1 = g_imin(end, gemm_units(g));
-  for (int64_t k0 = 0; k0 < g.K; k0 += kKmajorKC)
-   for (int64_t u = u0; u < u1; ++u) {
-    const int64_t bo = u / T, t = u % T;
-    const int64_t m0 = (t / tn) * kGemmTileM, n0 = (t % tn) * kGemmTileN;
-    const int64_t m1 = g_imin(g.M, m0 + kGemmTileM), n1 = g_imin(g.N, n0 + kGemmTileN);
-    const float* Ab = A + bo * g.a_bs;
-    const float* Bb = B + bo * g.b_bs;
-    float* Cb = C + bo * g.c_bs;
-    {
-      const int64_t kc = g_imin(kKmajorKC, g.K - k0);
-      for (int64_t m = m0; m < m1; m += R)
-        for (int64_t n = n0; n < n1; n += TW) {
-          const int64_t mr = g_imin(R, m1 - m), nr = g_imin(TW, n1 - n);
-          const float* a = Ab + k0 * g.a_cs + m;
-          const float* b = Bb + k0 * g.b_rs + n;
-          float* c = Cb + m * g.ldc + n;
+  for (int64_t k0 = 0; k0 < g.K; k0 += kKmajorKC) {
+    const int64_t kc = g_imin(kKmajorKC, g.K - k0);
+    for (int64_t u = u0; u < u1; ++u) {
+      const GemmUnit t = gemm_unit(g, u);
+      for (int64_t m = t.m0; m < t.m1; m += R)
+        for (int64_t n = t.n0; n < t.n1; n += TW) {
+          const int64_t mr = g_imin(R, t.m1 - m), nr = g_imin(TW, t.n1 - n);
+          const float* a = A + t.bo * g.a_bs + k0 * g.a_cs + m;
+          const float* b = B + t.bo * g.b_bs + k0 * g.b_rs + n;
+          float* c = C + t.bo * g.c_bs + m * g.ldc + n;
           if (mr == R && nr == TW)
             gemm_kmajor_tile<V, R, NV, false>(kc, a, g.a_cs, b, g.b_rs, c, g.ldc, k0 > 0, V::width);
           else
