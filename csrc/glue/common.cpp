@@ -55,6 +55,16 @@ static void check_same(const char* op, const char* name, const at::Tensor& t,
                     ", got ", t.device());
 }
 
+// grad_output (when given) must be on the input's device, of its dtype,
+// and have the op's output shape `out`
+static void check_grad_output(const char* op, const at::Tensor* grad_output, const at::Tensor& input,
+                              at::IntArrayRef out) {
+  if (!grad_output) return;
+  check_same(op, "grad_output", *grad_output, input);
+  TORCH_CHECK_VALUE(grad_output->sizes() == out, op, ": grad_output must have the output's shape ", out,
+                    ", got ", grad_output->sizes());
+}
+
 static void check_pair(const char* op, const char* name, at::IntArrayRef v,
                        int64_t min) {
   TORCH_CHECK_VALUE(v.size() == 2, op, ": ", name,
@@ -129,13 +139,7 @@ SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, 
     TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == s.Cout, op, ": bias must have shape [", s.Cout,
                       "], got ", bias->sizes());
   }
-  if (grad_output) {
-    check_same(op, "grad_output", *grad_output, input);
-    const std::vector<int64_t> expect = {s.N, s.Cout, s.OH, s.OW};
-    TORCH_CHECK_VALUE(grad_output->sizes() == at::IntArrayRef(expect), op,
-                      ": grad_output must have the output's shape ", at::IntArrayRef(expect), ", got ",
-                      grad_output->sizes());
-  }
+  check_grad_output(op, grad_output, input, {s.N, s.Cout, s.OH, s.OW});
   s.layout = layout_of(input);
   return s;
 }
@@ -178,13 +182,7 @@ DepthwiseShape check_depthwise(const char* op, const at::Tensor& input,
                       ": bias must have shape [", s.C_out(), "], got ",
                       bias->sizes());
   }
-  if (grad_output) {
-    check_same(op, "grad_output", *grad_output, input);
-    const std::vector<int64_t> expect = {s.N, s.C_out(), s.OH, s.OW};
-    TORCH_CHECK_VALUE(grad_output->sizes() == at::IntArrayRef(expect), op,
-                      ": grad_output must have the output's shape ",
-                      at::IntArrayRef(expect), ", got ", grad_output->sizes());
-  }
+  check_grad_output(op, grad_output, input, {s.N, s.C_out(), s.OH, s.OW});
   s.layout = layout_of(input);
   return s;
 }
@@ -216,12 +214,7 @@ PointwiseShape check_pointwise(const char* op, const at::Tensor& input,
                       bias->sizes());
   }
   const std::vector<int64_t> out = {s.N, s.Cout, s.H, s.W};
-  if (grad_output) {
-    check_same(op, "grad_output", *grad_output, input);
-    TORCH_CHECK_VALUE(grad_output->sizes() == at::IntArrayRef(out), op,
-                      ": grad_output must have the output's shape ",
-                      at::IntArrayRef(out), ", got ", grad_output->sizes());
-  }
+  check_grad_output(op, grad_output, input, out);
   if (residual.has_value() && residual->defined()) {
     check_same(op, "residual", *residual, input);
     TORCH_CHECK_VALUE(residual->sizes() == at::IntArrayRef(out), op,

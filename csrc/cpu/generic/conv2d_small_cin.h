@@ -133,6 +133,25 @@ struct SmallCinConv {
     return true;
   }
 
+  // dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: the ISA's
+  // register transpose (AVX-512: AVX2's 8x8) on whole blocks, the edges
+  // element by element. Between a row buffer [OW][Cp] and the Cout planes
+  // of one output row (NCHW).
+  static void transpose(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols) {
+    int64_t j = 0;
+    constexpr int TN = V::transpose_n;
+    if constexpr (TN > 1) {
+      for (; j + TN <= cols; j += TN) {
+        int64_t i = 0;
+        for (; i + TN <= rows; i += TN) V::transpose(src + i * lds + j, lds, dst + j * ldd + i, ldd);
+        for (; i < rows; ++i)
+          for (int64_t k = 0; k < TN; ++k) dst[(j + k) * ldd + i] = src[i * lds + j + k];
+      }
+    }
+    for (; j < cols; ++j)
+      for (int64_t i = 0; i < rows; ++i) dst[j * ldd + i] = src[i * lds + j];
+  }
+
   // The zero-bordered input strip of output row oh of image n, columns c =
   // input column + PW:
   //   NCHW: xs[(ci * KH + kh) * Wp + c] = x[n, ci, ih, c - PW]
@@ -185,19 +204,7 @@ struct SmallCinConv {
       row(s, st, wt, Cp, bp, act, dst, ldd, cols);
       if (nhwc) continue;
       // the row buffer [OW][Cp] into the Cout planes of image n, row oh
-      float* yr = y + n * s.Cout * OHW + oh * s.OW;
-      int64_t c = 0;
-      constexpr int TN = V::transpose_n;  // the ISA's register transpose (AVX-512: AVX2's 8x8)
-      if constexpr (TN > 1) {
-        for (; c + TN <= s.Cout; c += TN) {
-          int64_t o = 0;
-          for (; o + TN <= s.OW; o += TN) V::transpose(rowbuf + o * Cp + c, Cp, yr + c * OHW + o, OHW);
-          for (; o < s.OW; ++o)
-            for (int64_t k = 0; k < TN; ++k) yr[(c + k) * OHW + o] = rowbuf[o * Cp + c + k];
-        }
-      }
-      for (; c < s.Cout; ++c)
-        for (int64_t o = 0; o < s.OW; ++o) yr[c * OHW + o] = rowbuf[o * Cp + c];
+      transpose(rowbuf, Cp, y + n * s.Cout * OHW + oh * s.OW, OHW, s.OW, s.Cout);
     }
     return true;
   }
@@ -327,19 +334,9 @@ struct SmallCinConv {
         }
       } else {
         // the Cout planes of image n, row oh, into the row buffer [OW][Cp]
-        const float* gp = gy + n * s.Cout * OHW + oh * s.OW;
-        int64_t c = 0;
-        constexpr int TN = V::transpose_n;
-        if constexpr (TN > 1) {
-          for (; c + TN <= s.Cout; c += TN) {
-            int64_t o = 0;
-            for (; o + TN <= s.OW; o += TN) V::transpose(gp + c * OHW + o, OHW, rowbuf + o * Cp + c, Cp);
-            for (; o < s.OW; ++o)
-              for (int64_t k = 0; k < TN; ++k) rowbuf[o * Cp + c + k] = gp[(c + k) * OHW + o];
-          }
-        }
-        for (; c < Cp; ++c)
-          for (int64_t o = 0; o < s.OW; ++o) rowbuf[o * Cp + c] = c < s.Cout ? gp[c * OHW + o] : 0.f;
+        // (padded channels zero)
+        transpose(gy + n * s.Cout * OHW + oh * s.OW, OHW, rowbuf, Cp, s.Cout, s.OW);
+        for (int64_t o = 0; o < s.OW; ++o) std::fill(rowbuf + o * Cp + s.Cout, rowbuf + (o + 1) * Cp, 0.f);
       }
       // the bias gradient: the row's sum per channel (four chains of adds,
       // pixel o on chain o % 4, then (0 + 1) + (2 + 3); one chain would wait
