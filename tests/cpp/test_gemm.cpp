@@ -596,13 +596,14 @@ int main() {
   cases.push_back(pw_grad_weight(false, 2, 13, 7, 2100));
 
   // k-major operands read in place (gemm_kmajor_applies: M <= 64, K >=
-  // 4096, A k-major, B rows): channels_last weight gradients with M rows
+  // 512, A k-major, B rows): channels_last weight gradients with M rows
   // across register-tile and unit edges, N across vector and unit edges,
   // K steps with a tail; batch 2 without sum_batch (per-entry strides); and
   // one bitwise check against the blocked path (the same FMA chain)
   {
     const int64_t km[][3] = {{1, 1, 4096}, {5, 17, 4100}, {6, 64, 4097}, {13, 100, 4225},
-                             {24, 65, 4096}, {25, 96, 5000}, {40, 7, 4099}, {64, 129, 4111}};
+                             {24, 65, 4096}, {25, 96, 5000}, {40, 7, 4099}, {64, 129, 4111},
+                             {3, 20, 512}, {30, 50, 700}};
     for (const auto& d : km) {
       Case c = pw_grad_weight(true, 1, d[1], d[0], d[2]);
       c.name = "kmajor " + c.name;
