@@ -570,7 +570,8 @@ int main() {
     for (int64_t N : Nk)
       edges.push_back(edge_case(M, N, 530, (int)(M + N) % 4, epi++));
 
-  // small M (<= 4 rows of C: dot products read in place): NHWC forwards of
+  // small M (<= 4 rows of C, or <= 16 with K >= 512: dot products read in
+  // place): NHWC forwards of
   // 1x1 maps (squeeze-excitation), K tails of every length, N tails of the
   // 4-column groups, every epilogue
   {
@@ -587,6 +588,22 @@ int main() {
           f.g.act = static_cast<Activation>(e++ % 4);
           cases.push_back(f);
         }
+    // up to kGemmDotsMaxM rows with K from kGemmDotsMinK: 4-row groups and
+    // a row tail; just past either bound: the blocked path
+    const int64_t dm[][3] = {{6, 512, 70}, {13, 517, 5}, {16, 700, 9}, {9, 1029, 4},
+                             {17, 600, 70}, {8, 511, 9}};
+    for (const auto& d : dm) {
+      Case f = pw_forward(true, d[0], d[1], d[2], 1);
+      f.bias = e % 2 == 0;
+      f.residual = e % 3 == 0;
+      f.g.act = static_cast<Activation>(e++ % 4);
+      const bool dots = d[0] <= mnx::kGemmDotsMaxM && d[1] >= mnx::kGemmDotsMinK;
+      if (mnx::gemm_small_m_applies(f.g) != dots) {
+        std::fprintf(stderr, "FAIL %s: dot-product path %s\n", f.name.c_str(), dots ? "not taken" : "taken");
+        counter.check(false);
+      }
+      cases.push_back(f);
+    }
   }
   // C rows >= 2048 floats apart: the rows-first micro-tile order (NCHW
   // outputs of large maps), one and two K blocks, tails in M and N

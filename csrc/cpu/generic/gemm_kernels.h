@@ -351,38 +351,80 @@ inline GemmUnit gemm_unit(const GemmArgs& g, int64_t u) {
 }
 
 // --- small M: dot products read in place -------------------------------------
-// At most kSmallM rows of C per batch entry (squeeze-excitation layers at
-// batch 1-4: matrix-vector products), A's rows contiguous (a_cs 1) and B's
-// columns contiguous (b_rs 1: the weight rows of the NHWC pointwise
-// forward): each C element is the dot product of an A row and a B column,
-// both read where they are. The blocked path would copy the whole of B into
-// panels to use each panel M times. Per element: two vector accumulators
-// over alternate chunks of V::width (the k tail masked), summed and reduced
-// in a fixed order, then bias, activation and residual: the same for every
-// split of the units over threads. Columns go four at a time (the A chunk
-// loaded once for them), rows inside, so the four B columns stay in L1.
+// A few rows of C per batch entry (squeeze-excitation layers and
+// classifiers at small batches: matrix-vector products or close to them),
+// A's rows contiguous (a_cs 1) and B's columns contiguous (b_rs 1: the
+// weight rows of the NHWC pointwise forward and of linear layers): each C
+// element is the dot product of an A row and a B column, both read where
+// they are. The blocked path would copy the whole of B into panels to use
+// each panel M times. Per element: one vector accumulator over the chunks
+// of V::width in k order (the k tail masked), reduced, then bias,
+// activation and residual: the same for every split of the units over
+// threads and every tile. Tiles of 4 rows x 4 columns (16 independent
+// chains; 4 A and 4 B chunks loaded per 16 FMAs), row and column tails
+// narrower.
 // (gemm_small_m_applies, ../../kernels/params.h, says when.)
 
-template <class V, int kCols>
-inline void gemm_dots(const float* a, const float* const* b, int64_t K, float* out) {
+// kRows x kCols dot products, A rows a[r] and B columns b[j] (contiguous
+// along k): per element one vector accumulator over the chunks of
+// V::width in k order (the k tail masked), then V::reduce_add. Every element
+// gets the same arithmetic whatever kRows / kCols computes it.
+template <class V, int kRows, int kCols>
+inline void gemm_dots(const float* const* a, const float* const* b, int64_t K, float (&out)[kRows][kCols]) {
   using R = typename V::reg;
   constexpr int64_t W = V::width;
-  R acc[kCols][2];
-  for (int j = 0; j < kCols; ++j) acc[j][0] = acc[j][1] = V::zero();
+  R acc[kRows][kCols];
+#pragma GCC unroll 4
+  for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < kCols; ++j) acc[i][j] = V::zero();
   int64_t k = 0;
-  for (; k + 2 * W <= K; k += 2 * W) {
-    const R a0 = V::load(a + k), a1 = V::load(a + k + W);
-    for (int j = 0; j < kCols; ++j) {
-      acc[j][0] = V::fma(a0, V::load(b[j] + k), acc[j][0]);
-      acc[j][1] = V::fma(a1, V::load(b[j] + k + W), acc[j][1]);
+  for (; k + W <= K; k += W) {
+    R bv[kCols];
+#pragma GCC unroll 4
+    for (int j = 0; j < kCols; ++j) bv[j] = V::load(b[j] + k);
+#pragma GCC unroll 4
+    for (int i = 0; i < kRows; ++i) {
+      const R av = V::load(a[i] + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < kCols; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
     }
   }
-  for (int q = 0; k < K; k += W, q ^= 1) {  // tail chunks, the last one masked
-    const int n = static_cast<int>(g_imin(W, K - k));
-    const R av = V::load_n(a + k, n);
-    for (int j = 0; j < kCols; ++j) acc[j][q] = V::fma(av, V::load_n(b[j] + k, n), acc[j][q]);
+  if (k < K) {  // the tail chunk, masked
+    const int n = static_cast<int>(K - k);
+    R bv[kCols];
+#pragma GCC unroll 4
+    for (int j = 0; j < kCols; ++j) bv[j] = V::load_n(b[j] + k, n);
+#pragma GCC unroll 4
+    for (int i = 0; i < kRows; ++i) {
+      const R av = V::load_n(a[i] + k, n);
+#pragma GCC unroll 4
+      for (int j = 0; j < kCols; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+    }
   }
-  for (int j = 0; j < kCols; ++j) out[j] = V::reduce_add(V::add(acc[j][0], acc[j][1]));
+#pragma GCC unroll 4
+  for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < kCols; ++j) out[i][j] = V::reduce_add(acc[i][j]);
+}
+
+template <class V, int kRows, int kCols>
+inline void gemm_dots_store(const GemmArgs& g, const float* Ab, const float* Bb, float* Cb, const float* bias,
+                            const float* Rb, int64_t m, int64_t n) {
+  const float* a[kRows];
+  const float* b[kCols];
+  for (int i = 0; i < kRows; ++i) a[i] = Ab + (m + i) * g.a_rs;
+  for (int j = 0; j < kCols; ++j) b[j] = Bb + (n + j) * g.b_cs;
+  float v[kRows][kCols];
+  gemm_dots<V, kRows, kCols>(a, b, g.K, v);
+  for (int i = 0; i < kRows; ++i)
+    for (int j = 0; j < kCols; ++j) {
+      float x = v[i][j];
+      if (bias) x += bias[g.bias_per_row ? m + i : n + j];
+      x = apply_activation(x, g.act);
+      if (Rb) x += Rb[(m + i) * g.ldc + n + j];
+      Cb[(m + i) * g.ldc + n + j] = x;
+    }
 }
 
 template <class V>
@@ -390,28 +432,22 @@ void gemm_small_m(const GemmArgs& g, const float* A, const float* B, float* C,
                   const float* bias, const float* residual, int64_t begin, int64_t end) {
   for (int64_t u = g_imax(begin, 0); u < g_imin(end, gemm_units(g)); ++u) {
     const GemmUnit t = gemm_unit(g, u);
-    const int64_t bo = t.bo, m0 = t.m0, m1 = t.m1, n0 = t.n0, n1 = t.n1;
-    const float* Ab = A + bo * g.a_bs;
-    const float* Bb = B + bo * g.b_bs;
-    float* Cb = C + bo * g.c_bs;
-    const float* Rb = residual ? residual + bo * g.c_bs : nullptr;
-    for (int64_t n = n0; n < n1;) {
-      const int cols = n + 4 <= n1 ? 4 : 1;
-      const float* b[4];
-      for (int j = 0; j < cols; ++j) b[j] = Bb + (n + j) * g.b_cs;
-      for (int64_t m = m0; m < m1; ++m) {
-        float v[4];
-        if (cols == 4) gemm_dots<V, 4>(Ab + m * g.a_rs, b, g.K, v);
-        else gemm_dots<V, 1>(Ab + m * g.a_rs, b, g.K, v);
-        for (int j = 0; j < cols; ++j) {
-          float x = v[j];
-          if (bias) x += bias[g.bias_per_row ? m : n + j];
-          x = apply_activation(x, g.act);
-          if (Rb) x += Rb[m * g.ldc + n + j];
-          Cb[m * g.ldc + n + j] = x;
-        }
+    const float* Ab = A + t.bo * g.a_bs;
+    const float* Bb = B + t.bo * g.b_bs;
+    float* Cb = C + t.bo * g.c_bs;
+    const float* Rb = residual ? residual + t.bo * g.c_bs : nullptr;
+    for (int64_t n = t.n0; n < t.n1;) {
+      const bool c4 = n + 4 <= t.n1;
+      int64_t m = t.m0;
+      for (; m + 4 <= t.m1; m += 4) {
+        if (c4) gemm_dots_store<V, 4, 4>(g, Ab, Bb, Cb, bias, Rb, m, n);
+        else gemm_dots_store<V, 4, 1>(g, Ab, Bb, Cb, bias, Rb, m, n);
       }
-      n += cols;
+      for (; m < t.m1; ++m) {
+        if (c4) gemm_dots_store<V, 1, 4>(g, Ab, Bb, Cb, bias, Rb, m, n);
+        else gemm_dots_store<V, 1, 1>(g, Ab, Bb, Cb, bias, Rb, m, n);
+      }
+      n += c4 ? 4 : 1;
     }
   }
 }
