@@ -361,11 +361,8 @@ inline GemmUnit gemm_unit(const GemmArgs& g, int64_t u) {
 // of V::width in k order (the k tail masked), reduced, then bias,
 // activation and residual: the same for every split of the units over
 // threads and every tile. Tiles of 4 rows x 4 columns (16 independent
-// chains; 4 A and 4 B chunks loaded per 16 FMAs); the rows past the last
-// group of 4 (all of them below 4 rows) in tiles of 1 x 8 (1 x 4 tiles
-// measured 1.04x the time of v3-small's channels_last inference at batch
-// 32, whose squeeze-excitation products have one row and a short K);
-// column tails narrower.
+// chains; 4 A and 4 B chunks loaded per 16 FMAs), row and column tails
+// narrower.
 // (gemm_small_m_applies, ../../kernels/params.h, says when.)
 
 // kRows x kCols dot products, A rows a[r] and B columns b[j] (contiguous
@@ -377,37 +374,37 @@ inline void gemm_dots(const float* const* a, const float* const* b, int64_t K, f
   using R = typename V::reg;
   constexpr int64_t W = V::width;
   R acc[kRows][kCols];
-#pragma GCC unroll 8
+#pragma GCC unroll 4
   for (int i = 0; i < kRows; ++i)
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int j = 0; j < kCols; ++j) acc[i][j] = V::zero();
   int64_t k = 0;
   for (; k + W <= K; k += W) {
     R bv[kCols];
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int j = 0; j < kCols; ++j) bv[j] = V::load(b[j] + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int i = 0; i < kRows; ++i) {
       const R av = V::load(a[i] + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
       for (int j = 0; j < kCols; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
     }
   }
   if (k < K) {  // the tail chunk, masked
     const int n = static_cast<int>(K - k);
     R bv[kCols];
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int j = 0; j < kCols; ++j) bv[j] = V::load_n(b[j] + k, n);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int i = 0; i < kRows; ++i) {
       const R av = V::load_n(a[i] + k, n);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
       for (int j = 0; j < kCols; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 4
   for (int i = 0; i < kRows; ++i)
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int j = 0; j < kCols; ++j) out[i][j] = V::reduce_add(acc[i][j]);
 }
 
@@ -439,25 +436,18 @@ void gemm_small_m(const GemmArgs& g, const float* A, const float* B, float* C,
     const float* Bb = B + t.bo * g.b_bs;
     float* Cb = C + t.bo * g.c_bs;
     const float* Rb = residual ? residual + t.bo * g.c_bs : nullptr;
-    const int64_t m4 = t.m0 + (t.m1 - t.m0) / 4 * 4;
-    for (int64_t n = t.n0; n < t.n1;) {  // groups of 4 rows
+    for (int64_t n = t.n0; n < t.n1;) {
       const bool c4 = n + 4 <= t.n1;
-      for (int64_t m = t.m0; m < m4; m += 4) {
+      int64_t m = t.m0;
+      for (; m + 4 <= t.m1; m += 4) {
         if (c4) gemm_dots_store<V, 4, 4>(g, Ab, Bb, Cb, bias, Rb, m, n);
         else gemm_dots_store<V, 4, 1>(g, Ab, Bb, Cb, bias, Rb, m, n);
       }
-      n += c4 ? 4 : 1;
-    }
-    // the other rows one at a time, 8 columns per tile (8 chains, as many
-    // as the FMA latency needs)
-    for (int64_t n = t.n0; n < t.n1;) {
-      const int cols = n + 8 <= t.n1 ? 8 : n + 4 <= t.n1 ? 4 : 1;
-      for (int64_t m = m4; m < t.m1; ++m) {
-        if (cols == 8) gemm_dots_store<V, 1, 8>(g, Ab, Bb, Cb, bias, Rb, m, n);
-        else if (cols == 4) gemm_dots_store<V, 1, 4>(g, Ab, Bb, Cb, bias, Rb, m, n);
+      for (; m < t.m1; ++m) {
+        if (c4) gemm_dots_store<V, 1, 4>(g, Ab, Bb, Cb, bias, Rb, m, n);
         else gemm_dots_store<V, 1, 1>(g, Ab, Bb, Cb, bias, Rb, m, n);
       }
-      n += cols;
+      n += c4 ? 4 : 1;
     }
   }
 }
