@@ -214,9 +214,9 @@ inline bool gemm_small_m_applies(const GemmArgs& g) {
 // order as the blocked path, so the same bits. Only without an epilogue.
 // K from 512 (it was 4096 while the masked-tail tiles spilled): Intel Xeon
 // AVX-512, 2 threads, channels_last weight gradient, median of 3 alternating
-// runs against 4096: 24->72 at 28x28 batch 2 0.48x, 24->144 at 28x28 batch
-// 2 0.54x, 40->240 at 14x14 batch 8 0.67x, 24->72 at 28x28 batch 1 (K 784)
-// 0.53x, 384->64 at 14x14 batch 4 (K 784) 1.04x, 80->480 0.99x.
+// runs against 4096: 72->24 at 28x28 batch 2 0.48x, 24->144 at 28x28 batch
+// 2 0.54x, 240->40 at 14x14 batch 8 0.67x, 24->72 at 28x28 batch 1 (K 784)
+// 0.53x, 64->384 at 14x14 batch 4 (K 784) 1.04x, 80->480 0.99x.
 constexpr int64_t kGemmKmajorMaxM = 64;
 constexpr int64_t kGemmKmajorMinK = 512;
 inline bool gemm_kmajor_applies(const GemmArgs& g) {
