@@ -47,21 +47,38 @@ struct SmallCinConv {
     int64_t es, ci_step, kh_step;
   };
 
-  template <int P, int CB>
+  // Shape constants a tile may be compiled for (0: read from the shape at
+  // run time). With Cin, KH = KW, SW and the strip's element step es fixed
+  // (the MobileNet stem: 3 channels, 3x3, stride 2) the tap loops unroll
+  // fully and every broadcast reads at a constant offset from one pointer;
+  // at run time the 12 offsets of a 12-pixel tile took more integer
+  // registers than there are (spilled to vector registers and reloaded at
+  // every tap). Per element the same FMAs in the same order either way.
+  template <int kCin, int kK, int kS, int kEs>
+  struct Fixed {
+    static constexpr int Cin = kCin, K = kK, S = kS, Es = kEs;
+  };
+  using Dynamic = Fixed<0, 0, 0, 0>;
+
+  template <int P, int CB, class F>
   static void tile(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
                    const float* bp, int64_t ow0, int64_t c0, Activation act, float* dst, int64_t ldd,
-                   int valid_last) {
+                   int valid_last, bool nt) {
     R acc[P][CB];
     for (int j = 0; j < CB; ++j) {
       const R b = V::load(bp + c0 + j * kW);
       for (int p = 0; p < P; ++p) acc[p][j] = b;
     }
-    const int64_t es = st.es, ps = s.SW * es;
-    for (int64_t ci = 0; ci < s.Cin; ++ci)
-      for (int64_t kh = 0; kh < s.KH; ++kh) {
+    const int64_t Cin = F::Cin ? F::Cin : s.Cin, KH = F::K ? F::K : s.KH, KW = F::K ? F::K : s.KW;
+    const int64_t es = F::Es ? F::Es : st.es, ps = (F::S ? F::S : s.SW) * es;
+#pragma GCC unroll 4
+    for (int64_t ci = 0; ci < Cin; ++ci)
+#pragma GCC unroll 4
+      for (int64_t kh = 0; kh < KH; ++kh) {
         const float* xr = st.xs + ci * st.ci_step + kh * st.kh_step + ow0 * ps;
-        const float* wr = wt + (ci * s.KH + kh) * s.KW * Cp + c0;
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const float* wr = wt + (ci * KH + kh) * KW * Cp + c0;
+#pragma GCC unroll 4
+        for (int64_t kw = 0; kw < KW; ++kw) {
           R wv[CB];
           for (int j = 0; j < CB; ++j) wv[j] = V::load(wr + kw * Cp + j * kW);
           for (int p = 0; p < P; ++p) {
@@ -76,6 +93,8 @@ struct SmallCinConv {
         float* d = dst + (ow0 + p) * ldd + c0 + j * kW;
         if (j == CB - 1 && valid_last < kW)
           V::store_n(d, v, valid_last);
+        else if (nt)
+          V::stream(d, v);
         else
           V::store(d, v);
       }
@@ -91,30 +110,44 @@ struct SmallCinConv {
 
   // Channels [c0, c0 + CB * width) of one output row, every pixel, into dst
   // (row stride ldd, `cols` channels stored in all).
-  template <int CB>
+  template <int CB, class F>
   static void row_channels(const SmallCinConvShape& s, const Strip& st, const float* wt,
                            int64_t Cp, const float* bp, int64_t c0, Activation act, float* dst,
-                           int64_t ldd, int64_t cols) {
+                           int64_t ldd, int64_t cols, bool nt) {
     constexpr int P = pixels<CB>();
     const int valid = static_cast<int>(std::min<int64_t>(kW, cols - (c0 + (CB - 1) * kW)));
     int64_t ow0 = 0;
-    for (; ow0 + P <= s.OW; ow0 += P) tile<P, CB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+    for (; ow0 + P <= s.OW; ow0 += P) tile<P, CB, F>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid, nt);
     // the last pixels in tiles of 4, 2, 1: a 1-pixel tile has only CB FMA
     // chains and waits on their latency (112 = 18 * 6 + 4 columns)
-    for (; ow0 + 4 <= s.OW; ow0 += 4) tile<4, CB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
-    for (; ow0 + 2 <= s.OW; ow0 += 2) tile<2, CB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
-    for (; ow0 < s.OW; ++ow0) tile<1, CB>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid);
+    for (; ow0 + 4 <= s.OW; ow0 += 4) tile<4, CB, F>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid, nt);
+    for (; ow0 + 2 <= s.OW; ow0 += 2) tile<2, CB, F>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid, nt);
+    for (; ow0 < s.OW; ++ow0) tile<1, CB, F>(s, st, wt, Cp, bp, ow0, c0, act, dst, ldd, valid, nt);
   }
 
   // One output row: every pixel and channel block, in channel groups of kCB
   // vectors (then 2, then 1).
-  static void row(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
-                  const float* bp, Activation act, float* dst, int64_t ldd, int64_t cols) {
+  template <class F>
+  static void row_fixed(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
+                        const float* bp, Activation act, float* dst, int64_t ldd, int64_t cols, bool nt) {
     int64_t c0 = 0;
     if constexpr (kCB == 4)
-      for (; c0 + 4 * kW <= Cp; c0 += 4 * kW) row_channels<4>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols);
-    for (; c0 + 2 * kW <= Cp; c0 += 2 * kW) row_channels<2>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols);
-    for (; c0 < Cp; c0 += kW) row_channels<1>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols);
+      for (; c0 + 4 * kW <= Cp; c0 += 4 * kW) row_channels<4, F>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols, nt);
+    for (; c0 + 2 * kW <= Cp; c0 += 2 * kW) row_channels<2, F>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols, nt);
+    for (; c0 < Cp; c0 += kW) row_channels<1, F>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols, nt);
+  }
+  // The stem's shape (3 channels, 3x3, stride 2) compiled for, any other at
+  // run time
+  static void row(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
+                  const float* bp, Activation act, float* dst, int64_t ldd, int64_t cols, bool nt) {
+    if (s.Cin == 3 && s.KH == 3 && s.KW == 3 && s.SW == 2) {
+      if (s.layout == Layout::NHWC)  // strip elements Cin = 3 floats apart
+        row_fixed<Fixed<3, 3, 2, 3>>(s, st, wt, Cp, bp, act, dst, ldd, cols, nt);
+      else
+        row_fixed<Fixed<3, 3, 2, 1>>(s, st, wt, Cp, bp, act, dst, ldd, cols, nt);
+      return;
+    }
+    row_fixed<Dynamic>(s, st, wt, Cp, bp, act, dst, ldd, cols, nt);
   }
 
   // Per-thread scratch of forward and grad_weight: taps[tap][Cp] (the
@@ -195,17 +228,22 @@ struct SmallCinConv {
       for (int64_t c = 0; c < Cp; ++c) wt[t * Cp + c] = c < s.Cout ? w[c * taps + t] : 0.f;
     for (int64_t c = 0; c < Cp; ++c) bp[c] = bias && c < s.Cout ? bias[c] : 0.f;
     const int64_t OHW = s.OH * s.OW;
+    // NHWC output past the caches (stream_output, ../vec/vec.h): written
+    // with non-temporal stores, its lines not read from memory first (the
+    // next layer reads it from memory anyway)
+    const bool nt = nhwc && stream_output<V>(y, s.Cout, s.N * OHW * s.Cout);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t n = u / s.OH, oh = u % s.OH;
       const Strip st = fill_strip(s, x, n, oh, Wp, xs);
       float* dst = nhwc ? y + (n * s.OH + oh) * s.OW * s.Cout : rowbuf;
       const int64_t ldd = nhwc ? s.Cout : Cp;
       const int64_t cols = nhwc ? s.Cout : Cp;
-      row(s, st, wt, Cp, bp, act, dst, ldd, cols);
+      row(s, st, wt, Cp, bp, act, dst, ldd, cols, nt);
       if (nhwc) continue;
       // the row buffer [OW][Cp] into the Cout planes of image n, row oh
       transpose(rowbuf, Cp, y + n * s.Cout * OHW + oh * s.OW, OHW, s.OW, s.Cout);
     }
+    if (nt) V::stream_fence();
     return true;
   }
 
