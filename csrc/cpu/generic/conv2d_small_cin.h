@@ -152,17 +152,20 @@ struct SmallCinConv {
 
   // Per-thread scratch of forward and grad_weight: taps[tap][Cp] (the
   // weights tap-major / the weight gradient's sums), chan[Cp] (bias / bias
-  // gradient), the input strip xs (fill_strip) and, with_row, a row buffer
-  // [OW][Cp]
+  // gradient), the input strip xs (fill_strip), with_row a row buffer
+  // [OW][Cp] and with_stage a staging row [Cout][OW] (forward NCHW, streamed)
   struct Scratch {
-    float *taps, *chan, *xs, *row;
+    float *taps, *chan, *xs, *row, *stage;
   };
-  static bool scratch(const SmallCinConvShape& s, int64_t Cp, int64_t Wp, bool with_row, Scratch& sc) {
+  static bool scratch(const SmallCinConvShape& s, int64_t Cp, int64_t Wp, bool with_row, Scratch& sc,
+                      bool with_stage = false) {
     const int64_t n_taps = round16(s.Cin * s.KH * s.KW * Cp), n_chan = round16(Cp);
     const int64_t n_xs = round16(s.Cin * s.KH * Wp), n_row = with_row ? round16(s.OW * Cp) : 0;
-    float* p = thread_scratch<0>(n_taps + n_chan + n_xs + n_row);
+    const int64_t n_stage = with_stage ? round16(s.OW * s.Cout) : 0;
+    float* p = thread_scratch<0>(n_taps + n_chan + n_xs + n_row + n_stage);
     if (!p) return false;  // coverage: unreachable (allocation failure)
-    sc = Scratch{p, p + n_taps, p + n_taps + n_chan, p + n_taps + n_chan + n_xs};
+    float* row = p + n_taps + n_chan + n_xs;
+    sc = Scratch{p, p + n_taps, p + n_taps + n_chan, row, with_stage ? row + n_row : nullptr};
     return true;
   }
 
@@ -218,8 +221,16 @@ struct SmallCinConv {
     const int64_t taps = s.Cin * s.KH * s.KW;
     const int64_t Wp = (s.OW - 1) * s.SW + s.KW;  // input columns one output row reads
     const bool nhwc = s.layout == Layout::NHWC;
+    const int64_t OHW = s.OH * s.OW;
+    // Outputs past the caches (stream_output, ../vec/vec.h) are written with
+    // non-temporal stores, their lines not read from memory first (the next
+    // layer reads them from memory anyway): NHWC from the tiles; NCHW, whose
+    // plane rows are whole vectors (OW a multiple of the width, e.g. 112),
+    // through a staging row [Cout][OW] streamed plane row by plane row
+    const bool nt = nhwc ? stream_output<V>(y, s.Cout, s.N * OHW * s.Cout)
+                         : stream_output<V>(y, s.OW, s.N * OHW * s.Cout) && OHW % kW == 0;
     Scratch sc;
-    if (!scratch(s, Cp, Wp, !nhwc, sc)) return false;  // coverage: unreachable (allocation failure)
+    if (!scratch(s, Cp, Wp, !nhwc, sc, nt && !nhwc)) return false;  // coverage: unreachable (allocation failure)
     float* wt = sc.taps;
     float* bp = sc.chan;
     float* xs = sc.xs;
@@ -227,21 +238,23 @@ struct SmallCinConv {
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t c = 0; c < Cp; ++c) wt[t * Cp + c] = c < s.Cout ? w[c * taps + t] : 0.f;
     for (int64_t c = 0; c < Cp; ++c) bp[c] = bias && c < s.Cout ? bias[c] : 0.f;
-    const int64_t OHW = s.OH * s.OW;
-    // NHWC output past the caches (stream_output, ../vec/vec.h): written
-    // with non-temporal stores, its lines not read from memory first (the
-    // next layer reads it from memory anyway)
-    const bool nt = nhwc && stream_output<V>(y, s.Cout, s.N * OHW * s.Cout);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t n = u / s.OH, oh = u % s.OH;
       const Strip st = fill_strip(s, x, n, oh, Wp, xs);
       float* dst = nhwc ? y + (n * s.OH + oh) * s.OW * s.Cout : rowbuf;
       const int64_t ldd = nhwc ? s.Cout : Cp;
       const int64_t cols = nhwc ? s.Cout : Cp;
-      row(s, st, wt, Cp, bp, act, dst, ldd, cols, nt);
+      row(s, st, wt, Cp, bp, act, dst, ldd, cols, nhwc && nt);
       if (nhwc) continue;
       // the row buffer [OW][Cp] into the Cout planes of image n, row oh
-      transpose(rowbuf, Cp, y + n * s.Cout * OHW + oh * s.OW, OHW, s.OW, s.Cout);
+      float* yr = y + n * s.Cout * OHW + oh * s.OW;
+      if (!nt) {
+        transpose(rowbuf, Cp, yr, OHW, s.OW, s.Cout);
+        continue;
+      }
+      transpose(rowbuf, Cp, sc.stage, s.OW, s.OW, s.Cout);
+      for (int64_t c = 0; c < s.Cout; ++c)
+        for (int64_t i = 0; i < s.OW; i += kW) V::stream(yr + c * OHW + i, V::load(sc.stage + c * s.OW + i));
     }
     if (nt) V::stream_fence();
     return true;
