@@ -123,3 +123,28 @@ def test_reused_buffer_is_cut_to_the_request(cache):
     assert s1["in_use_bytes"] - s0["in_use_bytes"] == want
     assert s1["cached_bytes"] == s0["cached_bytes"] - 2 * 64 * 64 * 72 * 4  # the tail went back to the system
     torch.testing.assert_close(y, torch.relu(torch.nn.functional.conv2d(x, w, None, 1, 1, 1, 64)))
+
+
+@pytest.mark.parametrize("mode", ["0", "1", ""])
+def test_huge_page_modes_give_the_same_outputs(mode):
+    """MOBILENET_EXT_HUGE_PAGES off, always, and adaptive (unset: stops
+    asking once a huge page is slow to fault in): outputs of 4 MiB and more,
+    fresh and reused, equal F.conv2d's in every mode."""
+    import os
+    import subprocess
+    code = (
+        "import torch, torch.nn.functional as F\n"
+        "from mobilenet_ext import ops\n"
+        "torch.manual_seed(0)\n"
+        "w = torch.randn(96, 1, 3, 3)\n"
+        "for n in (4, 8, 4, 6):\n"
+        "    x = torch.randn(n, 96, 56, 56)\n"
+        "    y = ops.depthwise_conv2d(x, w, None, 1, 1, 1)\n"
+        "    torch.testing.assert_close(y, F.conv2d(x, w, None, 1, 1, 1, 96), rtol=1e-5, atol=1e-5)\n"
+        "print('ok')\n")
+    env = {**os.environ}
+    env.pop("MOBILENET_EXT_HUGE_PAGES", None)
+    if mode:
+        env["MOBILENET_EXT_HUGE_PAGES"] = mode
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

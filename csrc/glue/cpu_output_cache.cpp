@@ -25,13 +25,17 @@
 //
 // A fresh buffer of at least 4 MiB is 2 MiB-aligned and gets transparent huge
 // pages where the kernel offers them on request (THP mode "madvise"),
-// faulted in on one thread (MOBILENET_EXT_HUGE_PAGES=0 turns that off).
+// faulted in on one thread, until one is slow to fault in (see
+// kSlowHugeFaultNs; MOBILENET_EXT_HUGE_PAGES=0 turns huge pages off, =1 keeps
+// them however slow).
 #include "cpu_output_cache.h"
 
 #include <ATen/EmptyTensor.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <list>
@@ -50,12 +54,35 @@ constexpr int64_t kCachedMinBytes = int64_t(1) << 20;
 constexpr size_t kHugePageBytes = size_t(1) << 21;
 constexpr size_t kHugePageMinBytes = 2 * kHugePageBytes;
 
-bool huge_pages_off() {
-  static const bool off = [] {
+// MOBILENET_EXT_HUGE_PAGES: "0" never asks for huge pages, "1" always does,
+// unset: asks until a huge page is slow to fault in (below).
+enum class HugePages { Off, On, Adaptive };
+HugePages huge_pages_mode() {
+  static const HugePages m = [] {
     const char* e = std::getenv("MOBILENET_EXT_HUGE_PAGES");
-    return e && std::strcmp(e, "0") == 0;
+    if (!e || !*e) return HugePages::Adaptive;
+    return std::strcmp(e, "0") == 0 ? HugePages::Off : HugePages::On;
   }();
-  return off;
+  return m;
+}
+
+// A huge page normally faults in at the cost of zeroing 2 MiB (well under a
+// millisecond). Where the memory behind it is not backed yet (here: a
+// Firecracker VM, whose host backs guest memory on first touch) it took
+// 12-26 ms per huge page: the first fused mobilenet_v2 inference at batch
+// 32, channels_last, took 6.8 s and the second 3.2 s (the steady state 88
+// ms), against 0.25 s and 0.20 s with 4 KiB pages. In the adaptive mode
+// the first huge page slower than this turns the advice off for the rest
+// of the process (the steady state then loses what huge pages gave there:
+// training steps at batch 32, A/B of 3 rounds, 4 KiB / huge: v2 CL 1.067,
+// v3-large CL 1.044, v3-large NCHW 0.976; benchmarks/results/
+// ab-20261205-intel-s6). MOBILENET_EXT_HUGE_PAGES=1 keeps them.
+constexpr int64_t kSlowHugeFaultNs = 3000000;
+std::atomic<bool> g_huge_pages_slow{false};
+
+bool huge_pages_off() {
+  const HugePages m = huge_pages_mode();
+  return m == HugePages::Off || (m == HugePages::Adaptive && g_huge_pages_slow.load(std::memory_order_relaxed));
 }
 
 // Buffer sizes are rounded up to this: the page size where buffers are our
@@ -235,7 +262,19 @@ class OutputCache final : public c10::Allocator {
     // once the kernel serialises them behind huge-page allocation and
     // zeroing (measured: [32,144,56,56] 3x3 forward at 2 threads, 121 ms
     // with concurrent faults, 14 ms pre-faulted). The output is overwritten.
-    for (uintptr_t q = a; q < e; q += kHugePageBytes) *reinterpret_cast<volatile char*>(q) = 0;
+    const bool timed = huge_pages_mode() == HugePages::Adaptive;
+    for (uintptr_t q = a; q < e; q += kHugePageBytes) {
+      const auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+      *reinterpret_cast<volatile char*>(q) = 0;
+      if (!timed || std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+                            .count() <= kSlowHugeFaultNs)
+        continue;
+      // slow: no more huge pages, from the next page of this buffer on
+      g_huge_pages_slow.store(true, std::memory_order_relaxed);
+      const uintptr_t next = q + kHugePageBytes;
+      if (next < e) madvise(reinterpret_cast<void*>(next), e - next, MADV_NOHUGEPAGE);
+      break;
+    }
 #else
     (void)ptr;
     (void)bytes;
