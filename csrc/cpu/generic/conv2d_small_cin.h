@@ -136,18 +136,15 @@ struct SmallCinConv {
     for (; c0 + 2 * kW <= Cp; c0 += 2 * kW) row_channels<2, F>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols, nt);
     for (; c0 < Cp; c0 += kW) row_channels<1, F>(s, st, wt, Cp, bp, c0, act, dst, ldd, cols, nt);
   }
-  // The stem's shape (3 channels, 3x3, stride 2) compiled for, any other at
-  // run time
-  static void row(const SmallCinConvShape& s, const Strip& st, const float* wt, int64_t Cp,
-                  const float* bp, Activation act, float* dst, int64_t ldd, int64_t cols, bool nt) {
-    if (s.Cin == 3 && s.KH == 3 && s.KW == 3 && s.SW == 2) {
-      if (s.layout == Layout::NHWC)  // strip elements Cin = 3 floats apart
-        row_fixed<Fixed<3, 3, 2, 3>>(s, st, wt, Cp, bp, act, dst, ldd, cols, nt);
-      else
-        row_fixed<Fixed<3, 3, 2, 1>>(s, st, wt, Cp, bp, act, dst, ldd, cols, nt);
-      return;
-    }
-    row_fixed<Dynamic>(s, st, wt, Cp, bp, act, dst, ldd, cols, nt);
+  // The row function for the shape, chosen once per call: the stem's shape
+  // (3 channels, 3x3, stride 2) compiled for, any other read at run time
+  using RowFn = void (*)(const SmallCinConvShape&, const Strip&, const float*, int64_t, const float*,
+                         Activation, float*, int64_t, int64_t, bool);
+  static RowFn row_for(const SmallCinConvShape& s) {
+    if (s.Cin == 3 && s.KH == 3 && s.KW == 3 && s.SW == 2)
+      return s.layout == Layout::NHWC ? &row_fixed<Fixed<3, 3, 2, 3>>   // strip elements Cin = 3 floats apart
+                                      : &row_fixed<Fixed<3, 3, 2, 1>>;
+    return &row_fixed<Dynamic>;
   }
 
   // Per-thread scratch of forward and grad_weight: taps[tap][Cp] (the
@@ -226,9 +223,10 @@ struct SmallCinConv {
     // non-temporal stores, their lines not read from memory first (the next
     // layer reads them from memory anyway): NHWC from the tiles; NCHW, whose
     // plane rows are whole vectors (OW a multiple of the width, e.g. 112),
-    // through a staging row [Cout][OW] streamed plane row by plane row
-    const bool nt = nhwc ? stream_output<V>(y, s.Cout, s.N * OHW * s.Cout)
-                         : stream_output<V>(y, s.OW, s.N * OHW * s.Cout) && OHW % kW == 0;
+    // through a staging row [Cout][OW] streamed plane row by plane row (OW
+    // a whole number of vectors keeps every plane row aligned)
+    const bool nt = stream_output<V>(y, nhwc ? s.Cout : s.OW, s.N * OHW * s.Cout);
+    const RowFn row = row_for(s);
     Scratch sc;
     if (!scratch(s, Cp, Wp, !nhwc, sc, nt && !nhwc)) return false;  // coverage: unreachable (allocation failure)
     float* wt = sc.taps;
