@@ -45,10 +45,13 @@ TORCH_LIBRARY(mobilenet_ext, m) {
   // the result equals pointwise_conv2d_fused's, bit for bit.
   m.def("pointwise_pack_weight(Tensor weight, int panel) -> Tensor");
   // Dense conv with few input channels (groups = 1, dilation 1; the stem),
-  // act(conv + bias); CPU only, inference (no backward).
+  // act(conv + bias); CPU only, inference (no backward). The output in the
+  // input's layout, or channels_last with channels_last_output (a fused
+  // network's NCHW input reordered as the stem reads it).
   m.def(
       "conv2d_small_cin_fused(Tensor input, Tensor weight, Tensor? bias, "
-      "int[2] stride, int[2] padding, int activation) -> Tensor");
+      "int[2] stride, int[2] padding, int activation, "
+      "bool channels_last_output=False) -> Tensor");
   // Its weight and bias gradients (training the stem; CPU only): returns
   // (grad_weight [C_out, C_in, kh, kw], grad_bias [C_out]).
   m.def(

@@ -82,6 +82,12 @@ def _pair(name: str, v: IntOrPair) -> List[int]:
     return vals
 
 
+def _flag(name: str, v: bool) -> bool:
+    if type(v) is not bool:
+        raise TypeError(f"{name} must be a bool, got {v!r}")
+    return v
+
+
 def _activation_code(activation: Optional[str]) -> int:
     if isinstance(activation, int) and not isinstance(activation, bool):
         if activation in (0, 1, 2, 3):
@@ -184,11 +190,14 @@ def conv2d_small_cin_fused(
     stride: IntOrPair = 1,
     padding: IntOrPair = 0,
     activation: Optional[str] = None,
+    channels_last_output: bool = False,
 ) -> Tensor:
     """``act(F.conv2d(input, weight, bias, stride, padding))`` for a dense
     convolution (groups 1, dilation 1) with few input channels: a network's
     stem, e.g. MobileNet's 3 -> 32 channels 3x3 stride 2. The output is
-    written once, in the input's layout, without the reorders and temporary
+    written once, in the input's layout (``channels_last_output=True``:
+    channels_last from either layout, the reorder of an NCHW image batch
+    done as the kernel reads it), without the reorders and temporary
     buffers of PyTorch's (oneDNN's) path. CPU only (float32, float64), for
     inference: not differentiable.
 
@@ -201,6 +210,7 @@ def conv2d_small_cin_fused(
     return _call(
         _ops.conv2d_small_cin_fused, (input, weight, bias),
         input, weight, bias, _pair("stride", stride), _pair("padding", padding), _activation_code(activation),
+        _flag("channels_last_output", channels_last_output),
     )
 
 
@@ -404,7 +414,7 @@ def _(input, expand_weight, expand_packed, expand_bias, expand_activation, dw_we
 
 
 @torch.library.register_fake("mobilenet_ext::conv2d_small_cin_fused")
-def _(input, weight, bias, stride, padding, activation):
+def _(input, weight, bias, stride, padding, activation, channels_last_output=False):
     _check_fake(input.dim() == 4 and weight.dim() == 4 and weight.shape[1] == input.shape[1],
                 f"conv2d_small_cin_fused: weight must be [C_out, {input.shape[1] if input.dim() == 4 else '?'}, "
                 f"kh, kw] for input {tuple(input.shape)}, got {tuple(weight.shape)}")
@@ -412,7 +422,7 @@ def _(input, weight, bias, stride, padding, activation):
     oh = _out_size(input.shape[2], weight.shape[2], stride[0], padding[0], 1)
     ow = _out_size(input.shape[3], weight.shape[3], stride[1], padding[1], 1)
     return input.new_empty((input.shape[0], weight.shape[0], oh, ow)).contiguous(
-        memory_format=_memory_format(input))
+        memory_format=torch.channels_last if channels_last_output else _memory_format(input))
 
 
 def _linear_fake(op, input, weight, bias):
@@ -707,8 +717,9 @@ def _register_decompositions() -> None:
         return act(conv(input, weight, bias, stride, padding, dilation, input.shape[1]), activation)
 
     @register_decomposition(_ops.conv2d_small_cin_fused.default)
-    def _scf(input, weight, bias, stride, padding, activation):
-        return act(conv(input, weight, bias, stride, padding, [1, 1], 1), activation)
+    def _scf(input, weight, bias, stride, padding, activation, channels_last_output=False):
+        y = act(conv(input, weight, bias, stride, padding, [1, 1], 1), activation)
+        return y.contiguous(memory_format=torch.channels_last) if channels_last_output else y
 
     @register_decomposition(_ops.conv2d_small_cin.default)
     def _sc(input, weight, bias, stride, padding):

@@ -81,7 +81,13 @@ def test_replay_is_bitwise_the_module_tree(name, fmt):
                 assert torch.equal(got, want), f"call {i}"
                 feats = fast.features(x)
                 assert feats.is_contiguous(memory_format=fmt)
-        assert type(_plan_of(fast)) is _Plan and _plan_of(fast).key[0] == tuple(x.shape)
+        plan = _plan_of(fast)
+        assert type(plan) is _Plan and plan.key[0] == tuple(x.shape)
+        # an NCHW input is not reordered by a separate pass: the stem reads
+        # it as it came and writes channels_last (_stem_reads_nchw)
+        assert plan.convert_input is (fmt != torch.contiguous_format)
+        stem = [s for s in plan.steps if s[0] is torch.ops.mobilenet_ext.conv2d_small_cin_fused.default]
+        assert len(stem) == 1 and (fmt == torch.channels_last or stem[0][1][6] == (3, True))
     # grad mode with nothing requiring grad: replays too
     assert torch.equal(fast(x), want)
 
@@ -234,6 +240,35 @@ def test_mx_models_and_plain_sequential():
         want = _tree(fs, z)
         for _ in range(3):
             assert torch.equal(fs(z), want)
+    assert fs.__dict__["_mnx_plan"].convert_input  # no stem: the input reordered first
+
+
+class _StemTwice(tnn.Module):
+    """A stem conv whose input is also read by another op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = tnn.Sequential(tnn.Conv2d(3, 8, 3, 2, 1), tnn.ReLU6())
+
+    def forward(self, x):
+        return self.stem(x) + x.mean()
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_stem_reads_the_nchw_input(twice):
+    # a stem on an NCHW input writes channels_last itself, unless the input
+    # has other readers (then it is reordered once first, as before)
+    body = _StemTwice() if twice else tnn.Sequential(tnn.Conv2d(3, 8, 3, 2, 1), tnn.ReLU6())
+    seq = tnn.Sequential(body, tnn.Conv2d(8, 8, 3, padding=1, groups=8), tnn.Hardswish(), tnn.Conv2d(8, 12, 1)).eval()
+    fs = mx.fuse(mx.convert(seq).eval())
+    assert type(fs) is PlannedSequential
+    x = torch.randn(2, 3, 17, 23)
+    with torch.no_grad():
+        want = _tree(fs, x)
+        for _ in range(3):
+            got = fs(x)
+            assert torch.equal(got, want) and got.is_contiguous()
+    assert fs.__dict__["_mnx_plan"].convert_input is twice
 
 
 class _Branchy(tnn.Module):

@@ -35,7 +35,8 @@ def _ref(x, w, b, s, p, act):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("layout", ["nchw", "nhwc", "strided"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_matches_conv2d(shape, layout, dtype):
+@pytest.mark.parametrize("cl_out", [False, True], ids=["same_layout", "cl_out"])
+def test_matches_conv2d(shape, layout, dtype, cl_out):
     n, ci, h, wd, co, k, s, p = shape
     g = torch.Generator().manual_seed(hash(shape) % 1000)
     if n == 0 and layout == "strided":
@@ -45,7 +46,7 @@ def test_matches_conv2d(shape, layout, dtype):
     b = torch.randn(co, generator=g, dtype=dtype)
     for act in ACTS:
         for bias in (b, None):
-            y = mx.ops.conv2d_small_cin_fused(x, w, bias, s, p, act)
+            y = mx.ops.conv2d_small_cin_fused(x, w, bias, s, p, act, channels_last_output=cl_out)
             r = _ref(x, w, bias, s, p, act)
             assert y.shape == r.shape and y.dtype == dtype
             # elementwise bound: float32 rounding of a sum of ci*k*k terms
@@ -53,10 +54,12 @@ def test_matches_conv2d(shape, layout, dtype):
             u = 2.0 ** -24 if dtype == torch.float32 else 2.0 ** -53
             tol = 16 * u * (4 + (ci * k * k) ** 0.5) * absr + 4 * u * r.abs() + 1e-300
             assert ((y.double() - r).abs() <= tol).all(), (act, bias is None, (y.double() - r).abs().max())
-            if layout == "nhwc" and ci > 1 and co > 1 and y.numel():
+            if y.numel() and (cl_out or (layout == "nhwc" and ci > 1 and co > 1)):
                 assert y.is_contiguous(memory_format=torch.channels_last)
-            elif layout != "nhwc" and y.numel():
+            elif y.numel() and layout != "nhwc":
                 assert y.is_contiguous()
+            if cl_out:  # the same arithmetic in either output layout: the same bits
+                assert torch.equal(y, mx.ops.conv2d_small_cin_fused(x, w, bias, s, p, act))
 
 
 def test_nan_propagates_and_threads_bitwise():
@@ -86,6 +89,7 @@ def test_nan_propagates_and_threads_bitwise():
     (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 2, 2), torch.randn(4, 3, 3, 3)), ValueError, "output size would be < 1"),
     (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8).half(), torch.randn(4, 3, 3, 3).half()), ValueError, "float32 or float64"),
     (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), activation="gelu"), ValueError, "activation"),
+    (lambda: mx.ops.conv2d_small_cin_fused(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), channels_last_output=1), TypeError, "channels_last_output must be a bool, got 1"),
 ])
 def test_errors(call, err, match):
     with pytest.raises(err, match=match):
@@ -107,6 +111,7 @@ def test_opcheck_and_compile(layout):
     with torch.no_grad():
         torch.library.opcheck(ext.conv2d_small_cin_fused, (x, w, b, [2, 2], [1, 1], 3))
         torch.library.opcheck(ext.conv2d_small_cin_fused, (x, w, None, [1, 2], [0, 1], 0))
+        torch.library.opcheck(ext.conv2d_small_cin_fused, (x, w, b, [2, 2], [1, 1], 2, True))
         f = torch.compile(lambda t: mx.ops.conv2d_small_cin_fused(t, w, b, 2, 1, "hardswish"), fullgraph=True)
         torch.testing.assert_close(f(x), mx.ops.conv2d_small_cin_fused(x, w, b, 2, 1, "hardswish"))
 

@@ -140,7 +140,7 @@ SmallCinConvShape check_small_cin_conv(const char* op, const at::Tensor& input, 
                       "], got ", bias->sizes());
   }
   check_grad_output(op, grad_output, input, {s.N, s.Cout, s.OH, s.OW});
-  s.layout = layout_of(input);
+  s.layout = s.out_layout = layout_of(input);
   return s;
 }
 

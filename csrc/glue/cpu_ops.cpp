@@ -488,14 +488,17 @@ at::Tensor pointwise_conv2d_packed(const at::Tensor& input, const at::Tensor& we
 }
 
 // conv2d_small_cin_fused: a dense conv with few input channels (the stem),
-// act(conv + bias) written once in the input's layout (cpu/conv2d_small_cin.h).
+// act(conv + bias) written once in the input's layout, or in channels_last
+// from any input (cpu/conv2d_small_cin.h).
 at::Tensor conv2d_small_cin_fused(const at::Tensor& input, const at::Tensor& weight,
                                   const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                  at::IntArrayRef padding, int64_t activation) {
+                                  at::IntArrayRef padding, int64_t activation, bool channels_last_output) {
   const char* op = "conv2d_small_cin_fused";
   const Activation act = check_activation(op, activation);
-  const SmallCinConvShape s = check_small_cin_conv(op, input, weight, bias, stride, padding);
-  at::Tensor y = empty_cpu_output({s.N, s.Cout, s.OH, s.OW}, input.options().memory_format(memory_format_of(s.layout)));
+  SmallCinConvShape s = check_small_cin_conv(op, input, weight, bias, stride, padding);
+  if (channels_last_output) s.out_layout = Layout::NHWC;
+  at::Tensor y =
+      empty_cpu_output({s.N, s.Cout, s.OH, s.OW}, input.options().memory_format(memory_format_of(s.out_layout)));
   if (y.numel() == 0) return y;
   const at::Tensor x = contiguous_in(input, s.layout);
   const at::Tensor w = weight.contiguous();

@@ -50,14 +50,17 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p,
 
 // Dense convolution with few input channels (groups = 1, dilation 1): the
 // network stem (cpu/conv2d_small_cin.h). Input [N, Cin, H, W], weight [Cout,
-// Cin, KH, KW], output [N, Cout, OH, OW], input and output in `layout`.
-// One work unit = one (n, oh) output row.
+// Cin, KH, KW], output [N, Cout, OH, OW], the input in `layout`, the
+// output (forward) in `out_layout`: the input's, or the other one (a fused
+// network's NCHW input convolved straight into its channels_last inside;
+// the gradients: both `layout`). One work unit = one (n, oh) output row.
 struct SmallCinConvShape {
   int64_t N = 0, Cin = 0, H = 0, W = 0;
   int64_t Cout = 0, KH = 0, KW = 0;
   int64_t SH = 1, SW = 1, PH = 0, PW = 0;
   int64_t OH = 0, OW = 0;
   Layout layout = Layout::NCHW;
+  Layout out_layout = Layout::NCHW;
   int64_t units() const { return N * OH; }
 };
 

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "cpu/conv2d_small_cin.h"
@@ -31,8 +32,8 @@ int64_t xidx(const SmallCinConvShape& s, int64_t n, int64_t c, int64_t h, int64_
   return s.layout == Layout::NCHW ? ((n * s.Cin + c) * s.H + h) * s.W + w : ((n * s.H + h) * s.W + w) * s.Cin + c;
 }
 int64_t yidx(const SmallCinConvShape& s, int64_t n, int64_t c, int64_t h, int64_t w) {
-  return s.layout == Layout::NCHW ? ((n * s.Cout + c) * s.OH + h) * s.OW + w
-                                  : ((n * s.OH + h) * s.OW + w) * s.Cout + c;
+  return s.out_layout == Layout::NCHW ? ((n * s.Cout + c) * s.OH + h) * s.OW + w
+                                      : ((n * s.OH + h) * s.OW + w) * s.Cout + c;
 }
 
 // float64 reference: ref = act(sum + bias), absref = sum |terms| + |bias|
@@ -79,10 +80,12 @@ bool run_f32(const mnx::cpu::SmallCinConvKernels<float>& k, const SmallCinConvSh
   for (int64_t u = 0; u < s.units(); ++u)
     ok = k.forward(s, x.ptr(), w.ptr(), with_bias ? b.ptr() : nullptr, y2.ptr(), act, u, u + 1) && ok;
   char what[256];
-  std::snprintf(what, sizeof what, "%s N%lld Cin%lld %lldx%lld Cout%lld k%lldx%lld s%lldx%lld p%lldx%lld %s act%d%s%s",
-                name, (long long)s.N, (long long)s.Cin, (long long)s.H, (long long)s.W, (long long)s.Cout,
+  std::snprintf(what, sizeof what,
+                "%s N%lld Cin%lld %lldx%lld Cout%lld k%lldx%lld s%lldx%lld p%lldx%lld %s->%s act%d%s%s", name,
+                (long long)s.N, (long long)s.Cin, (long long)s.H, (long long)s.W, (long long)s.Cout,
                 (long long)s.KH, (long long)s.KW, (long long)s.SH, (long long)s.SW, (long long)s.PH,
-                (long long)s.PW, s.layout == Layout::NCHW ? "nchw" : "nhwc", (int)act, with_bias ? "" : " nobias",
+                (long long)s.PW, s.layout == Layout::NCHW ? "nchw" : "nhwc",
+                s.out_layout == Layout::NCHW ? "nchw" : "nhwc", (int)act, with_bias ? "" : " nobias",
                 nan ? " nan" : "");
   const double terms = static_cast<double>(s.Cin * s.KH * s.KW + 1);
   ok = mnx_test::close_to_ref(y1, ref, absref, terms, what) && ok;
@@ -206,7 +209,7 @@ bool run_gw_f64(const SmallCinConvShape& s, uint32_t seed) {
 }
 
 SmallCinConvShape shape(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t KH, int64_t KW,
-                        int64_t S, int64_t P, Layout l) {
+                        int64_t S, int64_t P, Layout l, Layout out) {
   SmallCinConvShape s;
   s.N = N;
   s.Cin = Cin;
@@ -220,6 +223,7 @@ SmallCinConvShape shape(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Co
   s.OH = mnx::conv_out_size(H, KH, S, P, 1);
   s.OW = mnx::conv_out_size(W, KW, S, P, 1);
   s.layout = l;
+  s.out_layout = out;  // forward only: the gradient tests pass out = l
   return s;
 }
 
@@ -248,7 +252,17 @@ int main() {
   uint32_t seed = 1;
   for (Layout l : {Layout::NCHW, Layout::NHWC})
     for (const Dims& d : dims) {
-      const SmallCinConvShape s = shape(d.N, d.Cin, d.H, d.W, d.Cout, d.KH, d.KW, d.S, d.P, l);
+      const SmallCinConvShape s = shape(d.N, d.Cin, d.H, d.W, d.Cout, d.KH, d.KW, d.S, d.P, l, l);
+      // the output in the other layout (forward: an NCHW input written
+      // channels_last, the fused network's stem, and the converse)
+      const Layout other = l == Layout::NCHW ? Layout::NHWC : Layout::NCHW;
+      const SmallCinConvShape so = shape(d.N, d.Cin, d.H, d.W, d.Cout, d.KH, d.KW, d.S, d.P, l, other);
+      for (Activation a : {Activation::None, Activation::Hardswish}) {
+        seed += 3;
+        t.check(run_f32(fam, so, a, true, false, seed, fam.isa));
+        t.check(run_f32(ref32, so, a, true, false, seed, "scalar f32"));
+        t.check(run_f64(so, a, seed));
+      }
       for (Activation a : {Activation::None, Activation::ReLU, Activation::ReLU6, Activation::Hardswish}) {
         seed += 3;
         t.check(run_f32(fam, s, a, true, false, seed, fam.isa));
@@ -266,10 +280,12 @@ int main() {
   // The stem at full size: a 4.8 MB output, past kStreamMinBytes (vec.h),
   // written with non-temporal stores (NHWC from the tiles, NCHW through the
   // staging row; the same values; whole and row by row, the fence at the
-  // end of each call)
-  for (Layout l : {Layout::NHWC, Layout::NCHW})
+  // end of each call); and an NCHW input written channels_last
+  const std::pair<Layout, Layout> inout[] = {
+      {Layout::NHWC, Layout::NHWC}, {Layout::NCHW, Layout::NCHW}, {Layout::NCHW, Layout::NHWC}};
+  for (const auto& lo : inout)
     for (Activation a : {Activation::ReLU6, Activation::Hardswish}) {
-      const SmallCinConvShape s = shape(6, 3, 224, 224, 16, 3, 3, 2, 1, l);
+      const SmallCinConvShape s = shape(6, 3, 224, 224, 16, 3, 3, 2, 1, lo.first, lo.second);
       t.check(run_f32(fam, s, a, true, false, 99, fam.isa));
     }
   return t.finish("test_conv2d_small_cin");

@@ -217,7 +217,9 @@ struct SmallCinConv {
     const int64_t Cp = (s.Cout + kW - 1) / kW * kW;
     const int64_t taps = s.Cin * s.KH * s.KW;
     const int64_t Wp = (s.OW - 1) * s.SW + s.KW;  // input columns one output row reads
-    const bool nhwc = s.layout == Layout::NHWC;
+    // the input read in s.layout (fill_strip), the output written in
+    // s.out_layout
+    const bool nhwc = s.out_layout == Layout::NHWC;
     const int64_t OHW = s.OH * s.OW;
     // Outputs past the caches (stream_output, ../vec/vec.h) are written with
     // non-temporal stores, their lines not read from memory first (the next

@@ -9,7 +9,7 @@ namespace cpu {
 template <typename T>
 bool conv2d_small_cin_forward_scalar(const SmallCinConvShape& s, const T* x, const T* w, const T* bias, T* y,
                                      Activation act, int64_t begin, int64_t end) {
-  const bool nhwc = s.layout == Layout::NHWC;
+  const bool nhwc = s.layout == Layout::NHWC, nhwc_out = s.out_layout == Layout::NHWC;
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / s.OH, oh = u % s.OH;
     for (int64_t co = 0; co < s.Cout; ++co)
@@ -28,7 +28,7 @@ bool conv2d_small_cin_forward_scalar(const SmallCinConvShape& s, const T* x, con
             }
           }
         const T v = apply_activation<T>(acc, act);
-        if (nhwc)
+        if (nhwc_out)
           y[((n * s.OH + oh) * s.OW + ow) * s.Cout + co] = v;
         else
           y[((n * s.Cout + co) * s.OH + oh) * s.OW + ow] = v;
