@@ -130,3 +130,42 @@ def test_pointwise_bitwise_deterministic(case, mf, dtype, restore_threads):
     threads."""
     _check(_pw_run, case, mf, dtype)
 
+
+
+@pytest.mark.parametrize("rows,k,cols", [(15, 40, 200), (49, 96, 330), (32, 600, 1000), (9, 64, 65)])
+def test_gemms_split_by_columns(rows, k, cols, restore_threads):
+    """GEMMs with fewer rows than columns run split by columns over the
+    threads (csrc/glue/cpu_ops.cpp, column_parts): the channels_last 1x1 at
+    batch 1 on a small map (rows = pixels), the linear layers (rows =
+    batch); plain, fused (bias, activation, residual) and packed. Against
+    float64 and bitwise across 1-4 threads (the last part narrower than the
+    others where cols is not a whole number of 64-column tiles)."""
+    g = torch.Generator().manual_seed(rows * 1000 + cols)
+    h, w_ = (rows, 1) if rows % 7 else (7, rows // 7)
+    x = torch.randn(1, k, h, w_, generator=g).contiguous(memory_format=torch.channels_last)
+    wt = torch.randn(cols, k, 1, 1, generator=g)
+    b = torch.randn(cols, generator=g)
+    res = torch.randn(1, cols, h, w_, generator=g).contiguous(memory_format=torch.channels_last)
+    xl = torch.randn(rows, k, generator=g)
+    pk_pw = ops.pointwise_pack_weight(wt, ops.gemm_panel(True))
+    runs = {
+        "pw": lambda: ops.pointwise_conv2d(x, wt, b),
+        "pw_fused": lambda: ops.pointwise_conv2d_fused(x, wt, b, "relu6", res),
+        "pw_packed": lambda: torch.ops.mobilenet_ext.pointwise_conv2d_packed(x, wt, pk_pw, b, 2, res),
+        "linear": lambda: ops.linear_fused(xl, wt[:, :, 0, 0], b, "hardswish"),
+        "linear_packed": lambda: ops.linear_packed(xl, wt[:, :, 0, 0], pk_pw, b, "hardswish"),
+    }
+    pw_ref = torch.nn.functional.conv2d(x.double(), wt.double(), b.double())
+    lin_ref = torch.nn.functional.hardswish(xl.double() @ wt[:, :, 0, 0].double().t() + b.double())
+    refs = {"pw": pw_ref, "pw_fused": torch.nn.functional.relu6(pw_ref) + res.double(),
+            "pw_packed": torch.nn.functional.relu6(pw_ref) + res.double(), "linear": lin_ref,
+            "linear_packed": lin_ref}
+    with torch.no_grad():
+        for name, f in runs.items():
+            outs = []
+            for t in (1, 2, 3, 4):
+                torch.set_num_threads(t)
+                outs.append(f())
+            torch.testing.assert_close(outs[0].double(), refs[name], rtol=1e-5, atol=1e-5 * k ** 0.5)
+            for t, o in zip((2, 3, 4), outs[1:]):
+                assert torch.equal(o, outs[0]), (name, t)
