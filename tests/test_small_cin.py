@@ -62,6 +62,24 @@ def test_matches_conv2d(shape, layout, dtype, cl_out):
                 assert torch.equal(y, mx.ops.conv2d_small_cin_fused(x, w, bias, s, p, act))
 
 
+@pytest.mark.parametrize("shape", SHAPES[:5], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_channels_last_weight(shape, layout):
+    # a model moved to channels_last has its stem weight channels_last: read
+    # as it is (no copy), the same bits as the contiguous weight
+    n, ci, h, wd, co, k, s, p = shape
+    g = torch.Generator().manual_seed(7)
+    x = make_layout(torch.randn(n, ci, h, wd, generator=g, dtype=torch.float64), layout)
+    w = torch.randn(co, ci, k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(co, generator=g, dtype=torch.float64)
+    wcl = w.contiguous(memory_format=torch.channels_last)
+    assert ci == 1 or not wcl.is_contiguous()
+    for dtype in (torch.float64, torch.float32):
+        y = mx.ops.conv2d_small_cin_fused(x.to(dtype), wcl.to(dtype), b.to(dtype), s, p, "relu6")
+        assert torch.equal(y, mx.ops.conv2d_small_cin_fused(x.to(dtype), w.to(dtype), b.to(dtype), s, p, "relu6"))
+        torch.testing.assert_close(y.double(), F.relu6(F.conv2d(x, w, b, s, p)), rtol=1e-5, atol=1e-5)
+
+
 def test_nan_propagates_and_threads_bitwise():
     x = torch.randn(2, 3, 40, 40)
     x[1, 2, 17, 5] = float("nan")

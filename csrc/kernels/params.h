@@ -53,7 +53,10 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p,
 // Cin, KH, KW], output [N, Cout, OH, OW], the input in `layout`, the
 // output (forward) in `out_layout`: the input's, or the other one (a fused
 // network's NCHW input convolved straight into its channels_last inside;
-// the gradients: both `layout`). One work unit = one (n, oh) output row.
+// the gradients: both `layout`). The forward's weight in `w_layout`: NCHW
+// [Cout][Cin][KH][KW], or NHWC [Cout][KH][KW][Cin] (a model moved to
+// channels_last; the kernels reorder the weight per call anyway). One work
+// unit = one (n, oh) output row.
 struct SmallCinConvShape {
   int64_t N = 0, Cin = 0, H = 0, W = 0;
   int64_t Cout = 0, KH = 0, KW = 0;
@@ -61,7 +64,12 @@ struct SmallCinConvShape {
   int64_t OH = 0, OW = 0;
   Layout layout = Layout::NCHW;
   Layout out_layout = Layout::NCHW;
+  Layout w_layout = Layout::NCHW;
   int64_t units() const { return N * OH; }
+  // offset of the forward's weight element (co, ci, kh, kw)
+  int64_t w_index(int64_t co, int64_t ci, int64_t kh, int64_t kw) const {
+    return w_layout == Layout::NHWC ? ((co * KH + kh) * KW + kw) * Cin + ci : ((co * Cin + ci) * KH + kh) * KW + kw;
+  }
 };
 
 // Work decomposition of the depthwise kernels. The glue splits [0, units)

@@ -36,6 +36,18 @@ int64_t yidx(const SmallCinConvShape& s, int64_t n, int64_t c, int64_t h, int64_
                                       : ((n * s.OH + h) * s.OW + w) * s.Cout + c;
 }
 
+// The weight [Cout][Cin][KH][KW] in the shape's w_layout
+template <class Vec>
+Vec weight_in_layout(const SmallCinConvShape& s, const Vec& w) {
+  Vec out(w);
+  for (int64_t co = 0; co < s.Cout; ++co)
+    for (int64_t ci = 0; ci < s.Cin; ++ci)
+      for (int64_t kh = 0; kh < s.KH; ++kh)
+        for (int64_t kw = 0; kw < s.KW; ++kw)
+          out[s.w_index(co, ci, kh, kw)] = w[((co * s.Cin + ci) * s.KH + kh) * s.KW + kw];
+  return out;
+}
+
 // float64 reference: ref = act(sum + bias), absref = sum |terms| + |bias|
 void reference(const SmallCinConvShape& s, const std::vector<double>& x, const std::vector<double>& w,
                const double* bias, Activation act, std::vector<double>& ref, std::vector<double>& absref) {
@@ -76,17 +88,19 @@ bool run_f32(const mnx::cpu::SmallCinConvKernels<float>& k, const SmallCinConvSh
   reference(s, xd, wd, with_bias ? bd.data() : nullptr, act, ref, absref);
   const int64_t ny = s.N * s.Cout * s.OH * s.OW;
   Buffer y1(ny, -7.f), y2(ny, -7.f);
-  bool ok = k.forward(s, x.ptr(), w.ptr(), with_bias ? b.ptr() : nullptr, y1.ptr(), act, 0, s.units());
+  Buffer wl(w.n);
+  wl.data = weight_in_layout(s, w.data);
+  bool ok = k.forward(s, x.ptr(), wl.ptr(), with_bias ? b.ptr() : nullptr, y1.ptr(), act, 0, s.units());
   for (int64_t u = 0; u < s.units(); ++u)
-    ok = k.forward(s, x.ptr(), w.ptr(), with_bias ? b.ptr() : nullptr, y2.ptr(), act, u, u + 1) && ok;
+    ok = k.forward(s, x.ptr(), wl.ptr(), with_bias ? b.ptr() : nullptr, y2.ptr(), act, u, u + 1) && ok;
   char what[256];
   std::snprintf(what, sizeof what,
-                "%s N%lld Cin%lld %lldx%lld Cout%lld k%lldx%lld s%lldx%lld p%lldx%lld %s->%s act%d%s%s", name,
+                "%s N%lld Cin%lld %lldx%lld Cout%lld k%lldx%lld s%lldx%lld p%lldx%lld %s->%s act%d%s%s%s", name,
                 (long long)s.N, (long long)s.Cin, (long long)s.H, (long long)s.W, (long long)s.Cout,
                 (long long)s.KH, (long long)s.KW, (long long)s.SH, (long long)s.SW, (long long)s.PH,
                 (long long)s.PW, s.layout == Layout::NCHW ? "nchw" : "nhwc",
                 s.out_layout == Layout::NCHW ? "nchw" : "nhwc", (int)act, with_bias ? "" : " nobias",
-                nan ? " nan" : "");
+                s.w_layout == Layout::NHWC ? " w_nhwc" : "", nan ? " nan" : "");
   const double terms = static_cast<double>(s.Cin * s.KH * s.KW + 1);
   ok = mnx_test::close_to_ref(y1, ref, absref, terms, what) && ok;
   ok = mnx_test::bitwise_equal(y1, y2, what) && ok;
@@ -103,7 +117,8 @@ bool run_f64(const SmallCinConvShape& s, Activation act, uint32_t seed) {
   std::vector<double> ref, absref;
   reference(s, x, w, b.data(), act, ref, absref);
   std::vector<double> y(ref.size() + 8, 777.0);
-  mnx::cpu::conv2d_small_cin_kernels_f64().forward(s, x.data(), w.data(), b.data(), y.data(), act, 0, s.units());
+  const std::vector<double> wl = weight_in_layout(s, w);
+  mnx::cpu::conv2d_small_cin_kernels_f64().forward(s, x.data(), wl.data(), b.data(), y.data(), act, 0, s.units());
   for (size_t i = 0; i < ref.size(); ++i)
     if (!(std::fabs(y[i] - ref[i]) <= 1e-13 * (1 + absref[i]))) {
       std::fprintf(stderr, "FAIL scalar f64 at %zu: %.17g vs %.17g\n", i, y[i], ref[i]);
@@ -263,6 +278,13 @@ int main() {
         t.check(run_f32(ref32, so, a, true, false, seed, "scalar f32"));
         t.check(run_f64(so, a, seed));
       }
+      // the weight channels_last, [Cout][KH][KW][Cin]
+      SmallCinConvShape sw = s;
+      sw.w_layout = Layout::NHWC;
+      seed += 3;
+      t.check(run_f32(fam, sw, Activation::ReLU6, true, false, seed, fam.isa));
+      t.check(run_f32(ref32, sw, Activation::ReLU6, true, false, seed, "scalar f32"));
+      t.check(run_f64(sw, Activation::ReLU6, seed));
       for (Activation a : {Activation::None, Activation::ReLU, Activation::ReLU6, Activation::Hardswish}) {
         seed += 3;
         t.check(run_f32(fam, s, a, true, false, seed, fam.isa));

@@ -235,8 +235,10 @@ struct SmallCinConv {
     float* bp = sc.chan;
     float* xs = sc.xs;
     float* rowbuf = sc.row;
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t c = 0; c < Cp; ++c) wt[t * Cp + c] = c < s.Cout ? w[c * taps + t] : 0.f;
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t ci = t / (s.KH * s.KW), kh = t / s.KW % s.KH, kw = t % s.KW;
+      for (int64_t c = 0; c < Cp; ++c) wt[t * Cp + c] = c < s.Cout ? w[s.w_index(c, ci, kh, kw)] : 0.f;
+    }
     for (int64_t c = 0; c < Cp; ++c) bp[c] = bias && c < s.Cout ? bias[c] : 0.f;
     for (int64_t u = begin; u < end; ++u) {
       const int64_t n = u / s.OH, oh = u % s.OH;

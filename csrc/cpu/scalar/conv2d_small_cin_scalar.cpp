@@ -24,7 +24,7 @@ bool conv2d_small_cin_forward_scalar(const SmallCinConvShape& s, const T* x, con
               if (iw < 0 || iw >= s.W) continue;
               const T xv = nhwc ? x[((n * s.H + ih) * s.W + iw) * s.Cin + ci]
                                 : x[((n * s.Cin + ci) * s.H + ih) * s.W + iw];
-              acc += xv * w[((co * s.Cin + ci) * s.KH + kh) * s.KW + kw];
+              acc += xv * w[s.w_index(co, ci, kh, kw)];
             }
           }
         const T v = apply_activation<T>(acc, act);
