@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from .models._layers import SqueezeExcitation
-from .nn import (_ACT_MODULE_OF, BatchNormAct2d, DepthwiseConv2d, PackedLinear, PointwiseConv2d, SmallCinConv2d,
-                 is_small_cin_conv)
+from .nn import (_ACT_MODULE_OF, BatchNormAct2d, DepthwiseConv2d, GlobalAvgPool2d, PackedLinear, PointwiseConv2d,
+                 SmallCinConv2d, is_small_cin_conv)
 
 __all__ = ["fuse", "fold_batchnorm"]
 
@@ -84,7 +84,10 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     mobilenet_v3 blocks get the same (their class becomes one of
     :mod:`mobilenet_ext._torchvision_fused`; state_dict keys unchanged), and
     squeeze-excitation inside a block scales the depthwise output in place
-    instead of allocating a new tensor.
+    instead of allocating a new tensor. Each ``nn.AdaptiveAvgPool2d(1)``
+    becomes a :class:`mobilenet_ext.nn.GlobalAvgPool2d` (our channel-means
+    kernel on the CPU), and torchvision's mobilenet_v2, which pools in its
+    forward, its subclass with that pool.
 
     Last, the outermost nn.Sequential containers (torchvision's
     ``features`` and ``classifier``) become
@@ -168,6 +171,11 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
                 i += 2
             else:
                 i += 1
+    for m in list(model.modules()):
+        # nn.AdaptiveAvgPool2d(1): on our channel-means kernel (GlobalAvgPool2d)
+        for name, child in m._modules.items():
+            if type(child) is nn.AdaptiveAvgPool2d and child.output_size in (1, (1, 1)):
+                m._modules[name] = _eval(GlobalAvgPool2d())
     for m in model.modules():
         fuse_residual = getattr(m, "fuse_residual", None)
         if callable(fuse_residual):

@@ -14,16 +14,19 @@ state_dict keys stay torchvision's). Imported only when fuse() meets one.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.mobilenetv2 import InvertedResidual as _V2Block
+from torchvision.models.mobilenetv2 import MobileNetV2 as _MobileNetV2
 from torchvision.models.mobilenetv3 import InvertedResidual as _V3Block
 from torchvision.ops.misc import SqueezeExcitation as _TvSE
 
 from .models._layers import se_forward
 from .nn import PointwiseConv2d
+from .ops import global_avg_pool2d
 
 __all__ = ["FusedInvertedResidualV2", "FusedInvertedResidualV3", "TorchvisionSqueezeExcitation",
-           "InplaceSqueezeExcitation", "fuse_torchvision_blocks"]
+           "InplaceSqueezeExcitation", "FusedMobileNetV2", "fuse_torchvision_blocks"]
 
 
 def _only_identities(mods) -> bool:
@@ -75,13 +78,27 @@ class InplaceSqueezeExcitation(TorchvisionSqueezeExcitation):
     inplace_scale = True
 
 
+class FusedMobileNetV2(_MobileNetV2):
+    """torchvision's mobilenet_v2 with its average pool (a functional call
+    in its forward) on :func:`mobilenet_ext.ops.global_avg_pool2d`."""
+
+    def _forward_impl(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        x = global_avg_pool2d(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
 def fuse_torchvision_blocks(model: nn.Module) -> int:
     """Give ``model``'s (already BatchNorm-folded) torchvision MobileNet
     blocks their fused forms; returns how many modules changed class."""
     changed = 0
     for m in model.modules():
         t = type(m)
-        if t is _V2Block and m.use_res_connect and len(m.conv) >= 3 \
+        if t is _MobileNetV2:
+            m.__class__ = FusedMobileNetV2
+            changed += 1
+        elif t is _V2Block and m.use_res_connect and len(m.conv) >= 3 \
                 and type(m.conv[-2]) is PointwiseConv2d and type(m.conv[-1]) is nn.Identity:
             m.__class__ = FusedInvertedResidualV2
             changed += 1

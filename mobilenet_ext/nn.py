@@ -533,6 +533,22 @@ class SmallCinConv2d(_ActivationAfter, nn.Conv2d):
 __all__ += ["SmallCinConv2d", "is_small_cin_conv"]
 
 
+class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d(1)`` on :func:`mobilenet_ext.ops.global_avg_pool2d`
+    (our channel-means kernel for CPU inference, PyTorch's pool otherwise):
+    input ``[N, C, H, W]``, output ``[N, C, 1, 1]``. :func:`mobilenet_ext.fuse`
+    puts it in place of a model's ``nn.AdaptiveAvgPool2d(1)``."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return ops.global_avg_pool2d(input)
+
+
+__all__ += ["GlobalAvgPool2d"]
+
+
 # --------------------------------------------------------------------------
 # BatchNorm2d + activation
 # --------------------------------------------------------------------------
