@@ -242,10 +242,11 @@ def global_avg_pool2d(input: Tensor) -> Tensor:
     autograd) it runs our channel-means kernel (the squeeze-excitation one,
     ``squeeze_excitation_means``: partial sums per vector lane added in
     float64, equal to PyTorch's to rounding; a traced or exported graph
-    holds it, lowered to ReduceMean for ONNX); otherwise PyTorch's. After our kernels at batch 1 PyTorch's
-    pool took 20-60 us of a 1.4-3.3 ms MobileNet (mean, sum and div_ calls,
-    2 threads, Intel Xeon): a fused mobilenet_v3_small 0.978x the time with
-    this one (in-process A/B, channels_last, batch 1)."""
+    holds it, lowered to ReduceMean for ONNX); otherwise PyTorch's. After
+    our kernels at batch 1 PyTorch's pool took 20-60 us of a 1.4-3.3 ms
+    MobileNet (mean, sum and div_ calls, 2 threads, Intel Xeon): the fused
+    models 0.98-0.99x the time with this one (in-process A/B, channels_last,
+    batch 1; NCHW 0.99-1.00x)."""
     if (input.device.type == "cpu" and input.dim() == 4
             and input.dtype in (torch.float32, torch.float64) and input.shape[2] * input.shape[3] > 0
             and not (torch.is_grad_enabled() and input.requires_grad)):

@@ -52,6 +52,19 @@ def _plan_of(model):
     return model.features.__dict__.get("_mnx_plan")
 
 
+def _replays_bitwise(fs, x, calls=3):
+    """``fs`` (a fused PlannedSequential) called ``calls`` times on ``x``
+    (recorded, then replayed), each result bitwise the module tree's; the
+    last one."""
+    assert type(fs) is PlannedSequential
+    with torch.no_grad():
+        want = _tree(fs, x)
+        for i in range(calls):
+            got = fs(x)
+            assert torch.equal(got, want), f"call {i}"
+    return got
+
+
 def _replayed(name, x, calls=3):
     """The fused model after ``calls`` calls on ``x`` (the third replays),
     and the last call's result."""
@@ -234,12 +247,7 @@ def test_mx_models_and_plain_sequential():
     seq = tnn.Sequential(tnn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), tnn.BatchNorm2d(8), tnn.ReLU(),
                          tnn.Conv2d(8, 16, 1), tnn.Flatten(), tnn.Linear(16 * 25, 4)).eval()
     fs = mx.fuse(mx.convert(seq).eval())
-    assert type(fs) is PlannedSequential
-    z = torch.randn(2, 8, 5, 5)
-    with torch.no_grad():
-        want = _tree(fs, z)
-        for _ in range(3):
-            assert torch.equal(fs(z), want)
+    _replays_bitwise(fs, torch.randn(2, 8, 5, 5))
     assert fs.__dict__["_mnx_plan"].convert_input  # no stem: the input reordered first
 
 
@@ -261,13 +269,7 @@ def test_stem_reads_the_nchw_input(twice):
     body = _StemTwice() if twice else tnn.Sequential(tnn.Conv2d(3, 8, 3, 2, 1), tnn.ReLU6())
     seq = tnn.Sequential(body, tnn.Conv2d(8, 8, 3, padding=1, groups=8), tnn.Hardswish(), tnn.Conv2d(8, 12, 1)).eval()
     fs = mx.fuse(mx.convert(seq).eval())
-    assert type(fs) is PlannedSequential
-    x = torch.randn(2, 3, 17, 23)
-    with torch.no_grad():
-        want = _tree(fs, x)
-        for _ in range(3):
-            got = fs(x)
-            assert torch.equal(got, want) and got.is_contiguous()
+    assert _replays_bitwise(fs, torch.randn(2, 3, 17, 23)).is_contiguous()
     assert fs.__dict__["_mnx_plan"].convert_input is twice
 
 

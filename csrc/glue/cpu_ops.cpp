@@ -181,8 +181,9 @@ std::vector<GemmJob<scalar_t>> column_parts(const GemmJob<scalar_t>& jb, int64_t
     const int64_t n0 = tn * p / parts * kGemmTileN, n1 = std::min(g.N, tn * (p + 1) / parts * kGemmTileN);
     GemmJob<scalar_t> j = jb;
     j.g.N = n1 - n0;
-    j.B = g.b_panel > 0 ? jb.B + n0 * g.K : jb.B + n0 * g.b_cs;  // whole panels of b_panel columns
-    j.C = jb.C + n0;
+    // prepacked: whole panels of b_panel columns, (n0 / b_panel) * K * b_panel floats on
+    j.B = g.b_panel > 0 ? jb.B + n0 * g.K : jb.B + gemm_b_col(g, n0);
+    j.C = jb.C + gemm_c_col(g, n0);
     if (jb.residual) j.residual = jb.residual + n0;
     if (jb.bias && !g.bias_per_row) j.bias = jb.bias + n0;
     out.push_back(j);

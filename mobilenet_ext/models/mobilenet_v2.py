@@ -108,7 +108,8 @@ class MobileNetV2(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.features(x)
         # ours: our channel-means kernel for CPU inference (PyTorch's pool otherwise)
-        x = global_avg_pool2d(x) if getattr(self, "backend", "torch") == "ext" else nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        ours = getattr(self, "backend", "torch") == "ext"
+        x = global_avg_pool2d(x) if ours else nn.functional.adaptive_avg_pool2d(x, (1, 1))
         x = torch.flatten(x, 1)
         return self.classifier(x)
 
